@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+import { GuardError } from '../errors.js';
+import { VERSION } from '../version.js';
+
+/** Each subcommand lives in its own file and exports `main(argv) → exit code`. */
+const COMMANDS: Record<string, string> = {
+  scan: 'scan to judge model files (safe | suspicious | malicious | invalid | error)',
+  load: 'load FILE: print the tensors and values a checkpoint holds, nothing executed',
+  convert: 'convert IN OUT.safetensors: write an untrusted checkpoint as safetensors',
+  run: 'run [options] -- CMD…: run a command behind seccomp, network denial and Landlock',
+  entrypoint: 'entrypoint [options] -- CMD…: container PID 1 with a model gate and exit report',
+  profile: 'profile check FILE: validate and explain a sandbox profile',
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([k, v]) => `  guard ${k.padEnd(11)} ${v}`);
+  return `modelguard ${VERSION}\n\nUsage:\n${lines.join('\n')}\n\nRun \`guard COMMAND --help\` for a command's options.\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(usage());
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  if (!(cmd in COMMANDS)) {
+    process.stderr.write(`guard: unknown command \`${cmd}\`\n\n${usage()}`);
+    return 2;
+  }
+  let mod: { main: (argv: string[]) => Promise<number> };
+  try {
+    mod = (await import(`./${cmd}.js`)) as typeof mod;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes(`/cli/${cmd}.js`)) {
+      process.stderr.write(`guard: \`${cmd}\` is not available in this build\n`);
+      return 2;
+    }
+    throw e;
+  }
+  return mod.main(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof GuardError) process.stderr.write(`guard: ${e.message} [${e.code}]\n`);
+    else process.stderr.write(`guard: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 2;
+  },
+);

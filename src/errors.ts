@@ -1,0 +1,56 @@
+/**
+ * Every error modelguard throws is a GuardError with a stable `code`.
+ * An error means modelguard could not finish; a finding means it finished and saw something.
+ */
+export type GuardErrorCode =
+  | 'USAGE'
+  | 'IO'
+  | 'NOT_FOUND'
+  | 'UNSAFE_MODEL'
+  | 'INVALID_MODEL'
+  | 'LIMIT_EXCEEDED'
+  | 'UNSUPPORTED'
+  | 'TIMEOUT'
+  | 'WORKER_CRASHED'
+  | 'SANDBOX_UNAVAILABLE'
+  | 'SANDBOX_SETUP'
+  | 'PROFILE_INVALID'
+  | 'NATIVE'
+  | 'INTERNAL';
+
+export interface GuardErrorContext {
+  path?: string;
+  format?: string;
+  step?: string;
+  member?: string;
+  offset?: number;
+  [key: string]: unknown;
+}
+
+export class GuardError extends Error {
+  readonly code: GuardErrorCode;
+  readonly context: GuardErrorContext;
+
+  constructor(code: GuardErrorCode, message: string, options: { cause?: unknown; context?: GuardErrorContext } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GuardError';
+    this.code = code;
+    this.context = options.context ?? {};
+  }
+}
+
+export function isGuardError(value: unknown): value is GuardError {
+  return value instanceof GuardError;
+}
+
+/** Wraps an unknown thrown value so callers always see a GuardError. */
+export function toGuardError(value: unknown, fallback: GuardErrorCode, context: GuardErrorContext = {}): GuardError {
+  if (value instanceof GuardError) return value;
+  const err = value as NodeJS.ErrnoException | undefined;
+  if (err && typeof err === 'object' && typeof err.code === 'string') {
+    const code: GuardErrorCode = err.code === 'ENOENT' ? 'NOT_FOUND' : 'IO';
+    return new GuardError(code, `${err.syscall ?? 'io'}${context.path ? ` ${context.path}` : ''}: ${err.code}${err.message ? ` (${err.message})` : ''}`, { cause: value, context });
+  }
+  const message = value instanceof Error ? value.message : String(value);
+  return new GuardError(fallback, message, { cause: value, context });
+}

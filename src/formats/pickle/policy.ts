@@ -1,0 +1,342 @@
+/**
+ * Allowlist-first policy for pickle globals.
+ *
+ * A global is `safe` only when its exact qualified name is on the allowlist. Dangerous capabilities
+ * are matched on module prefix, on the full dotted path and on every dotted suffix (so
+ * `torch` + `serialization.os.system` is `os.system`). Everything else is `unknown` → suspicious.
+ */
+
+export type GlobalClass = 'allowed' | 'dangerous' | 'library' | 'unknown';
+
+export interface GlobalVerdict {
+  cls: GlobalClass;
+  /** Normalised qualified name after Python-2 aliasing (`__builtin__.eval` → `builtins.eval`). */
+  qualified: string;
+  /** Capability for dangerous names ("process execution"), library for known ML classes. */
+  reason: string;
+}
+
+/** Python 2 → 3 module names that CPython's Unpickler maps (fix_imports) plus private aliases. */
+const MODULE_ALIASES: Record<string, string> = {
+  __builtin__: 'builtins',
+  exceptions: 'builtins',
+  copy_reg: 'copyreg',
+  posix: 'os',
+  nt: 'os',
+  posixpath: 'os.path',
+  ntpath: 'os.path',
+  _posixsubprocess: 'subprocess',
+  commands: 'subprocess',
+  _operator: 'operator',
+  _pickle: 'pickle',
+  cPickle: 'pickle',
+  _io: 'io',
+  _codecs: 'codecs',
+  _functools: 'functools',
+  _socket: 'socket',
+  httplib: 'http.client',
+  urllib2: 'urllib.request',
+  urlparse: 'urllib.parse',
+  cookielib: 'http.cookiejar',
+  SocketServer: 'socketserver',
+  BaseHTTPServer: 'http.server',
+  SimpleHTTPServer: 'http.server',
+  CGIHTTPServer: 'http.server',
+  __main__: '__main__',
+  _imp: 'importlib',
+  _frozen_importlib: 'importlib',
+  _frozen_importlib_external: 'importlib',
+  _ctypes: 'ctypes',
+  _thread: 'threading',
+  thread: 'threading',
+  _multiprocessing: 'multiprocessing',
+  _winapi: 'subprocess',
+  _signal: 'signal',
+  _asyncio: 'asyncio',
+  _ssl: 'ssl',
+  _sqlite3: 'sqlite3',
+  _shutil: 'shutil',
+  _sre: 're',
+  Tkinter: 'tkinter',
+};
+
+/** Exact qualified names a legitimate checkpoint uses. */
+const ALLOWED = new Set<string>([
+  // PyTorch rebuild functions and helpers
+  'torch._utils._rebuild_tensor',
+  'torch._utils._rebuild_tensor_v2',
+  'torch._utils._rebuild_tensor_v3',
+  'torch._utils._rebuild_parameter',
+  'torch._utils._rebuild_parameter_with_state',
+  'torch._utils._rebuild_qtensor',
+  'torch._utils._rebuild_sparse_tensor',
+  'torch._utils._rebuild_sparse_csr_tensor',
+  'torch._utils._rebuild_device_tensor_from_numpy',
+  'torch._utils._rebuild_meta_tensor_no_storage',
+  'torch._utils._rebuild_nested_tensor',
+  'torch._utils._rebuild_wrapper_subclass',
+  'torch._tensor._rebuild_from_type',
+  'torch._tensor._rebuild_from_type_v2',
+  'torch.serialization._get_layout',
+  'torch.Size',
+  'torch.Tensor',
+  'torch.device',
+  'torch.nn.parameter.Parameter',
+  'torch.nn.parameter.Buffer',
+  'torch.nn.parameter.UninitializedParameter',
+  'torch.storage.UntypedStorage',
+  'torch.storage.TypedStorage',
+  'torch.storage._load_from_bytes',
+  'torch.UntypedStorage',
+  'torch.TypedStorage',
+  // torch.layout / memory_format / qscheme singletons
+  'torch.strided', 'torch.sparse_coo', 'torch.sparse_csr', 'torch.sparse_csc', 'torch.sparse_bsr', 'torch.sparse_bsc', 'torch._mkldnn',
+  'torch.contiguous_format', 'torch.channels_last', 'torch.channels_last_3d', 'torch.preserve_format',
+  'torch.per_tensor_affine', 'torch.per_channel_affine', 'torch.per_tensor_symmetric', 'torch.per_channel_symmetric', 'torch.per_channel_affine_float_qparams',
+  // Python containers and harmless builtins
+  'collections.OrderedDict',
+  'collections.defaultdict',
+  'collections.deque',
+  'collections.Counter',
+  'builtins.set',
+  'builtins.frozenset',
+  'builtins.bytearray',
+  'builtins.bytes',
+  'builtins.slice',
+  'builtins.complex',
+  'builtins.range',
+  'builtins.list',
+  'builtins.dict',
+  'builtins.tuple',
+  'builtins.int',
+  'builtins.float',
+  'builtins.bool',
+  'builtins.str',
+  'builtins.object',
+  'builtins.NoneType',
+  'builtins.Ellipsis',
+  'builtins.NotImplemented',
+  'copyreg._reconstructor',
+  'codecs.encode',
+  'datetime.datetime',
+  'datetime.date',
+  'datetime.time',
+  'datetime.timedelta',
+  'datetime.timezone',
+  'decimal.Decimal',
+  'fractions.Fraction',
+  'uuid.UUID',
+  'pathlib.PosixPath',
+  'pathlib.WindowsPath',
+  'pathlib.PurePosixPath',
+  'pathlib.PureWindowsPath',
+  'argparse.Namespace',
+  'types.SimpleNamespace',
+  // NumPy reconstruction
+  'numpy.core.multiarray._reconstruct',
+  'numpy._core.multiarray._reconstruct',
+  'numpy.core.multiarray.scalar',
+  'numpy._core.multiarray.scalar',
+  'numpy.core.numeric._frombuffer',
+  'numpy._core.numeric._frombuffer',
+  'numpy.ndarray',
+  'numpy.dtype',
+  'numpy.ma.core._mareconstruct',
+  'numpy.ma.core.MaskedArray',
+  'numpy.random._pickle.__randomstate_ctor',
+  'numpy.random._pickle.__generator_ctor',
+  'numpy.random._pickle.__bit_generator_ctor',
+  'numpy.random.mtrand.RandomState',
+  'numpy.random._mt19937.MT19937',
+  'numpy.random._pcg64.PCG64',
+  'numpy.random.bit_generator.SeedSequence',
+  // joblib's inline array wrappers
+  'joblib.numpy_pickle.NumpyArrayWrapper',
+  'joblib.numpy_pickle.NDArrayWrapper',
+]);
+
+/** torch.<Dtype>Storage classes, torch dtypes and NumPy scalar/dtype classes are allowed by pattern. */
+const TORCH_STORAGE = /^torch\.(cuda\.)?(Float|Double|Half|BFloat16|Long|Int|Short|Char|Byte|Bool|ComplexFloat|ComplexDouble|QInt8|QUInt8|QInt32|QUInt4x2|QUInt2x4|Float8_e4m3fn|Float8_e5m2|UInt16|UInt32|UInt64)Storage$/;
+const TORCH_DTYPE = /^torch\.(float(16|32|64)|double|half|bfloat16|complex(32|64|128)|cfloat|cdouble|chalf|u?int(1|2|3|4|5|6|7|8|16|32|64)|short|int|long|bool|quint8|qint8|qint32|quint4x2|quint2x4|float8_e4m3fn|float8_e5m2|float8_e4m3fnuz|float8_e5m2fnuz|bits8|bits16)$/;
+const NUMPY_DTYPE_CLASS = /^numpy\.dtypes\.[A-Za-z0-9]+DType$/;
+const NUMPY_SCALAR = /^numpy\.(bool_|int8|int16|int32|int64|uint8|uint16|uint32|uint64|float16|float32|float64|longdouble|complex64|complex128|str_|bytes_|void|datetime64|timedelta64|intc|uintc|longlong|ulonglong|half|single|double|csingle|cdouble)$/;
+
+interface DangerRule {
+  /** Qualified-name prefix: matches `p` itself and anything under `p.` */
+  prefix: string;
+  capability: string;
+}
+
+/**
+ * Dangerous capabilities. A prefix matches the module or any dotted path below it, and is also
+ * checked against every dotted suffix of the qualified name.
+ */
+const DANGER: DangerRule[] = [
+  // process and shell
+  ...['os', 'subprocess', 'pty', 'posix', 'nt', 'multiprocessing', 'concurrent.futures.process', 'popen2', 'spawn', 'signal',
+    'asyncio.subprocess', 'asyncio.unix_events', 'asyncio.windows_events', 'asyncio.base_subprocess', 'asyncio.create_subprocess_exec',
+    'asyncio.create_subprocess_shell', '_posixsubprocess', 'platform.popen', 'platform._syscmd_ver', 'platform._syscmd_file',
+    'uuid._get_command_stdout', 'uuid._popen', 'uuid._find_mac', '_aix_support', '_osx_support', 'ctypes.util',
+    'distutils.spawn', 'distutils.util.execute', 'distutils.command', 'setuptools', 'webbrowser', 'shutil',
+    'imaplib.IMAP4_stream', 'mailcap', 'pipes', 'tempfile', 'tty', 'termios', 'fcntl', 'resource', 'threading', 'sched']
+    .map((prefix) => ({ prefix, capability: 'process, shell or OS access' })),
+  // code evaluation
+  ...['builtins.eval', 'builtins.exec', 'builtins.execfile', 'builtins.compile', 'builtins.__import__', 'builtins.apply',
+    'builtins.getattr', 'builtins.setattr', 'builtins.delattr', 'builtins.globals', 'builtins.locals', 'builtins.vars',
+    'builtins.open', 'builtins.input', 'builtins.breakpoint', 'builtins.help', 'builtins.exit', 'builtins.quit', 'builtins.memoryview',
+    'builtins.type', 'builtins.super', 'builtins.classmethod', 'builtins.staticmethod', 'builtins.property', 'builtins.__build_class__',
+    'builtins.dir', 'builtins.print', 'builtins.copyright', 'builtins.credits', 'builtins.license',
+    'code', 'codeop', 'types.CodeType', 'types.FunctionType', 'types.LambdaType', 'types.MethodType', 'types.ModuleType',
+    'marshal', 'dis', 'ast', 'runpy', 'timeit', 'trace', 'profile', 'cProfile', 'pstats', 'bdb', 'pdb', 'doctest', 'unittest',
+    'test', 'idlelib', 'lib2to3', 'pydoc', 'pydoc_data', 'rlcompleter', 'readline', 'site', 'sitecustomize', '_pyrepl', 'pyrepl',
+    'cgitb', 'cgi', 'tkinter', 'turtle', 'numpy.testing', 'numpy.f2py', 'numpy.distutils', 'numpy.load', 'numpy.lib.npyio',
+    'numpy.lib.format.read_array', 'numpy.ctypeslib', 'numpy.fromfile', 'numpy.memmap',
+    'jinja2', 'mako', 'cloudpickle', 'dill', 'IPython', 'ipykernel', 'jupyter_client', 'fire', 'invoke', 'fabric',
+    'sympy', 'numexpr', 'pandas.eval', 'pandas.io', 'pandas.read_pickle', 'pandas.core.computation', 'scipy.weave',
+    'torch.jit', 'torch._dynamo', 'torch._inductor', 'torch.fx', 'torch.utils.bottleneck', 'torch.utils.collect_env',
+    'torch.utils.cpp_extension', 'torch.utils.data.datapipes', 'torch.utils._config_module', 'torch.compile', 'torch._C._jit',
+    'torch.package', 'torch.hub', 'torch.ops', 'torch._ops', 'torch.library', 'torch.load', 'torch.serialization.load',
+    'torch.serialization._load', 'torch.storage._load_from_bytes_unsafe', 'torch.distributed', 'torch.multiprocessing',
+    'torch.backends', 'torch.onnx', 'torch._export', 'torch.export', 'torch.testing', 'torch.autograd.profiler', 'torch.profiler',
+    'keras', 'tensorflow', 'transformers.dynamic_module_utils', 'huggingface_hub', 'accelerate.commands', 'pip', 'ensurepip',
+    'venv', 'virtualenv', 'conda', 'importlib', 'pkgutil', 'zipimport', 'imp', 'inspect', 'gc', 'sys', 'ctypes', 'cffi',
+    'operator.attrgetter', 'operator.methodcaller', 'operator.itemgetter', 'functools.partial', 'functools.reduce',
+    'functools.partialmethod', 'functools.singledispatch', 'copyreg._reconstructor_unsafe', 'copy', 'weakref', 'abc',
+    'pickle', 'pickletools', 'shelve', 'dbm', 'joblib.load', 'joblib.numpy_pickle.load', 'joblib._store_backends',
+    'joblib.parallel', 'joblib.externals', 'sklearn.utils._joblib', 'yaml', 'ruamel', 'xmlrpc', 'logging.config',
+    'builtins.bytes.fromhex', 'string.Formatter', 'string.Template', 'locale', 'gettext', 'codecs.open', 'codecs.lookup',
+    'codecs.getdecoder', 'codecs.getencoder', 'encodings', 'builtins.object.__reduce__', 'builtins.object.__reduce_ex__',
+    'builtins.object.__subclasses__', 'builtins.type.__subclasses__', 'collections.abc', 'contextlib', 'atexit', 'faulthandler',
+    'tracemalloc', 'sysconfig', 'zipapp', 'compileall', 'py_compile', 'modulefinder', 'plistlib', 'glob', 'fnmatch', 'linecache',
+    'tokenize', 'keyword', 'symtable', 'builtins.reversed', 'builtins.map', 'builtins.filter', 'builtins.iter', 'builtins.next',
+    'builtins.sorted', 'builtins.min', 'builtins.max', 'builtins.any', 'builtins.all', 'builtins.sum', 'builtins.zip',
+    'builtins.enumerate', 'builtins.hasattr', 'builtins.id', 'builtins.hash', 'builtins.callable', 'builtins.isinstance',
+    'builtins.issubclass', 'builtins.repr', 'builtins.format', 'builtins.ascii', 'builtins.chr', 'builtins.ord', 'builtins.__loader__',
+    'builtins.__spec__', 'builtins.__builtins__', 'builtins.__dict__', 'builtins.BaseException', 'builtins.Exception',
+    'builtins.__main__', 'numpy.core._multiarray_umath.add_docstring', 'numpy.lib.utils', 'numpy.lib.format.open_memmap',
+    'numpy.save', 'numpy.savez', 'numpy.savetxt', 'numpy.loadtxt', 'numpy.genfromtxt', 'numpy.fromregex', 'numpy.DataSource',
+    'numpy.lib._datasource', 'numpy.tofile', 'numpy.ndarray.tofile', 'numpy.ndarray.dump']
+    .map((prefix) => ({ prefix, capability: 'code execution, import machinery or object introspection' })),
+  // file system writes and reads
+  ...['io', 'builtins.file', 'pathlib.Path', 'pathlib.PosixPath.write_text', 'pathlib.PosixPath.write_bytes', 'pathlib.PosixPath.open',
+    'pathlib.PosixPath.unlink', 'pathlib.PosixPath.read_text', 'pathlib.PosixPath.read_bytes', 'pathlib.Path.write_text',
+    'logging.FileHandler', 'logging.handlers', 'logging.basicConfig', 'distutils.file_util', 'distutils.dir_util',
+    'distutils.archive_util', 'zipfile', 'tarfile', 'gzip.open', 'bz2.open', 'lzma.open', 'fileinput', 'filecmp', 'mmap',
+    'sqlite3', 'csv.writer', 'configparser', 'netrc', 'mailbox', 'sndhdr', 'aifc', 'wave', 'sunau', 'chunk', 'tabnanny', 'genericpath']
+    .map((prefix) => ({ prefix, capability: 'file system access' })),
+  // network
+  ...['socket', 'ssl', 'http', 'urllib', 'urllib3', 'requests', 'aiohttp', 'httpx', 'ftplib', 'smtplib', 'smtpd', 'poplib',
+    'imaplib', 'nntplib', 'telnetlib', 'socketserver', 'asyncio', 'select', 'selectors', 'xmlrpc', 'email.utils', 'wsgiref',
+    'paramiko', 'boto3', 'botocore', 'websocket', 'websockets', 'grpc', 'dns', 'pycurl', 'twisted', 'tornado', 'zmq']
+    .map((prefix) => ({ prefix, capability: 'network access' })),
+];
+
+/**
+ * Names that are dangerous in any module: code runners, loaders and shell helpers.
+ * Applied to the last component of a non-allowlisted name, so a gadget in a module we have never
+ * heard of (`somepkg.utils.run_command`) is still called malicious rather than merely unknown.
+ */
+const DANGEROUS_ATTRS =
+  /^(eval|exec|execfile|execv\w*|execl\w*|spawn\w*|system|popen\w*|Popen|call|check_call|check_output|getoutput|getstatusoutput|run|runcode|runsource|runcommand|runctx|run_code|run_module|run_path|run_command|run_cmd|run_script|run_shell\w*|runstring|runfile|_run\w*|\w*_run|load|loads|load_module|import_module|__import__|resolve_name|locate|compile|compile_file|compile_command|load_source|load_config|load_state|open|urlopen|urlretrieve|create_connection|system_call|shell|\w*shell\w*|\w*subprocess\w*|\w*_cmd\w*|\w*command\w*|\w*_exec\w*|\w*exec_\w*|pipe_pager|pipepager|tempfilepager|pager|write_file|write_text|write_bytes|execWrapper|evaluate_\w*|fetch_\w*|get_entity|SetText|debug_script|debug_src|make_label|getlincoef|get_server_certificate|_builtin_type|_make_cell|subimport|_fill_function|_make_function|_make_skel_func|attrgetter|methodcaller|partial|reduce|__reduce__|__reduce_ex__|__setstate__|__getattribute__|__getattr__|__call__|__init__|__new__|__class__|__globals__|__builtins__|__subclasses__|__mro__|__bases__|__base__|__code__|__func__|__self__|__dict__|__module__|__loader__|__spec__|__import__|__closure__|__defaults__|__kwdefaults__|f_globals|f_locals|f_back|gi_frame|cr_frame|tb_frame)$/;
+
+const LIBRARY_PREFIXES: Array<{ prefix: string; library: string }> = [
+  { prefix: 'sklearn', library: 'scikit-learn' },
+  { prefix: 'numpy', library: 'NumPy' },
+  { prefix: 'scipy', library: 'SciPy' },
+  { prefix: 'pandas', library: 'pandas' },
+  { prefix: 'torch', library: 'PyTorch' },
+  { prefix: 'xgboost', library: 'XGBoost' },
+  { prefix: 'lightgbm', library: 'LightGBM' },
+  { prefix: 'catboost', library: 'CatBoost' },
+  { prefix: 'transformers', library: 'Hugging Face Transformers' },
+  { prefix: 'tokenizers', library: 'Hugging Face Tokenizers' },
+  { prefix: 'joblib', library: 'joblib' },
+  { prefix: 'collections', library: 'Python standard library' },
+];
+
+export interface PolicyOptions {
+  /** Extra qualified names (or `prefix.*`) the user accepts as safe. */
+  allow?: readonly string[];
+}
+
+export interface Policy {
+  classify(module: string, name: string): GlobalVerdict;
+}
+
+export function normaliseModule(module: string): string {
+  const first = module.split('.')[0] ?? module;
+  const alias = MODULE_ALIASES[first];
+  if (alias === undefined) return module;
+  return alias + module.slice(first.length);
+}
+
+function matchDanger(qualified: string): DangerRule | undefined {
+  for (const rule of DANGER) {
+    if (qualified === rule.prefix || qualified.startsWith(`${rule.prefix}.`)) return rule;
+  }
+  return undefined;
+}
+
+function isAllowed(q: string, extra: ReadonlySet<string>, extraPrefixes: readonly string[]): boolean {
+  if (ALLOWED.has(q) || TORCH_STORAGE.test(q) || TORCH_DTYPE.test(q) || NUMPY_DTYPE_CLASS.test(q) || NUMPY_SCALAR.test(q)) return true;
+  if (extra.has(q)) return true;
+  return extraPrefixes.some((p) => q.startsWith(p));
+}
+
+/** Identifiers only: anything else in a module or name is a trick (newlines, slashes, spaces). */
+const IDENT_PATH = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+
+export function createPolicy(options: PolicyOptions = {}): Policy {
+  const extra = new Set<string>();
+  const extraPrefixes: string[] = [];
+  for (const a of options.allow ?? []) {
+    if (a.endsWith('.*')) extraPrefixes.push(a.slice(0, -1));
+    else extra.add(a);
+  }
+  return {
+    classify(moduleRaw: string, name: string): GlobalVerdict {
+      const module = normaliseModule(moduleRaw);
+      const qualified = `${module}.${name}`;
+      if (!IDENT_PATH.test(moduleRaw) || !IDENT_PATH.test(name)) {
+        return { cls: 'dangerous', qualified, reason: 'a module or attribute name that is not a plain identifier path' };
+      }
+      if (isAllowed(qualified, extra, extraPrefixes)) return { cls: 'allowed', qualified, reason: 'allowlisted' };
+      // Every dotted suffix of the path is checked: `torch.serialization.os.system` reaches `os.system`.
+      // Suffixes are taken from the full name and from every point where the attribute walk (the
+      // dotted `name`, resolved by getattr from the imported module) could be holding a module.
+      const parts = qualified.split('.');
+      const moduleDepth = module.split('.').length;
+      for (let i = 0; i < parts.length; i++) {
+        if (i > 0 && i < moduleDepth) continue;
+        const suffix = parts.slice(i).join('.');
+        const rule = matchDanger(suffix);
+        if (rule) {
+          const via = i === 0 ? '' : ` (reached through ${parts.slice(0, i).join('.')})`;
+          return { cls: 'dangerous', qualified, reason: `${rule.capability}${via}` };
+        }
+      }
+      const nameParts = name.split('.');
+      for (const part of nameParts) {
+        if (part.startsWith('__') && part.endsWith('__')) {
+          return { cls: 'dangerous', qualified, reason: `dunder attribute \`${part}\` reaches interpreter internals` };
+        }
+      }
+      const last = nameParts[nameParts.length - 1] ?? name;
+      if (DANGEROUS_ATTRS.test(last)) {
+        return { cls: 'dangerous', qualified, reason: `\`${last}\` runs code, loads data or reaches the OS in any module` };
+      }
+      if (nameParts.length > 1) {
+        // Dotted access through a module: allowed only if it is on the allowlist exactly.
+        return { cls: 'unknown', qualified, reason: 'dotted attribute path through a module' };
+      }
+      for (const lib of LIBRARY_PREFIXES) {
+        if (module === lib.prefix || module.startsWith(`${lib.prefix}.`)) {
+          return { cls: 'library', qualified, reason: `${lib.library} class or function outside the allowlist` };
+        }
+      }
+      return { cls: 'unknown', qualified, reason: 'not on the allowlist' };
+    },
+  };
+}
+
+export const DEFAULT_POLICY: Policy = createPolicy();

@@ -1,0 +1,3 @@
+export { renderText, wallsLine, type TextOptions } from './text.js';
+export { renderJson } from './json.js';
+export { renderSarif } from './sarif.js';

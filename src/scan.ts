@@ -1,0 +1,207 @@
+import { lstatSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { GuardError, toGuardError } from './errors.js';
+import { resolveLimits, type Limits } from './limits.js';
+import { FindingSink } from './report/findings.js';
+import { summarize, verdictOf, type FileReport, type Report } from './report/model.js';
+import { BufferSource, FileSource, type ByteSource } from './formats/source.js';
+import { DETECT_HEAD_BYTES, detectFormat } from './formats/registry.js';
+import type { FormatContext, NestedHint } from './formats/types.js';
+import { createPolicy, type Policy } from './formats/pickle/policy.js';
+import { directoryChecks } from './formats/repository.js';
+import { VERSION } from './version.js';
+
+export interface ScanOptions {
+  /** Limit overrides (bytes, counts, time). */
+  limits?: Partial<Limits>;
+  /** Extra allowlisted qualified names, `module.name` or `module.*`. */
+  allow?: readonly string[];
+  /** Skip the VM pass and use the static pass only. */
+  fast?: boolean;
+  /** Called after each file of a directory walk. */
+  onProgress?: (done: number, total: number, path: string) => void;
+  /** Display name used when scanning bytes. */
+  name?: string;
+}
+
+export type ScanResult = Report;
+
+interface Session {
+  limits: Limits;
+  policy: Policy;
+}
+
+/** Scans a file, a directory (recursively) or in-memory bytes. */
+export async function scan(target: string | Uint8Array | readonly string[], options: ScanOptions = {}): Promise<ScanResult> {
+  const started = Date.now();
+  const session: Session = { limits: resolveLimits(options.limits), policy: createPolicy({ allow: options.allow }) };
+  const files: FileReport[] = [];
+  let repository: Report['repository'];
+  if (typeof target === 'string' || Array.isArray(target)) {
+    const paths = typeof target === 'string' ? [target] : (target as readonly string[]);
+    for (const p of paths) {
+      let st;
+      try {
+        st = statSync(p);
+      } catch (e) {
+        throw toGuardError(e, 'IO', { path: p, step: 'stat' });
+      }
+      if (st.isDirectory()) {
+        const walked = walk(p, session.limits.maxFilesPerWalk);
+        let done = 0;
+        for (const f of walked) {
+          const report = await scanPath(f, session, true);
+          if (report) files.push(report);
+          options.onProgress?.(++done, walked.length, f);
+        }
+        const repo = directoryChecks(p, files);
+        if (repo) repository = repo;
+      } else {
+        const report = await scanPath(p, session, false);
+        if (report) files.push(report);
+      }
+    }
+  } else if (target instanceof Uint8Array) {
+    const buf = Buffer.from(target.buffer, target.byteOffset, target.byteLength);
+    files.push(await scanSource(new BufferSource(buf), options.name ?? '<bytes>', undefined, session, false));
+  } else {
+    throw new GuardError('USAGE', 'scan() takes a path, an array of paths, or a Uint8Array');
+  }
+  const report: Report = {
+    tool: { name: 'modelguard', version: VERSION },
+    files,
+    summary: summarize(files, Date.now() - started),
+    walls: { isolate: false, mode: 'static' },
+  };
+  if (repository) report.repository = repository;
+  return report;
+}
+
+/** Regular files under `root`, sorted, symlinks not followed, `.git` skipped. */
+function walk(root: string, max: number): string[] {
+  const out: string[] = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop() as string;
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch (e) {
+      throw toGuardError(e, 'IO', { path: dir, step: 'readdir' });
+    }
+    entries.sort((a, b) => (a.name < b.name ? 1 : -1));
+    for (const e of entries) {
+      if (e.name === '.git') continue;
+      const full = join(dir, e.name);
+      if (e.isDirectory()) stack.push(full);
+      else if (e.isFile() || (e.isSymbolicLink() && lstatSync(full).isSymbolicLink())) out.push(full);
+      if (out.length > max) throw new GuardError('LIMIT_EXCEEDED', `more than ${max} files under ${root}`, { context: { path: root } });
+    }
+  }
+  return out.sort();
+}
+
+async function scanPath(path: string, session: Session, inWalk: boolean): Promise<FileReport | undefined> {
+  let src: FileSource;
+  try {
+    if (inWalk && lstatSync(path).isSymbolicLink()) {
+      const sink = new FindingSink();
+      sink.add({ rule: 'walk/symlink', severity: 'low', verdict: 'safe', message: 'symbolic link not followed during a directory walk', evidence: path });
+      return { path, format: 'symlink', verdict: 'safe', findings: [...sink.findings], basis: 'symlink, not followed' };
+    }
+    src = new FileSource(path);
+  } catch (e) {
+    const err = toGuardError(e, 'IO', { path });
+    if (!inWalk) throw err;
+    return { path, format: 'unknown', verdict: 'error', findings: [{ rule: 'io/open', severity: 'high', verdict: 'error', message: err.message }] };
+  }
+  try {
+    return await scanSource(src, path, path, session, inWalk);
+  } finally {
+    src.close();
+  }
+}
+
+async function scanSource(src: ByteSource, name: string, filePath: string | undefined, session: Session, inWalk: boolean): Promise<FileReport> {
+  const sink = new FindingSink();
+  const stats: Record<string, number | string> = {};
+  const head = src.read(0, DETECT_HEAD_BYTES);
+  const handler = detectFormat(head, src.size, name);
+  let format = handler?.name ?? 'unknown';
+  if (!handler) {
+    if (inWalk) {
+      return { path: name, format: 'other', verdict: 'safe', findings: [], basis: 'not a model format; not analysed' };
+    }
+    sink.add({
+      rule: 'detect/unknown-format',
+      severity: 'medium',
+      verdict: 'invalid',
+      message: 'not a recognised model format (content did not match any supported format)',
+      evidence: `first bytes: ${head.subarray(0, 16).toString('hex')}`,
+    });
+  } else {
+    const ctx = makeContext(src, sink, name, filePath, session, 0, stats);
+    try {
+      const refined = await handler.scan(ctx);
+      if (refined) format = refined;
+    } catch (e) {
+      const err = toGuardError(e, 'INTERNAL', { path: name, format });
+      sink.add({ rule: 'scan/failed', severity: 'high', verdict: 'error', message: `analysis could not finish: ${err.message}` });
+    }
+  }
+  if (sink.dropped > 0) {
+    sink.add({ rule: 'report/truncated', severity: 'info', verdict: 'safe', message: `${sink.dropped} further findings were dropped` });
+  }
+  const findings = [...sink.findings];
+  const verdict = verdictOf(findings);
+  const report: FileReport = { path: name, format, verdict, findings };
+  if (Object.keys(stats).length > 0) report.stats = stats;
+  if (verdict === 'safe') report.basis = basisOf(format, stats);
+  return report;
+}
+
+function basisOf(format: string, stats: Record<string, number | string>): string {
+  const parts: string[] = [];
+  if (typeof stats.globals === 'number') parts.push(stats.globals === 0 ? 'no imports' : `only allowlisted globals (${stats.globals})`);
+  if (typeof stats.tensors === 'number') parts.push(`${stats.tensors} tensors`);
+  if (typeof stats.members === 'number') parts.push(`${stats.members} members`);
+  if (typeof stats.basis === 'string') parts.push(stats.basis);
+  return parts.length > 0 ? parts.join(', ') : `${format}: no findings`;
+}
+
+function makeContext(
+  source: ByteSource,
+  sink: FindingSink,
+  name: string,
+  filePath: string | undefined,
+  session: Session,
+  depth: number,
+  stats: Record<string, number | string>,
+): FormatContext {
+  const ctx: FormatContext = {
+    source,
+    sink,
+    name,
+    limits: session.limits,
+    policy: session.policy,
+    depth,
+    stats,
+    async scanNested(child: ByteSource, member: string, childSink: FindingSink, hint?: NestedHint): Promise<string> {
+      if (depth + 1 > session.limits.maxNesting) {
+        childSink.add({ rule: 'container/nesting', severity: 'medium', verdict: 'suspicious', message: `containers nested deeper than ${session.limits.maxNesting} levels are not analysed` });
+        return 'nested';
+      }
+      const head = child.read(0, DETECT_HEAD_BYTES);
+      const { pickleHandler } = await import('./formats/pickle/handler.js');
+      let handler = detectFormat(head, child.size, member);
+      if (!handler && (hint?.expectPickle || hint?.probeOnly)) handler = pickleHandler;
+      if (!handler) return 'data';
+      const childCtx = makeContext(child, childSink, `${name}!${member}`, filePath, session, depth + 1, stats);
+      if (hint) childCtx.hint = hint;
+      const refined = await handler.scan(childCtx);
+      return refined ?? handler.name;
+    },
+  };
+  if (filePath !== undefined) ctx.filePath = filePath;
+  return ctx;
+}
