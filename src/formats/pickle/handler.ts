@@ -1,2 +1,155 @@
-import type { FormatHandler } from '../types.js';
-export const pickleHandler: FormatHandler = { name: 'pickle', detect: (h) => h.length > 0 && h[0] === 0x80, async scan() {} };
+import type { FindingSink } from '../../report/findings.js';
+import type { FormatContext, FormatHandler } from '../types.js';
+import { BufferSource, type ByteSource } from '../source.js';
+import { analyzePickle, type ImportSite, type PickleAnalysis } from './analyze.js';
+import { OPCODES } from './opcodes.js';
+import { StreamReader } from './reader.js';
+import { render } from './values.js';
+import { DEFAULT_POLICY } from './policy.js';
+
+/** PyTorch's legacy (pre-1.6) serialization starts with a pickled int: this magic number. */
+export const TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+/** The legacy format holds exactly this many pickles before raw storage bytes. */
+const TORCH_LEGACY_PICKLES = 5;
+
+/** Opcodes a protocol 0/1 stream (no PROTO header) plausibly starts with. */
+const PROTO0_STARTS = new Set('(]})NIJKLMFGSTUVXcidlp'.split('').map((c) => c.charCodeAt(0)));
+
+/**
+ * Content sniffing for pickles: PROTO 0–5, or a protocol 0/1 stream whose first bytes run
+ * cleanly through the static machine.
+ */
+export function looksLikePickle(head: Buffer): boolean {
+  if (head.length < 2) return false;
+  if (head[0] === 0x80) return (head[1] as number) <= 5;
+  if (!PROTO0_STARTS.has(head[0] as number)) return false;
+  const a = analyzePickle(new StreamReader(new BufferSource(head), 0), { policy: DEFAULT_POLICY, maxOpcodes: 100_000, maxArgBytes: head.length, deadline: Date.now() + 200 });
+  if (a.stopped) return a.opcodes >= 2;
+  return a.error?.kind === 'truncated' && a.error.offset >= head.length - 256 && a.opcodes >= 3;
+}
+
+export const pickleHandler: FormatHandler = {
+  name: 'pickle',
+  detect(head) {
+    return looksLikePickle(head);
+  },
+  async scan(ctx) {
+    return scanPickleStream(ctx);
+  },
+};
+
+export interface StreamSummary {
+  format: 'pickle' | 'pytorch-legacy' | 'joblib';
+  pickles: PickleAnalysis[];
+}
+
+/** Every pickle in the stream is analysed, not just the first one `pickle.load` would read. */
+export async function scanPickleStream(ctx: FormatContext): Promise<string | void> {
+  const src = ctx.source;
+  const sink = ctx.sink;
+  const deadline = Date.now() + ctx.limits.maxScanMs;
+  const probeOnly = ctx.hint?.probeOnly === true;
+  const imports = new Map<string, ImportSite>();
+  const r = new StreamReader(src, 0, src.size);
+  const pickles: PickleAnalysis[] = [];
+  let format: StreamSummary['format'] = 'pickle';
+  while (r.remaining() > 0 && pickles.length < ctx.limits.maxPicklesPerStream) {
+    const index = pickles.length;
+    const a = analyzePickle(r, { policy: ctx.policy, maxOpcodes: ctx.limits.maxOpcodes, maxArgBytes: ctx.limits.maxArgBytes, deadline, joblib: true }, imports);
+    pickles.push(a);
+    if (index === 0 && probeOnly && a.error && a.imports.size === 0) {
+      // Data, not a pickle: a member we only probed.
+      return 'data';
+    }
+    if (a.inlineArrays > 0) format = 'joblib';
+    if (index === 0 && a.result?.k === 'int' && a.result.v === TORCH_LEGACY_MAGIC) format = 'pytorch-legacy';
+    if (a.error) break;
+    if (format === 'pytorch-legacy' && pickles.length === TORCH_LEGACY_PICKLES) break;
+    if (r.remaining() === 0) break;
+    const next = r.peek(4096);
+    if (!looksLikePickle(next)) {
+      if (format !== 'pytorch-legacy') {
+        sink.add({
+          rule: 'pickle/trailing-bytes',
+          severity: 'low',
+          verdict: 'suspicious',
+          message: `${r.remaining()} bytes follow the last pickle's STOP and are not a pickle: a polyglot file or hidden payload`,
+          location: { offset: r.pos },
+          evidence: `first bytes: ${next.subarray(0, 16).toString('hex')}`,
+        });
+      }
+      break;
+    }
+  }
+  if (format === 'pytorch-legacy' && pickles.length < TORCH_LEGACY_PICKLES && !pickles.some((p) => p.error)) {
+    sink.add({ rule: 'pytorch/legacy-incomplete', severity: 'medium', verdict: 'invalid', message: `PyTorch legacy file holds ${pickles.length} of the ${TORCH_LEGACY_PICKLES} pickles the loader reads` });
+  }
+  reportPickles(pickles, imports, sink, ctx);
+  return ctx.depth === 0 ? format : undefined;
+}
+
+export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<string, ImportSite>, sink: FindingSink, ctx: FormatContext): void {
+  const sites = [...imports.values()].sort((x, y) => x.offset - y.offset);
+  let allowed = 0;
+  for (const s of sites) {
+    const times = s.count > 1 ? ` (${s.count}×)` : '';
+    const call = s.calls.length ? `would call ${s.calls[0]}` : `${s.op} ${s.module} ${s.name}`;
+    switch (s.cls) {
+      case 'allowed':
+        allowed++;
+        break;
+      case 'dangerous':
+        sink.add({ rule: 'pickle/dangerous-global', severity: 'critical', verdict: 'malicious', message: `imports \`${s.qualified}\`${times}: ${s.reason}`, location: { offset: s.offset }, evidence: call });
+        break;
+      case 'library':
+        sink.add({
+          rule: 'pickle/library-global',
+          severity: 'low',
+          verdict: 'suspicious',
+          message: `imports \`${s.qualified}\`${times}: ${s.reason}. Loading runs that library's code; accept it with --allow ${s.qualified} if you trust the library`,
+          location: { offset: s.offset },
+          evidence: call,
+        });
+        break;
+      case 'unknown':
+        sink.add({ rule: 'pickle/unknown-global', severity: 'high', verdict: 'suspicious', message: `imports \`${s.qualified}\`${times}: ${s.reason}; loading it runs whatever code that name refers to`, location: { offset: s.offset }, evidence: call });
+        break;
+    }
+  }
+  pickles.forEach((a, i) => {
+    const label = pickles.length > 1 ? ` (pickle #${i + 1} at byte ${a.start})` : '';
+    for (const is of a.issues) {
+      const f: Parameters<FindingSink['add']>[0] = { rule: is.rule, severity: is.severity, verdict: is.verdict, message: is.message + label, location: { offset: is.offset } };
+      if (is.evidence !== undefined) f.evidence = is.evidence;
+      sink.add(f);
+    }
+    if (a.error) {
+      const e = a.error;
+      const rule = e.kind === 'truncated' ? 'pickle/truncated' : e.kind === 'limit' ? 'pickle/limit' : 'pickle/malformed';
+      const after = a.imports.size > 0 && [...a.imports.values()].some((s) => s.cls !== 'allowed') ? ' (the imports before this point would already have run)' : '';
+      sink.add({ rule, severity: 'high', verdict: 'invalid', message: `the pickle stream is broken${label}: ${e.message}${after}`, location: { offset: e.offset } });
+    }
+    if (i > 0 && !a.error) {
+      sink.add({ rule: 'pickle/multiple-streams', severity: 'info', verdict: 'safe', message: `a further pickle${label}; analysed like the first`, location: { offset: a.start } });
+    }
+  });
+  const first = pickles[0];
+  if (first && first.persistentIds > 0 && ctx.depth === 0 && !ctx.stats.persistentOk) {
+    sink.add({ rule: 'pickle/persistent-id', severity: 'info', verdict: 'safe', message: `${first.persistentIds} persistent ids: references resolved by the loader (PyTorch storages), not code` });
+  }
+  const tensors = pickles.reduce((n, p) => n + p.tensors, 0);
+  ctx.stats.globals = (typeof ctx.stats.globals === 'number' ? ctx.stats.globals : 0) + allowed;
+  if (tensors > 0) ctx.stats.tensors = (typeof ctx.stats.tensors === 'number' ? ctx.stats.tensors : 0) + tensors;
+  if (pickles.length > 0) ctx.stats.pickles = (typeof ctx.stats.pickles === 'number' ? ctx.stats.pickles : 0) + pickles.length;
+}
+
+/** Renders a pickle's STOP value (small pickles such as the legacy magic number). */
+export function renderResult(a: PickleAnalysis): string {
+  return a.result ? render(a.result) : '<none>';
+}
+
+export function isPickleOpcode(b: number): boolean {
+  return OPCODES[b] !== undefined;
+}
+
+export type { ByteSource };

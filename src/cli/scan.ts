@@ -1,0 +1,77 @@
+import { writeFileSync, renameSync } from 'node:fs';
+import { GuardError } from '../errors.js';
+import { scan } from '../scan.js';
+import { reaches, type FailOn } from '../report/model.js';
+import { renderJson, renderSarif, renderText } from '../report/render.js';
+import { oneOf, parseArgs } from './args.js';
+
+const HELP = `Usage: guard scan [options] PATH…
+
+Judges each model file: safe | suspicious | malicious | invalid | error.
+Directories are scanned recursively.
+
+Options:
+  --format text|json|sarif   report format (default text)
+  --output FILE              write the report to FILE instead of stdout
+  --fail-on LEVEL            suspicious | invalid | malicious (default suspicious)
+  --allow NAME               accept a qualified global (module.name or module.*); repeatable
+  --fast                     static pass only (skip the VM pass)
+  --verbose                  show informational findings too
+  --no-color                 plain text even on a terminal
+
+Exit codes: 0 nothing reached --fail-on, 1 something did, 2 usage or I/O error.
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { options, positionals } = parseArgs(
+    argv,
+    {
+      format: { value: true },
+      output: { value: true, short: 'o' },
+      'fail-on': { value: true },
+      allow: { value: true, multiple: true },
+      fast: {},
+      verbose: { short: 'v' },
+      'no-color': {},
+      help: { short: 'h' },
+    },
+    'scan',
+  );
+  if (options.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (positionals.length === 0) throw new GuardError('USAGE', 'guard scan: give at least one file or directory (see `guard scan --help`)');
+  const format = oneOf(options.format, ['text', 'json', 'sarif'] as const, 'format', 'text');
+  const failOn = oneOf(options['fail-on'], ['suspicious', 'invalid', 'malicious'] as const, 'fail-on', 'suspicious') as FailOn;
+  const tty = process.stderr.isTTY === true;
+  let lastProgress = 0;
+  const report = await scan(positionals, {
+    allow: (options.allow as string[] | undefined) ?? [],
+    fast: options.fast === true,
+    onProgress: tty
+      ? (done, total, path) => {
+          const now = Date.now();
+          if (now - lastProgress < 100 && done !== total) return;
+          lastProgress = now;
+          process.stderr.write(`\r\u001b[K[${done}/${total}] ${path.slice(-60)}${done === total ? '\r\u001b[K' : ''}`);
+        }
+      : undefined,
+  });
+  const out =
+    format === 'json'
+      ? renderJson(report)
+      : format === 'sarif'
+        ? renderSarif(report)
+        : renderText(report, { color: options.output === undefined && process.stdout.isTTY === true && options['no-color'] !== true, verbose: options.verbose === true });
+  if (typeof options.output === 'string') {
+    const tmp = `${options.output}.tmp-${process.pid}`;
+    writeFileSync(tmp, out);
+    renameSync(tmp, options.output);
+  } else process.stdout.write(out);
+  const verdicts = report.files.map((f) => f.verdict);
+  if (report.repository) verdicts.push(report.repository.verdict);
+  if (verdicts.some((v) => reaches(v, failOn))) return 1;
+  if (verdicts.includes('error')) return 2;
+  return 0;
+}
