@@ -1,0 +1,386 @@
+import type { FindingSink } from '../report/findings.js';
+import type { Severity, Verdict } from '../report/model.js';
+import type { FormatContext, FormatHandler } from './types.js';
+import { decodeUtf8Strict } from './json-strict.js';
+
+/**
+ * Static analysis of Jinja chat templates (GGUF `tokenizer.chat_template`, `tokenizer_config.json`
+ * `chat_template`, `chat_template.jinja`). The template is tokenized the way Jinja's lexer does it
+ * (text, `{{ }}`, `{% %}`, `{# #}`, raw blocks, string literals with Python escapes), then the token
+ * stream is checked for the ways known sandbox escapes are written (CVE-2024-34359 style):
+ * dunder attribute access by any spelling, dynamically built attribute names, and the globals that
+ * lead out of the sandbox. Nothing is rendered.
+ */
+
+/** Characters of template analysed; a longer template is itself suspicious. */
+export const CHAT_TEMPLATE_MAX_CHARS = 4 * 1024 * 1024;
+/** `range()` bound above which a loop is resource abuse. */
+export const CHAT_TEMPLATE_MAX_RANGE = 100_000;
+/** Repetition factor (`'x' * N`) above which output is resource abuse. */
+export const CHAT_TEMPLATE_MAX_REPEAT = 100_000;
+/** Block nesting (`for`/`if`/`macro`…) above which a template is suspicious. */
+export const CHAT_TEMPLATE_MAX_BLOCK_DEPTH = 16;
+/** Nested `for` loops above which iteration counts multiply out of bounds. */
+export const CHAT_TEMPLATE_MAX_LOOP_DEPTH = 3;
+/** Bracket nesting inside one expression. */
+export const CHAT_TEMPLATE_MAX_EXPR_DEPTH = 32;
+const MAX_FINDINGS = 40;
+
+export interface TemplateFinding {
+  rule: string;
+  verdict: Extract<Verdict, 'malicious' | 'suspicious' | 'invalid'>;
+  message: string;
+  evidence: string;
+  /** Character offset in the template. */
+  offset: number;
+}
+
+type TokKind = 'name' | 'string' | 'number' | 'op';
+interface Tok {
+  kind: TokKind;
+  /** Names, operators, numbers: source text; strings: the decoded value. */
+  value: string;
+  offset: number;
+  /** Strings only: an escape sequence produced `_` or a letter (obfuscated spelling). */
+  obfuscated?: boolean;
+}
+
+/** Globals that lead out of Jinja's sandbox (their `__init__.__globals__` or Flask context). */
+const ESCAPE_HELPERS = new Set(['cycler', 'joiner', 'lipsum', 'self', 'config', 'request', 'url_for', 'get_flashed_messages', 'session']);
+/** Python names that only appear in payloads. */
+const PAYLOAD_NAMES = new Set(['popen', 'subprocess', 'check_output', 'import_module', '__import__', 'eval', 'exec', 'execfile', 'compile', 'getattr', 'setattr', 'globals', 'locals', 'builtins', 'func_globals', 'gi_frame', 'f_globals', 'f_back', 'tb_frame', 'cr_frame', 'ag_frame', 'mro']);
+const STRING_BUILDERS = new Set(['join', 'format', 'replace', 'reverse', 'string', 'striptags', 'lower', 'upper', 'title', 'capitalize', 'urlencode']);
+const BLOCK_OPENERS = new Set(['for', 'if', 'macro', 'call', 'filter', 'with', 'block', 'autoescape', 'trans']);
+const TEMPLATE_LOADING = new Set(['include', 'import', 'extends', 'from']);
+
+const isDunderish = (s: string) => /^__|__$/.test(s) || /__[A-Za-z]\w*__/.test(s);
+
+/** Analyses a template's source. Never throws; runs in time linear in the source length. */
+export function analyzeChatTemplate(source: string): TemplateFinding[] {
+  const out: TemplateFinding[] = [];
+  const seen = new Set<string>();
+  const add = (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => {
+    const key = `${rule}\0${evidence}`;
+    if (seen.has(key) || out.length >= MAX_FINDINGS) return;
+    seen.add(key);
+    out.push({ rule, verdict, message, evidence: evidence.slice(0, 200), offset });
+  };
+  let src = source;
+  if (src.length > CHAT_TEMPLATE_MAX_CHARS) {
+    add('chat-template/oversized', 'suspicious', `template of ${src.length} characters exceeds ${CHAT_TEMPLATE_MAX_CHARS}; only the start was analysed`, `${src.length} characters`, 0);
+    src = src.slice(0, CHAT_TEMPLATE_MAX_CHARS);
+  }
+
+  const blockStack: string[] = [];
+  let loopDepth = 0;
+  let i = 0;
+  const n = src.length;
+  while (i < n) {
+    const open = src.indexOf('{', i);
+    if (open < 0 || open + 1 >= n) break;
+    const next = src[open + 1];
+    if (next === '#') {
+      const close = src.indexOf('#}', open + 2);
+      if (close < 0) {
+        add('chat-template/syntax', 'invalid', 'unterminated comment: Jinja cannot compile this template', src.slice(open, open + 40), open);
+        break;
+      }
+      i = close + 2;
+      continue;
+    }
+    if (next !== '{' && next !== '%') {
+      i = open + 1;
+      continue;
+    }
+    const closer = next === '{' ? '}}' : '%}';
+    const lexed = lexBlock(src, open + 2, closer);
+    if (lexed.error) {
+      add('chat-template/syntax', 'invalid', `${lexed.error}: Jinja cannot compile this template`, src.slice(open, open + 40), lexed.errorAt ?? open);
+      break;
+    }
+    i = lexed.end;
+    const toks = lexed.tokens;
+    if (next === '%') {
+      const kw = toks[0]?.kind === 'name' ? toks[0].value : '';
+      if (kw === 'raw') {
+        const m = /\{%[-+]?\s*endraw\s*[-+]?%\}/g;
+        m.lastIndex = i;
+        const r = m.exec(src);
+        if (!r) {
+          add('chat-template/syntax', 'invalid', 'unterminated raw block: Jinja cannot compile this template', src.slice(open, open + 40), open);
+          break;
+        }
+        i = r.index + r[0].length;
+        continue;
+      }
+      if (BLOCK_OPENERS.has(kw) || (kw === 'set' && !toks.some((t) => t.kind === 'op' && t.value === '='))) {
+        blockStack.push(kw);
+        if (kw === 'for') {
+          loopDepth++;
+          if (loopDepth > CHAT_TEMPLATE_MAX_LOOP_DEPTH) add('chat-template/deep-nesting', 'suspicious', `${loopDepth} nested for-loops multiply iteration counts (resource abuse)`, src.slice(open, open + 60), open);
+        }
+        if (blockStack.length > CHAT_TEMPLATE_MAX_BLOCK_DEPTH) add('chat-template/deep-nesting', 'suspicious', `blocks nested ${blockStack.length} deep (limit ${CHAT_TEMPLATE_MAX_BLOCK_DEPTH})`, src.slice(open, open + 60), open);
+      } else if (kw.startsWith('end')) {
+        const top = blockStack.pop();
+        if (top === 'for') loopDepth--;
+      }
+      if (TEMPLATE_LOADING.has(kw)) add('chat-template/template-loading', 'suspicious', `\`${kw}\` loads another template; a chat template has no business reaching for other files`, src.slice(open, open + 60), open);
+    }
+    checkTokens(toks, add);
+  }
+  return out;
+}
+
+function checkTokens(toks: readonly Tok[], add: (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => void): void {
+  let depth = 0;
+  /** Does this block build strings (`~`, `+`, `|join`, `|format`, `%`)? */
+  const builds = toks.some((t, k) => (t.kind === 'op' && (t.value === '~' || t.value === '%' || t.value === '+')) || (t.kind === 'name' && STRING_BUILDERS.has(t.value) && (toks[k - 1]?.value === '|' || toks[k - 1]?.value === '.')));
+  const subscriptStarts: number[] = [];
+  for (let k = 0; k < toks.length; k++) {
+    const t = toks[k] as Tok;
+    const prev = toks[k - 1];
+    const nxt = toks[k + 1];
+    if (t.kind === 'op') {
+      if (t.value === '(' || t.value === '[' || t.value === '{') {
+        depth++;
+        if (depth > CHAT_TEMPLATE_MAX_EXPR_DEPTH) add('chat-template/deep-nesting', 'suspicious', `expression brackets nested ${depth} deep`, t.value, t.offset);
+        if (t.value === '[' && prev && (prev.kind === 'name' || prev.value === ')' || prev.value === ']' || prev.kind === 'string')) subscriptStarts.push(k);
+        else if (t.value === '[') subscriptStarts.push(-1);
+      } else if (t.value === ')' || t.value === ']' || t.value === '}') {
+        depth = Math.max(0, depth - 1);
+        if (t.value === ']') {
+          const start = subscriptStarts.pop();
+          if (start !== undefined && start >= 0) checkSubscript(toks.slice(start + 1, k), add);
+        }
+      } else if (t.value === '*' || t.value === '**') {
+        const a = prev?.kind === 'number' ? Number(prev.value) : NaN;
+        const b = nxt?.kind === 'number' ? Number(nxt.value) : NaN;
+        const big = Math.max(Number.isFinite(a) ? a : 0, Number.isFinite(b) ? b : 0);
+        if (t.value === '**' && (prev?.kind === 'number' || nxt?.kind === 'number')) add('chat-template/huge-range', 'suspicious', 'exponentiation in a template builds huge numbers (resource abuse)', `${prev?.value ?? ''} ** ${nxt?.value ?? ''}`, t.offset);
+        else if (big > CHAT_TEMPLATE_MAX_REPEAT) add('chat-template/huge-repeat', 'suspicious', `repetition by ${big} builds huge output (resource abuse)`, `${prev?.value ?? ''} * ${nxt?.value ?? ''}`, t.offset);
+      }
+      continue;
+    }
+    if (t.kind === 'string') {
+      if (isDunderish(t.value)) add('chat-template/dunder-access', 'malicious', 'string names a dunder attribute (sandbox escape through attr()/subscript/map)', JSON.stringify(t.value), t.offset);
+      else if (t.obfuscated) add('chat-template/string-built-attribute', 'malicious', 'string literal spells `_` or letters with escape sequences (obfuscated attribute name)', JSON.stringify(t.value), t.offset);
+      else if (builds && (/^_|_$/.test(t.value) || /%c/.test(t.value))) add('chat-template/string-built-attribute', 'malicious', 'attribute name assembled from pieces (`~`, `+`, `join`, `format`) to hide a dunder', JSON.stringify(t.value), t.offset);
+      continue;
+    }
+    if (t.kind === 'number') continue;
+    // names
+    const afterDot = prev?.kind === 'op' && prev.value === '.';
+    const afterPipe = prev?.kind === 'op' && prev.value === '|';
+    const isKwarg = nxt?.kind === 'op' && nxt.value === '=' && depth > 0;
+    if (t.value.startsWith('__')) {
+      add('chat-template/dunder-access', 'malicious', `${afterDot ? 'attribute' : 'name'} \`${t.value}\` reaches Python internals (sandbox escape)`, t.value, t.offset);
+      continue;
+    }
+    if (afterPipe && t.value === 'attr') {
+      const arg = toks[k + 2];
+      const argEnd = toks[k + 3];
+      if (!(nxt?.value === '(' && arg?.kind === 'string' && argEnd?.value === ')')) add('chat-template/string-built-attribute', 'malicious', '`attr()` with a computed attribute name', toks.slice(k, k + 6).map((x) => x.value).join(''), t.offset);
+      continue;
+    }
+    if (!afterDot && !isKwarg && ESCAPE_HELPERS.has(t.value)) {
+      add('chat-template/escape-helper', 'malicious', `\`${t.value}\` is a global whose internals lead out of the sandbox; chat templates never need it`, t.value, t.offset);
+      continue;
+    }
+    if (!afterDot && !isKwarg && t.value === 'namespace' && nxt?.value !== '(') {
+      add('chat-template/escape-helper', 'malicious', '`namespace` used as an object rather than called (reaching into the class)', toks.slice(k, k + 3).map((x) => x.value).join(''), t.offset);
+      continue;
+    }
+    if (PAYLOAD_NAMES.has(t.value) && (afterDot || nxt?.value === '(') && !isKwarg) {
+      add('chat-template/dangerous-call', 'malicious', `\`${t.value}\` is a Python capability that only appears in escape payloads`, toks.slice(Math.max(0, k - 1), k + 2).map((x) => x.value).join(''), t.offset);
+      continue;
+    }
+    if (t.value === 'range' && !afterDot && nxt?.value === '(') {
+      for (let j = k + 2; j < toks.length && toks[j]?.value !== ')'; j++) {
+        const a = toks[j] as Tok;
+        if (a.kind === 'number' && Number(a.value) > CHAT_TEMPLATE_MAX_RANGE) add('chat-template/huge-range', 'suspicious', `range(${a.value}) iterates more than ${CHAT_TEMPLATE_MAX_RANGE} times (resource abuse)`, `range(${a.value})`, t.offset);
+      }
+    }
+  }
+}
+
+/** `x[...]`: a subscript whose key is computed from strings is a hidden attribute name. */
+function checkSubscript(inner: readonly Tok[], add: (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => void): void {
+  const hasString = inner.some((t) => t.kind === 'string');
+  const builder = inner.find((t, k) => (t.kind === 'op' && t.value === '~') || (t.kind === 'name' && (t.value === 'join' || t.value === 'format') && inner[k - 1]?.value === '|'));
+  const plus = inner.some((t) => t.kind === 'op' && t.value === '+');
+  if (builder || (plus && hasString)) {
+    add('chat-template/string-built-attribute', 'malicious', 'subscript key is assembled from strings at render time (hidden attribute name)', inner.map((t) => (t.kind === 'string' ? JSON.stringify(t.value) : t.value)).join(' '), inner[0]?.offset ?? 0);
+  }
+}
+
+interface Lexed {
+  tokens: Tok[];
+  end: number;
+  error?: string;
+  errorAt?: number;
+}
+
+const OPS = ['**', '//', '==', '!=', '<=', '>=', '~', '|', '.', ',', ':', '(', ')', '[', ']', '{', '}', '+', '-', '*', '/', '%', '=', '<', '>'];
+
+/** Lexes one `{{ … }}` or `{% … %}` body starting at `from`, up to `closer` outside strings. */
+function lexBlock(src: string, from: number, closer: string): Lexed {
+  const tokens: Tok[] = [];
+  let i = from;
+  const n = src.length;
+  if (src[i] === '-' || src[i] === '+') i++;
+  let brackets = 0;
+  while (i < n) {
+    const c = src[i] as string;
+    if (c === ' ' || c === '\t' || c === '\n' || c === '\r') {
+      i++;
+      continue;
+    }
+    if (brackets === 0 && (src.startsWith(closer, i) || ((c === '-' || c === '+') && src.startsWith(closer, i + 1)))) {
+      return { tokens, end: i + (c === '-' || c === '+' ? 1 : 0) + closer.length };
+    }
+    if (c === '"' || c === "'") {
+      const s = lexString(src, i);
+      if (!s) return { tokens, end: n, error: 'unterminated string literal', errorAt: i };
+      tokens.push({ kind: 'string', value: s.value, offset: i, ...(s.obfuscated ? { obfuscated: true } : {}) });
+      i = s.end;
+      continue;
+    }
+    const name = /[A-Za-z_][A-Za-z0-9_]*/y;
+    name.lastIndex = i;
+    let m = name.exec(src);
+    if (m) {
+      tokens.push({ kind: 'name', value: m[0], offset: i });
+      i += m[0].length;
+      continue;
+    }
+    const num = /[0-9][0-9_]*(\.[0-9_]+)?([eE][+-]?[0-9_]+)?/y;
+    num.lastIndex = i;
+    m = num.exec(src);
+    if (m) {
+      tokens.push({ kind: 'number', value: m[0].replace(/_/g, ''), offset: i });
+      i += m[0].length;
+      continue;
+    }
+    const op = OPS.find((o) => src.startsWith(o, i));
+    if (op) {
+      if (op === '(' || op === '[' || op === '{') brackets++;
+      else if ((op === ')' || op === ']' || op === '}') && brackets > 0) brackets--;
+      tokens.push({ kind: 'op', value: op, offset: i });
+      i += op.length;
+      continue;
+    }
+    return { tokens, end: n, error: `unexpected character ${JSON.stringify(c)}`, errorAt: i };
+  }
+  return { tokens, end: n, error: `unterminated tag (missing ${closer})`, errorAt: from };
+}
+
+/** A Jinja string literal with Python's escapes decoded. */
+function lexString(src: string, start: number): { value: string; end: number; obfuscated: boolean } | undefined {
+  const q = src[start];
+  let i = start + 1;
+  let out = '';
+  let obfuscated = false;
+  const n = src.length;
+  while (i < n) {
+    const c = src[i] as string;
+    if (c === q) return { value: out, end: i + 1, obfuscated };
+    if (c !== '\\') {
+      out += c;
+      i++;
+      continue;
+    }
+    const e = src[i + 1] ?? '';
+    const simple: Record<string, string> = { n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"', a: '\x07', b: '\b', f: '\f', v: '\v', '\n': '' };
+    if (e in simple) {
+      out += simple[e];
+      i += 2;
+      continue;
+    }
+    let code: number | undefined;
+    let len = 0;
+    if (e === 'x' && /^[0-9a-fA-F]{2}$/.test(src.slice(i + 2, i + 4))) [code, len] = [parseInt(src.slice(i + 2, i + 4), 16), 4];
+    else if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(src.slice(i + 2, i + 6))) [code, len] = [parseInt(src.slice(i + 2, i + 6), 16), 6];
+    else if (e === 'U' && /^[0-9a-fA-F]{8}$/.test(src.slice(i + 2, i + 10))) [code, len] = [parseInt(src.slice(i + 2, i + 10), 16), 10];
+    else if (/[0-7]/.test(e)) {
+      const m = /^[0-7]{1,3}/.exec(src.slice(i + 1, i + 4)) as RegExpExecArray;
+      [code, len] = [parseInt(m[0], 8), 1 + m[0].length];
+    } else if (e === 'N') {
+      const close = src.indexOf('}', i);
+      obfuscated = true;
+      out += '?';
+      i = close > i ? close + 1 : i + 2;
+      continue;
+    }
+    if (code !== undefined && code <= 0x10ffff) {
+      const ch = String.fromCodePoint(code);
+      if (/[A-Za-z_.]/.test(ch)) obfuscated = true;
+      out += ch;
+      i += len;
+      continue;
+    }
+    out += `\\${e}`;
+    i += 2;
+  }
+  return undefined;
+}
+
+export interface TemplateSourceInfo {
+  /** Where the template came from, for messages ("GGUF metadata tokenizer.chat_template"). */
+  source: string;
+  offset?: number | undefined;
+  member?: string | undefined;
+}
+
+const SEVERITY: Record<TemplateFinding['verdict'], Severity> = { malicious: 'critical', suspicious: 'medium', invalid: 'medium' };
+
+export function reportTemplateFindings(sink: FindingSink, found: readonly TemplateFinding[], where: TemplateSourceInfo): void {
+  for (const f of found) {
+    const location: { member?: string; offset?: number } = {};
+    if (where.member !== undefined) location.member = where.member;
+    if (where.offset !== undefined) location.offset = where.offset;
+    sink.add({
+      rule: f.rule,
+      severity: SEVERITY[f.verdict],
+      verdict: f.verdict,
+      message: `${where.source}: ${f.message} (template character ${f.offset}). Do not render this template; remove it or replace it with a reviewed one.`,
+      ...(Object.keys(location).length > 0 ? { location } : {}),
+      evidence: f.evidence,
+    });
+  }
+}
+
+/** Analyses templates held in a JSON value (`chat_template`: a string or a list of {name, template}). */
+export function templatesOf(value: unknown): Array<{ name: string; template: string }> {
+  if (typeof value === 'string') return [{ name: 'default', template: value }];
+  const out: Array<{ name: string; template: string }> = [];
+  if (Array.isArray(value)) {
+    for (const [k, v] of value.entries()) {
+      if (v && typeof v === 'object' && !Array.isArray(v)) {
+        const t = (v as Record<string, unknown>).template;
+        const name = (v as Record<string, unknown>).name;
+        if (typeof t === 'string') out.push({ name: typeof name === 'string' ? name : String(k), template: t });
+      } else if (typeof v === 'string') out.push({ name: String(k), template: v });
+    }
+  } else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) if (typeof v === 'string') out.push({ name: k, template: v });
+  }
+  return out;
+}
+
+/** A standalone Jinja template file (`chat_template.jinja`, `*.jinja`), claimed by name. */
+export const chatTemplateHandler: FormatHandler = {
+  name: 'chat-template',
+  detect(head, size, name) {
+    if (!/\.jinja2?$/i.test(name) || size > 64 * 1024 * 1024) return false;
+    return !head.includes(0);
+  },
+  async scan(ctx: FormatContext) {
+    const cap = CHAT_TEMPLATE_MAX_CHARS * 4;
+    const bytes = ctx.source.read(0, Math.min(ctx.source.size, cap));
+    const text = decodeUtf8Strict(bytes) ?? bytes.toString('latin1');
+    const found = analyzeChatTemplate(text);
+    reportTemplateFindings(ctx.sink, found, { source: 'chat template file' });
+    ctx.stats.basis = 'chat template has no escape patterns';
+    return 'chat-template';
+  },
+};

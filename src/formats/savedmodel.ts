@@ -1,0 +1,123 @@
+import { basename } from 'node:path';
+import type protobuf from 'protobufjs';
+import type { FormatContext, FormatHandler } from './types.js';
+import { loadProtoSchema } from './onnx.js';
+
+/**
+ * TensorFlow SavedModel `saved_model.pb`, decoded with protobufjs against the subset of the
+ * TensorFlow schema in savedmodel.proto. Every graph node and every function body node is checked
+ * against operators that reach outside the tensor world: file reads/writes and Python callbacks.
+ */
+
+/** Largest saved_model.pb decoded (frozen constants can make it large). */
+export const SAVEDMODEL_MAX_BYTES = 512 * 1024 * 1024;
+export const SAVEDMODEL_MAX_NODES = 5_000_000;
+
+/** Operators that read or write arbitrary files or run Python: loading the graph can run them. */
+export const TF_MALICIOUS_OPS: Readonly<Record<string, string>> = Object.freeze({
+  ReadFile: 'reads any file the process can open',
+  WriteFile: 'writes any file the process can open',
+  MatchingFiles: 'lists files by glob pattern',
+  PyFunc: 'runs a Python function',
+  PyFuncStateless: 'runs a Python function',
+  EagerPyFunc: 'runs a Python function',
+  DatasetToTFRecord: 'writes a dataset to a file',
+  ExperimentalDatasetToTFRecord: 'writes a dataset to a file',
+});
+/** Operators with file side effects that ordinary models do not use in their serving graph. */
+export const TF_SUSPICIOUS_OPS: Readonly<Record<string, string>> = Object.freeze({
+  ImmutableConst: 'memory-maps a file by path',
+  CreateSummaryFileWriter: 'creates files under a log directory',
+  WriteSummary: 'writes summary event files',
+  SnapshotDataset: 'writes dataset snapshots to a path',
+  SaveDataset: 'writes a dataset to a path',
+  InitializeTableFromTextFile: 'reads a text file by path',
+  InitializeTableFromTextFileV2: 'reads a text file by path',
+});
+
+interface AttrValue {
+  s?: Uint8Array;
+}
+interface NodeDef {
+  name?: string;
+  op?: string;
+  attr?: Record<string, AttrValue>;
+}
+interface FunctionDef {
+  signature?: { name?: string };
+  node_def?: NodeDef[];
+}
+interface SavedModel {
+  meta_graphs?: Array<{ graph_def?: { node?: NodeDef[]; library?: { function?: FunctionDef[] } } }>;
+}
+
+let savedModelType: protobuf.Type | undefined;
+
+export const savedModelHandler: FormatHandler = {
+  name: 'tf-savedmodel',
+  detect(head, _size, name) {
+    // Protobuf has no magic: the documented file name breaks the tie, the first tag must fit.
+    return basename(name.split('!').pop() ?? name) === 'saved_model.pb' && head.length > 0 && (head[0] === 0x08 || head[0] === 0x12);
+  },
+  async scan(ctx: FormatContext) {
+    const size = ctx.source.size;
+    if (size > SAVEDMODEL_MAX_BYTES) {
+      ctx.sink.add({ rule: 'savedmodel/too-large', severity: 'medium', verdict: 'error', message: `saved_model.pb of ${size} bytes exceeds the ${SAVEDMODEL_MAX_BYTES}-byte decode cap; it was not analysed` });
+      return 'tf-savedmodel';
+    }
+    let model: SavedModel;
+    try {
+      savedModelType ??= loadProtoSchema('savedmodel.proto').lookupType('tensorflow.SavedModel');
+      model = savedModelType.decode(ctx.source.read(0, size)) as unknown as SavedModel;
+    } catch (e) {
+      ctx.sink.add({ rule: 'savedmodel/parse', severity: 'high', verdict: 'invalid', message: `not a decodable SavedModel: ${String((e as Error)?.message ?? e).slice(0, 200)}` });
+      return 'tf-savedmodel';
+    }
+    if (!model.meta_graphs || model.meta_graphs.length === 0) {
+      ctx.sink.add({ rule: 'savedmodel/parse', severity: 'high', verdict: 'invalid', message: 'SavedModel has no meta graphs' });
+      return 'tf-savedmodel';
+    }
+    const reported = new Set<string>();
+    let nodes = 0;
+    const check = (n: NodeDef, where: string) => {
+      nodes++;
+      const op = n.op ?? '';
+      let verdict: 'malicious' | 'suspicious' | undefined;
+      let why = '';
+      if (op in TF_MALICIOUS_OPS) [verdict, why] = ['malicious', TF_MALICIOUS_OPS[op] as string];
+      else if (op in TF_SUSPICIOUS_OPS) [verdict, why] = ['suspicious', TF_SUSPICIOUS_OPS[op] as string];
+      else if (op === 'PrintV2') {
+        const stream = n.attr?.output_stream?.s ? Buffer.from(n.attr.output_stream.s).toString('utf8') : '';
+        if (stream.startsWith('file://')) [verdict, why] = ['malicious', `writes to ${stream}`];
+      }
+      if (!verdict) return;
+      const key = `${op}\0${where}\0${n.name ?? ''}`;
+      if (reported.has(key)) return;
+      reported.add(key);
+      ctx.sink.add({
+        rule: verdict === 'malicious' ? 'savedmodel/dangerous-op' : 'savedmodel/file-op',
+        severity: verdict === 'malicious' ? 'critical' : 'medium',
+        verdict,
+        message: `operator ${op} (node "${n.name ?? ''}" in ${where}) ${why}; serving or loading this model can run it`,
+        evidence: op,
+      });
+    };
+    for (const [m, mg] of model.meta_graphs.entries()) {
+      const g = mg.graph_def;
+      for (const n of g?.node ?? []) {
+        if (nodes >= SAVEDMODEL_MAX_NODES) break;
+        check(n, `meta graph ${m}`);
+      }
+      for (const f of g?.library?.function ?? []) {
+        for (const n of f.node_def ?? []) {
+          if (nodes >= SAVEDMODEL_MAX_NODES) break;
+          check(n, `function ${f.signature?.name ?? '?'}`);
+        }
+      }
+    }
+    if (nodes >= SAVEDMODEL_MAX_NODES) ctx.sink.add({ rule: 'savedmodel/too-many-nodes', severity: 'medium', verdict: 'suspicious', message: `more than ${SAVEDMODEL_MAX_NODES} nodes; the rest was not analysed` });
+    ctx.stats.nodes = nodes;
+    ctx.stats.basis = 'no file or Python operators in the graph';
+    return 'tf-savedmodel';
+  },
+};
