@@ -38,7 +38,14 @@ export const HANDLERS: FormatHandler[] = [
   pickleHandler,
 ];
 
+/**
+ * Content decides: every handler first sees the bytes without the name, and only when no content
+ * matches do handlers that use the name as a tie-breaker get it (a broken `.safetensors` is judged
+ * as safetensors, but a pickle named `.safetensors` is a pickle).
+ */
 export function detectFormat(head: Buffer, size: number, name: string): FormatHandler | undefined {
+  for (const h of HANDLERS) if (h.detect(head, size, '')) return h;
+  if (name === '') return undefined;
   for (const h of HANDLERS) if (h.detect(head, size, name)) return h;
   return undefined;
 }

@@ -223,13 +223,53 @@ export function inflateCapped(compressed: Buffer, cap: number, partial = false):
   }
 }
 
+/** Deflate never expands more than ~1032:1, so k compressed bytes bound the output of a prefix. */
+const DEFLATE_MAX_RATIO = 1032;
+
+/**
+ * The first `need` bytes of a deflate stream, inflating growing compressed prefixes with a sync
+ * flush, so a bomb never costs more than a small multiple of `need`.
+ */
+export function inflatePrefix(src: ByteSource, e: ZipEntry, need: number): Buffer {
+  let k = Math.min(e.compressedSize, Math.max(256, Math.ceil(need / 4)));
+  for (;;) {
+    const out = inflateCapped(src.read(e.dataOffset, k), k * DEFLATE_MAX_RATIO + 1024, true);
+    if (out.length >= need || k >= e.compressedSize) return out.subarray(0, need);
+    k = Math.min(e.compressedSize, k * 4);
+  }
+}
+
 /** First bytes of a member without inflating all of it. */
 export function probeEntry(src: ByteSource, e: ZipEntry): Buffer {
   if (e.dataOffset < 0) return Buffer.alloc(0);
   if (e.method === 0) return src.read(e.dataOffset, Math.min(PROBE_BYTES, e.compressedSize));
   if (e.method !== 8) return Buffer.alloc(0);
-  const out = inflateCapped(src.read(e.dataOffset, Math.min(e.compressedSize, 64 * 1024)), 4 * 1024 * 1024, true);
-  return out.subarray(0, PROBE_BYTES);
+  return inflatePrefix(src, e, PROBE_BYTES);
+}
+
+/**
+ * A deflated member read lazily: `size` is the declared size and reads inflate only the prefix
+ * they need. Used for members whose headers are all a parser looks at (arrays in an .npz).
+ */
+export class LazyInflateSource implements ByteSource {
+  readonly size: number;
+  private prefix: Buffer = Buffer.alloc(0);
+  constructor(
+    private readonly src: ByteSource,
+    private readonly entry: ZipEntry,
+    private readonly cap: number,
+  ) {
+    this.size = entry.uncompressedSize;
+  }
+  read(offset: number, length: number): Buffer {
+    const end = Math.min(this.size, offset + Math.max(0, length));
+    if (end > this.prefix.length) {
+      if (end > this.cap) throw new ZipBombError(`reading ${end} bytes of ${this.entry.name} exceeds the ${this.cap}-byte inflate limit`);
+      this.prefix = inflatePrefix(this.src, this.entry, end);
+    }
+    return this.prefix.subarray(Math.min(offset, this.prefix.length), Math.min(end, this.prefix.length));
+  }
+  close(): void {}
 }
 
 const PICKLE_NAME = /(^|\/)[^/]*\.(pkl|pickle)$/i;
@@ -307,13 +347,26 @@ async function scanZip(ctx: FormatContext): Promise<string> {
     }
     const isData = isTorch && firstRoot !== null && e.name.startsWith(`${firstRoot}/data/`) && !pickleLike;
     if (isData) continue; // raw tensor storage: never read
-    const budget = limits.maxTotalInflateBytes - inflated;
+    if (!pickleLike && !expectPickle) {
+      // Not a pickle: only another container or format (an .npy in an .npz) is worth a look,
+      // and its parser reads headers, so the member is inflated lazily.
+      const lazy = e.method === 0 ? openEntry(src, e, 0) : new LazyInflateSource(src, e, Math.min(limits.maxInflateBytes, limits.maxTotalInflateBytes - inflated));
+      try {
+        await ctx.scanNested(lazy, e.name, msink);
+      } catch (err) {
+        if (!(err instanceof ZipBombError || err instanceof ZipFormatError)) throw err;
+        msink.add({ rule: err instanceof ZipBombError ? 'zip/bomb' : 'zip/corrupt-member', severity: 'high', verdict: 'invalid', message: `member cannot be read: ${err.message}` });
+      }
+      continue;
+    }
+    // A pickle is inflated whole, within the ratio a real pickle can reach: more is a bomb.
+    const cap = Math.min(limits.maxInflateBytes, Math.max(0, limits.maxTotalInflateBytes - inflated), Math.max(BOMB_MIN_BYTES, e.compressedSize * limits.maxCompressionRatio));
     let member: ByteSource;
     try {
-      member = openEntry(src, e, Math.min(limits.maxInflateBytes, Math.max(0, budget)));
+      member = openEntry(src, e, cap);
     } catch (err) {
       if (err instanceof ZipBombError) {
-        msink.add({ rule: 'zip/bomb', severity: 'high', verdict: 'invalid', message: `member ${err.message} (limit ${Math.min(limits.maxInflateBytes, budget)}): a zip bomb or an oversized member; not analysed` });
+        msink.add({ rule: 'zip/bomb', severity: 'high', verdict: 'invalid', message: `member ${err.message} (from ${e.compressedSize} compressed bytes, declared ${e.uncompressedSize}): a zip bomb; not analysed` });
         continue;
       }
       msink.add({ rule: 'zip/corrupt-member', severity: 'high', verdict: 'invalid', message: `member cannot be read: ${(err as Error).message}` });
@@ -335,6 +388,7 @@ async function scanZip(ctx: FormatContext): Promise<string> {
       }
     }
     const fmt = await ctx.scanNested(member, e.name, msink, expectPickle ? { expectPickle: true } : { probeOnly: true });
+
     if (fmt === 'data' && expectPickle) {
       msink.add({ rule: 'pytorch/main-pickle-unreadable', severity: 'high', verdict: 'invalid', message: 'the member PyTorch unpickles is not a pickle' });
     }

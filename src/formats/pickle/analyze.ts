@@ -663,6 +663,8 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     const layout = joblibLayout(shape, dtype);
     if (!layout) throw new PickleError('joblib array wrapper with a shape or dtype that cannot be sized statically', off);
     a.inlineArrays++;
+    // joblib's own frames restart after the inline data: the old frame no longer applies.
+    frameEnd = -1;
     if (layout.object) {
       if (nesting + 1 > MAX_PICKLE_NESTING) throw new PickleError(`joblib object arrays nested deeper than ${MAX_PICKLE_NESTING}`, off, 'limit');
       const inner = analyzePickle(r, { ...opts, nesting: nesting + 1 }, imports);
@@ -678,8 +680,6 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     }
     if (layout.bytes > BigInt(r.remaining())) throw new PickleError('joblib inline array data was truncated', r.pos, 'truncated');
     r.skip(Number(layout.bytes));
-    // joblib's own frames restart after the raw data: the old frame no longer applies.
-    frameEnd = -1;
   }
 
   return a;

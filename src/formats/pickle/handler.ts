@@ -21,9 +21,13 @@ const PROTO0_STARTS = new Set('(]})NIJKLMFGSTUVXcidlp'.split('').map((c) => c.ch
  */
 export function looksLikePickle(head: Buffer): boolean {
   if (head.length < 2) return false;
-  if (head[0] === 0x80) return (head[1] as number) <= 5;
-  if (!PROTO0_STARTS.has(head[0] as number)) return false;
+  const framed = head[0] === 0x80;
+  if (framed && (head[1] as number) > 5) return false;
+  if (!framed && !PROTO0_STARTS.has(head[0] as number)) return false;
   const a = analyzePickle(new StreamReader(new BufferSource(head), 0), { policy: DEFAULT_POLICY, maxOpcodes: 100_000, maxArgBytes: head.length, deadline: Date.now() + 200 });
+  // A PROTO header followed by a couple of valid opcodes, or anything that imports, is a pickle
+  // even if it breaks later (execute-then-break); `80 04 00…` (a safetensors length) is not.
+  if (framed) return a.opcodes > 2 || a.imports.size > 0 || a.stopped || (a.error !== undefined && a.error.kind !== 'malformed');
   if (a.stopped) return a.opcodes >= 2;
   return a.error?.kind === 'truncated' && a.error.offset >= head.length - 256 && a.opcodes >= 3;
 }

@@ -1,0 +1,20 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Repository root (tests run from dist/test/…, fixtures stay in test/fixtures). */
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const FIXTURES = join(ROOT, 'test', 'fixtures');
+export const SCAN_FIXTURES = join(FIXTURES, 'scan');
+export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+export interface ScanCase {
+  file: string;
+  verdict: string;
+  why: string;
+  rule?: string;
+}
+
+export function scanCases(): ScanCase[] {
+  return (JSON.parse(readFileSync(join(SCAN_FIXTURES, 'manifest.json'), 'utf8')) as { cases: ScanCase[] }).cases;
+}

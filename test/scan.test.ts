@@ -1,0 +1,78 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { scan } from '../src/index.js';
+import { SCAN_FIXTURES, scanCases } from './helpers/fixtures.js';
+
+// One named test per fixture written by test/fixtures/generate.py (real libraries + crafted bypasses).
+for (const c of scanCases()) {
+  test(`${c.file} is ${c.verdict}${c.rule ? ` via ${c.rule}` : ''} (${c.why})`, async () => {
+    const report = await scan(join(SCAN_FIXTURES, c.file));
+    const file = report.files[0];
+    assert.ok(file);
+    const rules = file.findings.map((f) => f.rule);
+    assert.is(file.verdict, c.verdict, `${c.file}: ${JSON.stringify(file.findings.map((f) => [f.rule, f.message]))}`);
+    if (c.rule) assert.ok(rules.includes(c.rule), `${c.file} lacks ${c.rule}: ${rules.join(', ')}`);
+  });
+}
+
+test('scan() accepts bytes and judges them by content', async () => {
+  const bytes = readFileSync(join(SCAN_FIXTURES, 'bypass/gadget_pip_main.pkl'));
+  const report = await scan(new Uint8Array(bytes), { name: 'upload.bin' });
+  assert.is(report.files[0]?.verdict, 'malicious');
+  assert.is(report.files[0]?.path, 'upload.bin');
+});
+
+test('a malicious finding names the call with its arguments and byte offset', async () => {
+  const report = await scan(join(SCAN_FIXTURES, 'bypass/memo_confusion.pkl'));
+  const f = report.files[0]?.findings.find((x) => x.rule === 'pickle/dangerous-global');
+  assert.ok(f);
+  assert.match(f.message, /os\.system/);
+  assert.is(f.evidence, "would call os.system('echo modelguard-fixture')");
+  assert.type(f.location?.offset, 'number');
+});
+
+test('findings inside a zip carry the member name', async () => {
+  const report = await scan(join(SCAN_FIXTURES, 'attack/torch_renamed_root.pt'));
+  const f = report.files[0]?.findings.find((x) => x.rule === 'pickle/dangerous-global');
+  assert.is(f?.location?.member, 'not_archive/data.pkl');
+  assert.is(report.files[0]?.format, 'pytorch-zip');
+});
+
+test('a safe verdict says what it rests on', async () => {
+  const report = await scan(join(SCAN_FIXTURES, 'real/torch_state_dict.pt'));
+  const file = report.files[0];
+  assert.is(file?.verdict, 'safe');
+  assert.match(file?.basis ?? '', /only allowlisted globals \(\d+\), 4 tensors/);
+});
+
+test('--allow accepts a user class that is otherwise suspicious', async () => {
+  const path = join(SCAN_FIXTURES, 'bypass/unknown_class.pkl');
+  assert.is((await scan(path)).files[0]?.verdict, 'suspicious');
+  assert.is((await scan(path, { allow: ['mypackage.models.Config'] })).files[0]?.verdict, 'safe');
+  assert.is((await scan(path, { allow: ['mypackage.*'] })).files[0]?.verdict, 'safe');
+});
+
+test('--allow never turns a dangerous import safe through a prefix of an unrelated module', async () => {
+  const report = await scan(join(SCAN_FIXTURES, 'bypass/gadget_pip_main.pkl'), { allow: ['mypackage.*'] });
+  assert.is(report.files[0]?.verdict, 'malicious');
+});
+
+test('a directory is scanned recursively with one report per file', async () => {
+  const report = await scan(join(SCAN_FIXTURES, 'real'));
+  assert.ok(report.files.length >= 8);
+  assert.ok(report.files.every((f) => f.path.startsWith(join(SCAN_FIXTURES, 'real'))));
+  assert.is(report.summary.files, report.files.length);
+});
+
+test('scan() rejects a missing path with a typed error', async () => {
+  try {
+    await scan(join(SCAN_FIXTURES, 'does-not-exist.pt'));
+    assert.unreachable('should throw');
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'NOT_FOUND');
+  }
+});
+
+test.run();
