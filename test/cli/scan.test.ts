@@ -1,0 +1,106 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import Ajv04Module from 'ajv-draft-04';
+import { CLI, ROOT, SCAN_FIXTURES } from '../helpers/fixtures.js';
+
+function guard(...args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: ROOT });
+}
+
+const SAFE = join(SCAN_FIXTURES, 'real/torch_state_dict.pt');
+const MAL = join(SCAN_FIXTURES, 'bypass/gadget_runpy_run_code.pkl');
+const SUS = join(SCAN_FIXTURES, 'bypass/unknown_class.pkl');
+
+test('exits 0 on a clean file and says what safe rests on', () => {
+  const r = guard('scan', SAFE);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /SAFE .*safe: only allowlisted globals/);
+});
+
+test('exits 1 when a file reaches --fail-on (default suspicious)', () => {
+  assert.is(guard('scan', MAL).status, 1);
+  assert.is(guard('scan', SUS).status, 1);
+  assert.is(guard('scan', '--fail-on', 'malicious', SUS).status, 0);
+  assert.is(guard('scan', '--fail-on', 'malicious', MAL).status, 1);
+});
+
+test('exits 2 on usage and I/O errors with a message that suggests the fix', () => {
+  const bad = guard('scan', '--fial-on', 'malicious', SAFE);
+  assert.is(bad.status, 2);
+  assert.match(bad.stderr, /unknown option `--fial-on`; did you mean `--fail-on`\?/);
+  const missing = guard('scan', join(SCAN_FIXTURES, 'nope.pt'));
+  assert.is(missing.status, 2);
+  assert.match(missing.stderr, /NOT_FOUND|ENOENT/);
+  assert.is(guard('scan', '--format', 'xml', SAFE).status, 2);
+});
+
+test('exits 2 for an unreadable archive even with --fail-on malicious', () => {
+  const r = guard('scan', '--fail-on', 'malicious', join(ROOT, '..', 'shared', 'corpus', 'picklescan', 'benign_password_protected.zip'));
+  if (!existsSync(join(ROOT, '..', 'shared', 'corpus', 'picklescan'))) return;
+  assert.is(r.status, 2);
+});
+
+test('--format json follows the documented contract', () => {
+  const r = guard('scan', '--format', 'json', MAL, SAFE);
+  const j = JSON.parse(r.stdout) as {
+    tool: { name: string; version: string };
+    files: Array<{ path: string; format: string; verdict: string; findings: Array<{ rule: string; severity: string; message: string; location?: { member?: string; offset?: number }; evidence?: string }> }>;
+    summary: Record<string, unknown>;
+  };
+  assert.is(j.tool.name, 'modelguard');
+  assert.type(j.tool.version, 'string');
+  assert.equal(j.files.map((f) => f.path), [MAL, SAFE]);
+  assert.equal(j.files.map((f) => f.verdict), ['malicious', 'safe']);
+  const f = j.files[0]?.findings[0];
+  assert.ok(f);
+  assert.is(f.rule, 'pickle/dangerous-global');
+  assert.ok(['info', 'low', 'medium', 'high', 'critical'].includes(f.severity));
+  assert.type(f.location?.offset, 'number');
+  assert.match(f.evidence ?? '', /runpy\._run_code\('echo modelguard-fixture'\)/);
+  assert.type(j.summary, 'object');
+});
+
+test('--format sarif validates against the SARIF 2.1.0 schema, one result per finding', () => {
+  const dir = join(SCAN_FIXTURES, 'attack');
+  const r = guard('scan', '--format', 'sarif', dir);
+  const sarif = JSON.parse(r.stdout) as { version: string; runs: Array<{ results: Array<{ ruleId: string; locations: Array<{ physicalLocation: { artifactLocation: { uri: string } } }> }> }> };
+  const schema = JSON.parse(readFileSync(join(ROOT, 'node_modules/@microsoft/jest-sarif/lib/schemas/sarif-2.1.0-rtm.5.json'), 'utf8')) as object;
+  type Validator = ((d: unknown) => boolean) & { errors?: unknown[] | null };
+  const Ajv04 = ((Ajv04Module as unknown as { default?: unknown }).default ?? Ajv04Module) as new (o: object) => { compile(s: object): Validator };
+  // The official schema is draft-04 and its language-tag pattern is not valid with the `u` flag.
+  const ajv = new Ajv04({ strict: false, validateFormats: false, unicodeRegExp: false });
+  const validate = ajv.compile(schema);
+  assert.ok(validate(sarif), JSON.stringify(validate.errors?.slice(0, 3)));
+  assert.is(sarif.version, '2.1.0');
+  assert.is(sarif.runs.length, 1);
+  const json = JSON.parse(guard('scan', '--format', 'json', dir).stdout) as { files: Array<{ findings: unknown[] }>; repository?: { findings: unknown[] } };
+  const count = json.files.reduce((n, f) => n + f.findings.length, 0) + (json.repository?.findings.length ?? 0);
+  assert.is(sarif.runs[0]?.results.length, count);
+  assert.ok(sarif.runs[0]?.results.every((x) => x.locations[0]?.physicalLocation.artifactLocation.uri.startsWith('test/fixtures/scan/attack/')));
+});
+
+test('--output writes the report atomically', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-'));
+  try {
+    const out = join(dir, 'r.json');
+    const r = guard('scan', '--format', 'json', '--output', out, SAFE);
+    assert.is(r.status, 0);
+    assert.is(r.stdout, '');
+    assert.is((JSON.parse(readFileSync(out, 'utf8')) as { files: unknown[] }).files.length, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('guard with no command prints usage and exits 2; unknown commands exit 2', () => {
+  assert.is(guard().status, 2);
+  const r = guard('scna');
+  assert.is(r.status, 2);
+  assert.match(r.stderr, /unknown command/);
+});
+
+test.run();
