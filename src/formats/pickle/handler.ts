@@ -1,6 +1,6 @@
 import type { FindingSink } from '../../report/findings.js';
 import type { FormatContext, FormatHandler } from '../types.js';
-import { BufferSource, type ByteSource } from '../source.js';
+import { BufferSource, SliceSource, type ByteSource } from '../source.js';
 import { analyzePickle, type ImportSite, type PickleAnalysis } from './analyze.js';
 import { OPCODES } from './opcodes.js';
 import { StreamReader } from './reader.js';
@@ -42,6 +42,15 @@ export const pickleHandler: FormatHandler = {
   },
 };
 
+/** Offset of a zip local header after `from` when the stream also ends like a zip, else -1. */
+function trailingZip(src: ByteSource, from: number): number {
+  const tail = src.read(Math.max(from, src.size - 65557), Math.min(65557, src.size - from));
+  if (tail.indexOf(Buffer.from('PK\x05\x06', 'latin1')) < 0) return -1;
+  const window = src.read(from, Math.min(src.size - from, 1 << 20));
+  const at = window.indexOf(Buffer.from('PK\x03\x04', 'latin1'));
+  return at < 0 ? -1 : from + at;
+}
+
 export interface StreamSummary {
   format: 'pickle' | 'pytorch-legacy' | 'joblib';
   pickles: PickleAnalysis[];
@@ -72,7 +81,18 @@ export async function scanPickleStream(ctx: FormatContext): Promise<string | voi
     if (r.remaining() === 0) break;
     const next = r.peek(4096);
     if (!looksLikePickle(next)) {
-      if (format !== 'pytorch-legacy') {
+      const zipAt = format !== 'pytorch-legacy' ? trailingZip(src, r.pos) : -1;
+      if (zipAt >= 0) {
+        // A pickle/zip polyglot: torch.load reads the pickle, zipfile-based tools the archive.
+        sink.add({
+          rule: 'pickle/polyglot-zip',
+          severity: 'medium',
+          verdict: 'suspicious',
+          message: 'a zip archive follows the pickle: loaders that sniff the start see a pickle, zip readers see an archive; both are analysed',
+          location: { offset: zipAt },
+        });
+        await ctx.scanNested(new SliceSource(src, zipAt, src.size - zipAt), `zip@${zipAt}`, sink.forMember(`zip@${zipAt}`));
+      } else if (format !== 'pytorch-legacy') {
         sink.add({
           rule: 'pickle/trailing-bytes',
           severity: 'low',
