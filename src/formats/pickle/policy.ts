@@ -86,7 +86,6 @@ const ALLOWED = new Set<string>([
   'torch.nn.parameter.UninitializedParameter',
   'torch.storage.UntypedStorage',
   'torch.storage.TypedStorage',
-  'torch.storage._load_from_bytes',
   'torch.UntypedStorage',
   'torch.TypedStorage',
   // torch.layout / memory_format / qscheme singletons
@@ -215,7 +214,11 @@ const DANGER: DangerRule[] = [
     'builtins.__spec__', 'builtins.__builtins__', 'builtins.__dict__', 'builtins.BaseException', 'builtins.Exception',
     'builtins.__main__', 'numpy.core._multiarray_umath.add_docstring', 'numpy.lib.utils', 'numpy.lib.format.open_memmap',
     'numpy.save', 'numpy.savez', 'numpy.savetxt', 'numpy.loadtxt', 'numpy.genfromtxt', 'numpy.fromregex', 'numpy.DataSource',
-    'numpy.lib._datasource', 'numpy.tofile', 'numpy.ndarray.tofile', 'numpy.ndarray.dump']
+    'numpy.lib._datasource', 'numpy.tofile', 'numpy.ndarray.tofile', 'numpy.ndarray.dump',
+    // pickle re-entry: these unpickle nested bytes with the plain (unrestricted) loader
+    'torch.storage._load_from_bytes', 'jsonpickle', 'numpy.core.multiarray._reconstruct_unsafe', 'torch._C', 'torch._weights_only_unpickler',
+    'distutils', 'pkg_resources', 'antigravity', 'msvcrt', 'winreg', '_winreg', 'winsound', 'scipy.io', 'sklearn.datasets',
+    'datasets.load', 'transformers.pipelines', 'onnxruntime', 'nturl2path', 'opcode', 'gc', 'linecache', 'zipimport']
     .map((prefix) => ({ prefix, capability: 'code execution, import machinery or object introspection' })),
   // file system writes and reads
   ...['io', 'builtins.file', 'pathlib.Path', 'pathlib.PosixPath.write_text', 'pathlib.PosixPath.write_bytes', 'pathlib.PosixPath.open',
@@ -237,7 +240,7 @@ const DANGER: DangerRule[] = [
  * heard of (`somepkg.utils.run_command`) is still called malicious rather than merely unknown.
  */
 const DANGEROUS_ATTRS =
-  /^(eval|exec|execfile|execv\w*|execl\w*|spawn\w*|system|popen\w*|Popen|call|check_call|check_output|getoutput|getstatusoutput|run|runcode|runsource|runcommand|runctx|run_code|run_module|run_path|run_command|run_cmd|run_script|run_shell\w*|runstring|runfile|_run\w*|\w*_run|load|loads|load_module|import_module|__import__|resolve_name|locate|compile|compile_file|compile_command|load_source|load_config|load_state|open|urlopen|urlretrieve|create_connection|system_call|shell|\w*shell\w*|\w*subprocess\w*|\w*_cmd\w*|\w*command\w*|\w*_exec\w*|\w*exec_\w*|pipe_pager|pipepager|tempfilepager|pager|write_file|write_text|write_bytes|execWrapper|evaluate_\w*|fetch_\w*|get_entity|SetText|debug_script|debug_src|make_label|getlincoef|get_server_certificate|_builtin_type|_make_cell|subimport|_fill_function|_make_function|_make_skel_func|attrgetter|methodcaller|partial|reduce|__reduce__|__reduce_ex__|__setstate__|__getattribute__|__getattr__|__call__|__init__|__new__|__class__|__globals__|__builtins__|__subclasses__|__mro__|__bases__|__base__|__code__|__func__|__self__|__dict__|__module__|__loader__|__spec__|__import__|__closure__|__defaults__|__kwdefaults__|f_globals|f_locals|f_back|gi_frame|cr_frame|tb_frame)$/;
+  /^(eval|exec|execfile|execv\w*|execl\w*|spawn\w*|system|popen\w*|Popen|call|check_call|check_output|getoutput|getstatusoutput|run|runcode|runsource|runcommand|runctx|run_code|run_module|run_path|run_command|run_cmd|run_script|run_shell\w*|runstring|runfile|_run\w*|\w*_run|load|loads|load_module|import_module|__import__|resolve_name|locate|compile|compile_file|compile_command|load_source|load_config|load_state|open|urlopen|urlretrieve|create_connection|system_call|shell|\w*shell\w*|\w*subprocess\w*|\w*_cmd\w*|\w*command\w*|\w*_exec\w*|\w*exec_\w*|pipe_pager|pipepager|tempfilepager|pager|write_file|write_text|write_bytes|execWrapper|read_pickle|read_csv|read_table|read_parquet|read_hdf|read_sql\w*|read_json|read_excel|read_html|read_feather|read_fwf|read_clipboard|evaluate_\w*|fetch_\w*|get_entity|SetText|debug_script|debug_src|make_label|getlincoef|get_server_certificate|_builtin_type|_make_cell|subimport|_fill_function|_make_function|_make_skel_func|attrgetter|methodcaller|partial|reduce|__reduce__|__reduce_ex__|__setstate__|__getattribute__|__getattr__|__call__|__init__|__new__|__class__|__globals__|__builtins__|__subclasses__|__mro__|__bases__|__base__|__code__|__func__|__self__|__dict__|__module__|__loader__|__spec__|__import__|__closure__|__defaults__|__kwdefaults__|f_globals|f_locals|f_back|gi_frame|cr_frame|tb_frame)$/;
 
 const LIBRARY_PREFIXES: Array<{ prefix: string; library: string }> = [
   { prefix: 'sklearn', library: 'scikit-learn' },
