@@ -28,7 +28,9 @@ type H5Module = typeof import('h5wasm/node');
 let h5: Promise<H5Module> | undefined;
 async function loadH5(): Promise<H5Module> {
   h5 ??= import('h5wasm/node').then(async (m) => {
-    await m.ready;
+    const mod = await m.ready;
+    // Make the library throw errors as exceptions instead of printing its error stack to stderr.
+    (mod as unknown as { activate_throwing_error_handler?: () => number }).activate_throwing_error_handler?.();
     return m;
   });
   return h5;

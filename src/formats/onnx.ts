@@ -118,9 +118,19 @@ interface Where {
 export const onnxHandler: FormatHandler = {
   name: 'onnx',
   detect(head, _size, name) {
-    // ModelProto starts with ir_version (field 1, varint) in every writer we know; fall back to the
-    // extension when the first tag is at least a plausible ModelProto field.
-    if (head.length >= 3 && head[0] === 0x08 && (head[1] as number) >= 1 && (head[1] as number) <= 20 && [0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72].includes(head[2] as number)) return true;
+    // ModelProto starts with ir_version (field 1, varint; 3 and up since 2017) in every writer we
+    // know, then usually producer_name (field 2, a printable string). TensorFlow's SavedModel also
+    // starts 08 01 12, but its field 2 is a message, not text.
+    if (head.length >= 3 && head[0] === 0x08 && (head[1] as number) >= 3 && (head[1] as number) <= 20) {
+      const tag = head[2] as number;
+      if (tag === 0x12) {
+        const len = head[3] as number;
+        if (len > 0 && len < 0x80 && head.length >= 4 + Math.min(len, 16)) {
+          const s = head.subarray(4, 4 + Math.min(len, 16));
+          if (s.every((b) => b >= 0x20 && b < 0x7f)) return true;
+        }
+      } else if ([0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72].includes(tag)) return true;
+    }
     return /\.onnx$/i.test(name) && head.length > 0 && [0x08, 0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72].includes(head[0] as number);
   },
   async scan(ctx: FormatContext) {
