@@ -1,0 +1,161 @@
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type * as IvmTypes from 'isolated-vm';
+import { GuardError } from '../errors.js';
+import type { PyodideAssets } from './assets.js';
+import { PRELUDE } from './prelude.js';
+
+const ivm = createRequire(import.meta.url)('isolated-vm') as typeof IvmTypes;
+
+/** V8 heap limit of an unpickler isolate (MiB). WebAssembly memory is capped separately. */
+export const DEFAULT_ISOLATE_HEAP_MB = 256;
+/** Longest a boot may take before the isolate is abandoned. */
+export const BOOT_TIMEOUT_MS = 60_000;
+
+export interface BootOptions {
+  /** A memory snapshot made by `makeSnapshot()` with the same assets. */
+  snapshot?: Uint8Array;
+  /** Boot so that `makeSnapshot()` can be called afterwards. */
+  forSnapshot?: boolean;
+  heapMb?: number;
+}
+
+/** What the Python side returns: the result JSON and one blob of raw bytes it references. */
+export interface RawVmOutput {
+  json: string;
+  blob: Uint8Array;
+}
+
+/**
+ * One isolate holding one Pyodide interpreter with the restricted unpickler loaded. Its only
+ * bindings are the byte channel (`run`) and a random-bytes callback. Synchronous by design: it
+ * lives in a worker process that does nothing else.
+ */
+export class VmIsolate {
+  private disposed = false;
+  private readonly call: IvmTypes.Reference<(input: Uint8Array, cfg: string) => [string, Uint8Array]>;
+
+  private constructor(
+    private readonly isolate: IvmTypes.Isolate,
+    private readonly context: IvmTypes.Context,
+    readonly bootMs: number,
+    readonly fromSnapshot: boolean,
+  ) {
+    this.call = context.global.getSync('__mgCall', { reference: true }) as IvmTypes.Reference<(input: Uint8Array, cfg: string) => [string, Uint8Array]>;
+  }
+
+  static boot(assets: PyodideAssets, options: BootOptions = {}): VmIsolate {
+    const started = Date.now();
+    const isolate = new ivm.Isolate({ memoryLimit: options.heapMb ?? DEFAULT_ISOLATE_HEAP_MB });
+    try {
+      const context = isolate.createContextSync();
+      const g = context.global;
+      g.setSync('globalThis', g.derefInto());
+      g.setSync('__mgWasm', new ivm.ExternalCopy(assets.module).copyInto());
+      g.setSync('__mgStdlib', new ivm.ExternalCopy(assets.stdlib).copyInto());
+      g.setSync('__mgLock', assets.lockFile);
+      g.setSync('__mgRandom', new ivm.Callback((n: number) => new Uint8Array(randomBytes(Math.max(0, Math.min(65536, n | 0))))));
+      if (options.snapshot) g.setSync('__mgSnap', new ivm.ExternalCopy(options.snapshot).copyInto());
+      const deadline = started + BOOT_TIMEOUT_MS;
+      const left = () => Math.max(1, deadline - Date.now());
+      context.evalSync(PRELUDE, { filename: 'modelguard-prelude.js', timeout: left() });
+      isolate.compileScriptSync(assets.asmScript, { filename: 'pyodide.asm.js' }).runSync(context, { timeout: left() });
+      isolate.compileScriptSync(assets.loaderScript, { filename: 'pyodide.js' }).runSync(context, { timeout: left() });
+      const config = [
+        "indexURL: '/pyodide/'",
+        'lockFileContents: JSON.parse(__mgLock)',
+        'createPyodideModule: _createPyodideModule',
+        'stdout: (s) => __mgOut.push(s)',
+        'stderr: (s) => __mgOut.push(s)',
+        `_makeSnapshot: ${options.forSnapshot === true}`,
+        options.snapshot ? '_loadSnapshot: __mgSnap' : '',
+      ].filter(Boolean).join(', ');
+      context.evalSync(
+        `globalThis.__mgState = 'pending'; loadPyodide({ ${config} }).then((p) => { globalThis.pyodide = p; __mgState = 'ready'; }, (e) => { __mgState = 'error: ' + String(e && e.stack || e); });`,
+        { timeout: left() },
+      );
+      let state = 'pending';
+      while (state === 'pending') {
+        if (Date.now() > deadline) throw new GuardError('TIMEOUT', `Pyodide did not boot within ${BOOT_TIMEOUT_MS} ms`, { context: { step: 'vm-boot' } });
+        state = context.evalSync('__mgPump(); __mgState', { timeout: left() }) as string;
+      }
+      if (state !== 'ready') {
+        const out = context.evalSync('__mgOut.join("\\n")') as string;
+        throw new GuardError('INTERNAL', `Pyodide failed to boot: ${state.slice(0, 2000)}${out ? `\n${out.slice(-2000)}` : ''}`, { context: { step: 'vm-boot' } });
+      }
+      if (!options.snapshot) {
+        g.setSync('__mgPy', assets.python);
+        context.evalSync("pyodide.runPython(__mgPy, { filename: 'modelguard_unpickler.py' }); delete globalThis.__mgPy;", { timeout: left() });
+      }
+      context.evalSync(
+        `(function () {
+          const run = pyodide.globals.get('_mg_run');
+          if (typeof run !== 'function') throw new Error('_mg_run missing after boot');
+          globalThis.__mgCall = function (input, cfg) {
+            const r = run(input, cfg);
+            try {
+              const out = r.toJs();
+              return [String(out[0]), out[1]];
+            } finally {
+              r.destroy();
+            }
+          };
+          delete globalThis.__mgSnap;
+          delete globalThis.__mgStdlib;
+        })()`,
+        { timeout: left() },
+      );
+      return new VmIsolate(isolate, context, Date.now() - started, options.snapshot !== undefined);
+    } catch (e) {
+      if (!isolate.isDisposed) isolate.dispose();
+      throw e;
+    }
+  }
+
+  /** Unpickles `pickle` with the restricted unpickler. Throws `TIMEOUT` (the isolate is then unusable). */
+  run(pickle: Uint8Array, config: Record<string, unknown>, timeoutMs: number): RawVmOutput {
+    if (this.disposed) throw new GuardError('INTERNAL', 'isolate already disposed', { context: { step: 'vm-run' } });
+    try {
+      const input = new ivm.ExternalCopy(pickle).copyInto({ release: true });
+      const out = this.call.applySync(undefined, [input, JSON.stringify(config)], { timeout: timeoutMs, result: { copy: true } }) as unknown as [string, Uint8Array];
+      return { json: out[0], blob: out[1] instanceof Uint8Array ? out[1] : new Uint8Array(0) };
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      if (/timed out/i.test(msg)) {
+        this.dispose();
+        throw new GuardError('TIMEOUT', `the unpickler VM ran past ${timeoutMs} ms`, { cause: e, context: { step: 'vm-run' } });
+      }
+      if (this.isolate.isDisposed || /memory limit|disposed/i.test(msg)) {
+        this.dispose();
+        throw new GuardError('LIMIT_EXCEEDED', `the unpickler VM ran out of memory: ${msg}`, { cause: e, context: { step: 'vm-run' } });
+      }
+      // A Python-level failure is reported inside the JSON; anything reaching here broke the VM.
+      this.dispose();
+      throw new GuardError('INTERNAL', `the unpickler VM failed: ${msg}`, { cause: e, context: { step: 'vm-run' } });
+    }
+  }
+
+  /** A memory snapshot of this interpreter (boot with `forSnapshot`, before any `run`). */
+  makeSnapshot(): Uint8Array {
+    return this.context.evalSync('pyodide.makeMemorySnapshot()', { copy: true, timeout: 60_000 }) as Uint8Array;
+  }
+
+  get usable(): boolean {
+    return !this.disposed && !this.isolate.isDisposed;
+  }
+
+  heapBytes(): number {
+    return this.isolate.getHeapStatisticsSync().total_heap_size;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    try {
+      this.call.release();
+    } catch {
+      /* already gone */
+    }
+    if (!this.isolate.isDisposed) this.isolate.dispose();
+  }
+}

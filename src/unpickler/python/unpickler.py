@@ -1,0 +1,576 @@
+# modelguard restricted unpickler. Runs inside Pyodide, inside an isolated-vm isolate, inside a
+# worker process. CPython's own pickle machine (_pickle.Unpickler) reads the stream; find_class and
+# persistent_load are overridden so that no global is ever imported or resolved:
+#   * allowlisted names map to the stand-ins below, which build plain descriptors;
+#   * every other name becomes an interception placeholder: calling it, building it or setting its
+#     state records the call (module, name, repr of the arguments) and yields another placeholder.
+# The host classifies recorded names with its policy; this file never decides "safe".
+#
+# Output: a compact graph as JSON (every container once, shared references and cycles as ids) plus
+# one blob of raw bytes (NumPy array payloads that live inside the pickle). Tensor storages are
+# references ({"t": "storage", "key": ...}); their bytes never enter the VM.
+
+import io
+import json
+import pickle
+import sys
+
+ARG_REPR_CHARS = 200
+MAX_CALLS = 1000
+MAX_NODES = 5_000_000
+MAX_DEPTH = 400
+
+_calls = []
+_imports = []
+_notes = []
+
+
+def _short(value):
+    try:
+        text = repr(value)
+    except Exception as exc:  # a hostile __repr__ cannot exist here, but stay closed anyway
+        text = "<unrepresentable %s>" % type(exc).__name__
+    if len(text) > ARG_REPR_CHARS:
+        text = text[:ARG_REPR_CHARS] + "…"
+    return text
+
+
+def _record(module, name, kind, args, kwargs=None):
+    if len(_calls) >= MAX_CALLS:
+        return
+    parts = [_short(a) for a in args]
+    if kwargs:
+        parts += ["%s=%s" % (k, _short(v)) for k, v in kwargs.items()]
+    _calls.append({"module": module, "name": name, "kind": kind, "args": ", ".join(parts)})
+
+
+class _InterceptMeta(type):
+    """Type of every placeholder class. Calling a placeholder records the call, never runs it."""
+
+    def __call__(cls, *args, **kwargs):
+        _record(cls._mg_module, cls._mg_name, "call", args, kwargs)
+        inst = object.__new__(Intercepted)
+        inst._mg_origin = "%s.%s(%s)" % (cls._mg_module, cls._mg_name, "…" if args or kwargs else "")
+        inst._mg_args = list(args)
+        return inst
+
+    def __repr__(cls):
+        return "%s.%s" % (cls._mg_module, cls._mg_name)
+
+    def __getattr__(cls, attr):
+        # Attribute access on a placeholder global (never happens through opcodes; kept closed).
+        raise AttributeError(attr)
+
+
+class Intercepted(metaclass=_InterceptMeta):
+    """An intercepted global, or the (never computed) result of calling one."""
+
+    _mg_module = "?"
+    _mg_name = "?"
+
+    def __new__(cls, *args, **kwargs):
+        # NEWOBJ / NEWOBJ_EX: cls.__new__(cls, *args)
+        _record(cls._mg_module, cls._mg_name, "new", args, kwargs)
+        inst = object.__new__(Intercepted)
+        inst._mg_origin = "%s.%s.__new__(…)" % (cls._mg_module, cls._mg_name)
+        inst._mg_args = list(args)
+        return inst
+
+    def __setstate__(self, state):
+        _record(*self._mg_split(), "setstate", (state,))
+        self._mg_state = state
+
+    def __setitem__(self, key, value):
+        _record(*self._mg_split(), "setitem", (key, value))
+
+    def append(self, value):
+        _record(*self._mg_split(), "append", (value,))
+
+    def extend(self, values):
+        _record(*self._mg_split(), "extend", (list(values)[:8],))
+
+    def _mg_split(self):
+        origin = object.__getattribute__(self, "_mg_origin")
+        base = origin.split("(", 1)[0]
+        module, _, name = base.rpartition(".")
+        return module or "?", (name or base) + "()"
+
+    def __repr__(self):
+        try:
+            return "<%s result>" % object.__getattribute__(self, "_mg_origin")
+        except AttributeError:
+            return "<intercepted>"
+
+
+_placeholders = {}
+
+
+def _placeholder(module, name):
+    key = (module, name)
+    cls = _placeholders.get(key)
+    if cls is None:
+        cls = _InterceptMeta("Intercepted", (Intercepted,), {"_mg_module": module, "_mg_name": name})
+        _placeholders[key] = cls
+    return cls
+
+
+# ----- descriptors built by the stand-ins -------------------------------------------------------
+
+
+class Storage:
+    __slots__ = ("key", "dtype", "location", "numel", "view")
+
+    def __init__(self, key, dtype, location, numel, view=None):
+        self.key, self.dtype, self.location, self.numel, self.view = key, dtype, location, numel, view
+
+
+class Tensor:
+    __slots__ = ("storage", "offset", "shape", "stride", "dtype", "requires_grad", "parameter", "extra", "state")
+
+    def __init__(self, storage, offset, shape, stride, dtype=None):
+        self.storage, self.offset, self.shape, self.stride = storage, offset, tuple(shape), tuple(stride)
+        self.dtype = dtype
+        self.requires_grad = False
+        self.parameter = False
+        self.extra = None
+        self.state = None
+
+
+class StorageType:
+    """torch.FloatStorage & co: only carries the dtype name."""
+
+    def __init__(self, qualified, dtype):
+        self.qualified, self.dtype = qualified, dtype
+
+    def __call__(self, *args):
+        _notes.append("storage class %s called directly" % self.qualified)
+        return _placeholder("torch", self.qualified.split(".")[-1])(*args)
+
+
+class DType:
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return "torch." + self.name
+
+
+class NDArray:
+    """numpy.core.multiarray._reconstruct(ndarray, shape, typecode) followed by BUILD."""
+
+    def __init__(self, *args):
+        self.shape, self.dtype, self.fortran, self.data, self.objects = None, None, False, None, None
+
+    def __setstate__(self, state):
+        # (version, shape, dtype, is_fortran, rawdata) or without version
+        if len(state) == 5:
+            state = state[1:]
+        shape, dtype, fortran, raw = state
+        self.shape, self.dtype, self.fortran = tuple(shape), dtype, bool(fortran)
+        if isinstance(raw, (bytes, bytearray)):
+            self.data = bytes(raw)
+        elif isinstance(raw, str):  # protocol 0/1 keep raw bytes as latin-1 text
+            self.data = raw.encode("latin-1")
+        elif isinstance(raw, list):
+            self.objects = raw
+        else:
+            self.objects = [raw]
+
+
+class NPDType:
+    def __init__(self, spec, align=False, copy=False):
+        self.spec, self.order, self.fields = spec, "|", None
+
+    def __setstate__(self, state):
+        # (version, endian, subdescr, names, fields, elsize, alignment, flags)
+        if len(state) >= 2 and isinstance(state[1], str):
+            self.order = state[1]
+        if len(state) >= 5 and state[3] is not None:
+            self.fields = list(state[3])
+
+
+class NPScalar:
+    def __init__(self, dtype, data=None):
+        self.dtype, self.data = dtype, data
+        if isinstance(data, str):
+            self.data = data.encode("latin-1")
+
+
+class Obj:
+    """An allowlisted class that has no dedicated stand-in: kept as a plain record."""
+
+    def __init__(self, qualified, args=(), kwargs=None):
+        self.qualified, self.args, self.kwargs, self.state, self.items = qualified, list(args), kwargs or {}, None, None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __setitem__(self, key, value):
+        if self.items is None:
+            self.items = []
+        self.items.append((key, value))
+
+    def append(self, value):
+        if self.items is None:
+            self.items = []
+        self.items.append(value)
+
+    def extend(self, values):
+        for v in values:
+            self.append(v)
+
+
+class ObjType:
+    def __init__(self, qualified):
+        self.qualified = qualified
+
+    def __call__(self, *args, **kwargs):
+        return Obj(self.qualified, args, kwargs)
+
+
+class StateDict(dict):
+    """collections.OrderedDict: a dict that also accepts BUILD state (torch sets `_metadata`)."""
+
+    def __setstate__(self, state):
+        self._mg_state = state
+
+    def __reduce__(self):  # never pickled back; keeps pickle from probing
+        raise TypeError("not picklable")
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    return Tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+    t = Tensor(storage, storage_offset, size, stride)
+    t.requires_grad = bool(requires_grad)
+    return t
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
+    t = Tensor(storage, storage_offset, size, stride, dtype.name if isinstance(dtype, DType) else None)
+    t.requires_grad = bool(requires_grad)
+    return t
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, *rest):
+    if isinstance(data, Tensor):
+        data.parameter = True
+        data.requires_grad = bool(requires_grad)
+        if rest:
+            data.state = rest[0]
+    return data
+
+
+def _rebuild_qtensor(*args):
+    _notes.append("quantized tensor (torch._utils._rebuild_qtensor) is not materialised")
+    return Obj("torch._utils._rebuild_qtensor", args)
+
+
+def _size(*args):
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+def _codecs_encode(obj, encoding="utf-8", errors="strict"):
+    if isinstance(obj, str) and encoding in ("latin1", "latin-1", "iso-8859-1"):
+        return obj.encode("latin-1")
+    if isinstance(obj, str) and encoding in ("utf-8", "utf8", "ascii"):
+        return obj.encode(encoding)
+    return _placeholder("codecs", "encode")(obj, encoding)
+
+
+def _reconstructor(cls, base, state=None):
+    # copyreg._reconstructor(cls, object, None) is how protocol 0/1 build instances.
+    if isinstance(cls, type) and issubclass(cls, Intercepted):
+        return cls.__new__(cls)
+    if isinstance(cls, ObjType):
+        return Obj(cls.qualified, ())
+    return _placeholder("copyreg", "_reconstructor")(cls, base, state)
+
+
+def _np_reconstruct(subtype, shape, typecode):
+    if isinstance(subtype, type) and subtype is NDArray:
+        return NDArray()
+    return _placeholder("numpy.core.multiarray", "_reconstruct")(subtype, shape, typecode)
+
+
+def _np_scalar(dtype, data=None):
+    return NPScalar(dtype, data)
+
+
+def _np_frombuffer(buf, dtype, shape, order):
+    arr = NDArray()
+    arr.shape, arr.dtype, arr.fortran = tuple(shape), dtype, order == "F"
+    arr.data = bytes(buf)
+    return arr
+
+
+_STORAGE_DTYPES = {
+    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
+    "BoolStorage": "bool", "ComplexFloatStorage": "complex64", "ComplexDoubleStorage": "complex128",
+    "UInt16Storage": "uint16", "UInt32Storage": "uint32", "UInt64Storage": "uint64",
+    "Float8_e4m3fnStorage": "float8_e4m3fn", "Float8_e5m2Storage": "float8_e5m2",
+    "QInt8Storage": "qint8", "QUInt8Storage": "quint8", "QInt32Storage": "qint32",
+    "UntypedStorage": "uint8",
+}
+
+_TORCH_DTYPES = {
+    "float32", "float", "float64", "double", "float16", "half", "bfloat16", "int8", "uint8", "int16", "short", "int32", "int",
+    "int64", "long", "bool", "complex64", "cfloat", "complex128", "cdouble", "uint16", "uint32", "uint64",
+    "float8_e4m3fn", "float8_e5m2", "complex32", "chalf",
+}
+_DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "short": "int16", "int": "int32", "long": "int64",
+                  "cfloat": "complex64", "cdouble": "complex128", "chalf": "complex32"}
+
+_MODULE_ALIASES = {"__builtin__": "builtins", "copy_reg": "copyreg", "_codecs": "codecs", "numpy._core": "numpy.core"}
+
+_BUILTINS = {
+    "set": set, "frozenset": frozenset, "bytearray": bytearray, "bytes": bytes, "slice": slice, "complex": complex,
+    "range": range, "list": list, "dict": dict, "tuple": tuple, "int": int, "float": float, "bool": bool, "str": str,
+}
+
+_STANDINS = {
+    "torch._utils._rebuild_tensor": _rebuild_tensor,
+    "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
+    "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter,
+    "torch._utils._rebuild_qtensor": _rebuild_qtensor,
+    "torch.Size": _size,
+    "collections.OrderedDict": StateDict,
+    "codecs.encode": _codecs_encode,
+    "copyreg._reconstructor": _reconstructor,
+    "numpy.core.multiarray._reconstruct": _np_reconstruct,
+    "numpy.core.multiarray.scalar": _np_scalar,
+    "numpy.core.numeric._frombuffer": _np_frombuffer,
+    "numpy.ndarray": NDArray,
+    "numpy.dtype": NPDType,
+    "builtins.object": object,
+}
+
+
+def _normalise(module):
+    for old, new in _MODULE_ALIASES.items():
+        if module == old or module.startswith(old + "."):
+            return new + module[len(old):]
+    return module
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, allowed_plain):
+        super().__init__(file, encoding="latin1")
+        self._allowed_plain = allowed_plain
+
+    def find_class(self, module, name):
+        # Never imports, never resolves. The answer depends only on the two strings.
+        module, name = str(module), str(name)
+        if len(_imports) < MAX_CALLS:
+            _imports.append({"module": module, "name": name})
+        mod = _normalise(module)
+        qualified = mod + "." + name
+        standin = _STANDINS.get(qualified)
+        if standin is not None:
+            return standin
+        if mod == "builtins" and name in _BUILTINS:
+            return _BUILTINS[name]
+        if mod in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:
+            return StorageType(qualified, _STORAGE_DTYPES[name])
+        if mod in ("torch.storage",) and name in ("UntypedStorage", "TypedStorage"):
+            return StorageType(qualified, "uint8")
+        if mod == "torch" and name in _TORCH_DTYPES:
+            return DType(_DTYPE_ALIASES.get(name, name))
+        if qualified in self._allowed_plain:
+            return ObjType(qualified)
+        return _placeholder(module, name)
+
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            stype, key, location, numel = pid[1], pid[2], pid[3], pid[4]
+            dtype = stype.dtype if isinstance(stype, StorageType) else None
+            if dtype is None:
+                _notes.append("storage with an unknown type %s" % _short(stype))
+            view = None
+            if len(pid) >= 6 and pid[5] is not None:
+                view = pid[5]  # legacy: (view_key, offset, size)
+            return Storage(str(key), dtype, str(location), int(numel) if isinstance(numel, int) else -1, view)
+        _record("pickle", "persistent_load", "persistent_id", (pid,))
+        return _placeholder("pickle", "persistent_load")(pid)
+
+
+# ----- graph encoding ---------------------------------------------------------------------------
+
+
+class _Encoder:
+    def __init__(self):
+        self.ids = {}
+        self.nodes = 0
+        self.blob = bytearray()
+        self.keep = []  # keeps encoded objects alive so id() stays unique
+
+    def blob_ref(self, data):
+        off = len(self.blob)
+        self.blob += data
+        return {"t": "blob", "o": off, "n": len(data)}
+
+    def enc(self, v, depth=0):
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _Limit("object graph has more than %d nodes" % MAX_NODES)
+        if v is None or v is True or v is False:
+            return v
+        t = type(v)
+        if t is int:
+            if -(2 ** 53) < v < 2 ** 53:
+                return v
+            return {"t": "int", "v": str(v)}
+        if t is float:
+            if v != v or v in (float("inf"), float("-inf")):
+                return {"t": "float", "v": repr(v)}
+            return {"t": "float", "v": v} if v == int(v) and abs(v) < 2 ** 53 else v
+        if t is str:
+            return v
+        if depth > MAX_DEPTH:
+            raise _Limit("object graph nested deeper than %d levels" % MAX_DEPTH)
+        oid = id(v)
+        if oid in self.ids:
+            return {"t": "ref", "id": self.ids[oid]}
+        nid = len(self.ids)
+        self.ids[oid] = nid
+        self.keep.append(v)
+        d = depth + 1
+        if t is bytes or t is bytearray:
+            return {"t": "bytes", "id": nid, "b": self.blob_ref(v)}
+        if t is tuple:
+            return {"t": "tuple", "id": nid, "v": [self.enc(x, d) for x in v]}
+        if t is list:
+            return {"t": "list", "id": nid, "v": [self.enc(x, d) for x in v]}
+        if t is dict or t is StateDict:
+            out = {"t": "dict", "id": nid, "k": [], "v": []}
+            if t is StateDict:
+                out["ordered"] = True
+            for k, x in v.items():
+                out["k"].append(self.enc(k, d))
+                out["v"].append(self.enc(x, d))
+            return out
+        if t is set or t is frozenset:
+            return {"t": "set", "id": nid, "v": [self.enc(x, d) for x in v]}
+        if t is complex:
+            return {"t": "complex", "id": nid, "re": v.real, "im": v.imag}
+        if t is slice or t is range:
+            return {"t": "obj", "id": nid, "cls": "builtins." + t.__name__, "args": [self.enc(x, d) for x in (v.start, v.stop, v.step)]}
+        if t is Tensor:
+            return {"t": "tensor", "id": nid, "storage": self.enc(v.storage, d), "offset": self.enc(v.offset, d),
+                    "shape": [self.enc(x, d) for x in v.shape], "stride": [self.enc(x, d) for x in v.stride],
+                    "dtype": v.dtype, "requires_grad": v.requires_grad, "parameter": v.parameter}
+        if t is Storage:
+            view = None
+            if v.view is not None:
+                view = self.enc(v.view, d)
+            return {"t": "storage", "id": nid, "key": v.key, "dtype": v.dtype, "location": v.location, "numel": v.numel, "view": view}
+        if t is NDArray:
+            dt = v.dtype
+            out = {"t": "ndarray", "id": nid, "shape": [self.enc(x, d) for x in (v.shape or ())], "fortran": v.fortran,
+                   "dtype": self.enc_dtype(dt)}
+            if v.data is not None:
+                out["data"] = self.blob_ref(v.data)
+            else:
+                out["objects"] = self.enc(v.objects or [], d)
+            return out
+        if t is NPScalar:
+            return {"t": "npscalar", "id": nid, "dtype": self.enc_dtype(v.dtype),
+                    "data": self.blob_ref(v.data) if isinstance(v.data, (bytes, bytearray)) else None}
+        if t is NPDType:
+            return {"t": "npdtype", "id": nid, "dtype": self.enc_dtype(v)}
+        if t is DType:
+            return {"t": "dtype", "id": nid, "name": v.name}
+        if t is StorageType:
+            return {"t": "global", "id": nid, "name": v.qualified}
+        if t is Obj:
+            out = {"t": "obj", "id": nid, "cls": v.qualified, "args": [self.enc(x, d) for x in v.args]}
+            if v.kwargs:
+                out["kwargs"] = self.enc(dict(v.kwargs), d)
+            if v.state is not None:
+                out["state"] = self.enc(v.state, d)
+            if v.items is not None:
+                out["items"] = self.enc(v.items, d)
+            return out
+        if t is ObjType:
+            return {"t": "global", "id": nid, "name": v.qualified}
+        if t is Intercepted:
+            return {"t": "intercepted", "id": nid, "origin": object.__getattribute__(v, "_mg_origin")}
+        if isinstance(v, type) and issubclass(v, Intercepted):
+            return {"t": "global", "id": nid, "name": "%s.%s" % (v._mg_module, v._mg_name), "intercepted": True}
+        if v is object:
+            return {"t": "global", "id": nid, "name": "builtins.object"}
+        if t is object:
+            return {"t": "obj", "id": nid, "cls": "builtins.object", "args": []}
+        if isinstance(v, type) or callable(v):
+            name = getattr(v, "__name__", "?")
+            return {"t": "global", "id": nid, "name": "builtins." + name if v in _BUILTINS.values() else "standin." + name}
+        return {"t": "repr", "id": nid, "v": _short(v)}
+
+    def enc_dtype(self, dt):
+        if isinstance(dt, NPDType):
+            spec = dt.spec if isinstance(dt.spec, str) else _short(dt.spec)
+            return {"spec": spec, "order": dt.order, "fields": dt.fields}
+        if isinstance(dt, str):
+            return {"spec": dt, "order": "|", "fields": None}
+        return {"spec": _short(dt), "order": "|", "fields": None}
+
+
+class _Limit(Exception):
+    pass
+
+
+def _mg_run(data, config_json):
+    """Loads up to `pickles` consecutive pickles from `data`; returns [json, blob]."""
+    config = json.loads(str(config_json))
+    if hasattr(data, "to_bytes"):
+        data = data.to_bytes()
+    del _calls[:]
+    del _imports[:]
+    del _notes[:]
+    results = []
+    error = None
+    end = 0
+    f = io.BytesIO(bytes(data))
+    enc = _Encoder()
+    allowed_plain = frozenset(config.get("allow", []))
+    try:
+        for _ in range(int(config.get("pickles", 1))):
+            if config.get("all") and f.tell() >= len(data):
+                break
+            u = RestrictedUnpickler(f, allowed_plain)
+            obj = u.load()
+            end = f.tell()
+            results.append(obj)
+            if config.get("all") and f.tell() >= len(data):
+                break
+    except _Limit as exc:
+        error = "limit: %s" % exc
+    except RecursionError:
+        error = "limit: recursion"
+    except MemoryError:
+        error = "MemoryError: the pickle asked for more memory than the VM allows"
+    except BaseException as exc:  # noqa: BLE001 — every failure is reported, none is fatal
+        error = "%s: %s" % (type(exc).__name__, _short(str(exc)))
+    graph = None
+    if config.get("graph", True):
+        try:
+            graph = [enc.enc(r) for r in results]
+        except _Limit as exc:
+            error = error or "limit: %s" % exc
+            graph = None
+        except RecursionError:
+            error = error or "limit: recursion while encoding"
+            graph = None
+    out = {"objects": graph, "calls": list(_calls), "imports": list(_imports), "notes": list(_notes), "end": end,
+           "error": error, "count": len(results)}
+    text = json.dumps(out, ensure_ascii=True, allow_nan=False)
+    enc.keep = []
+    _placeholders.clear()
+    return [text, bytes(enc.blob)]
