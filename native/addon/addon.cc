@@ -1,0 +1,258 @@
+// modelguard's native addon: compile a rule list to BPF with libseccomp, take the listener fd
+// from guard-exec's target, and run the notification supervisor. Policy lives in TypeScript.
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "common.h"
+#include "seccomp_dl.h"
+#include "supervisor.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+namespace mg {
+
+namespace {
+Napi::FunctionReference *error_class = nullptr;
+
+const char *ErrnoCode(int err) {
+  switch (err) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case ESRCH: return "ESRCH";
+    case EINTR: return "EINTR";
+    case EBADF: return "EBADF";
+    case EACCES: return "EACCES";
+    case EFAULT: return "EFAULT";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case EINVAL: return "EINVAL";
+    case EMFILE: return "EMFILE";
+    case ENOSYS: return "ENOSYS";
+    case ENOMEM: return "ENOMEM";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case ECANCELED: return "ECANCELED";
+    default: return nullptr;
+  }
+}
+}  // namespace
+
+void Fd::reset(int f) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = f;
+}
+
+void ThrowSystem(Napi::Env env, const std::string &syscall, int err, const std::string &target) {
+  const char *code = ErrnoCode(err);
+  std::string code_s = code ? code : "E" + std::to_string(err);
+  std::string msg = syscall + (target.empty() ? "" : " " + target) + ": " + code_s + " (" + strerror(err) + ")";
+  if (error_class != nullptr && !error_class->IsEmpty()) {
+    Napi::Object opts = Napi::Object::New(env);
+    opts.Set("code", code_s);
+    opts.Set("syscall", syscall);
+    opts.Set("errno", Napi::Number::New(env, err));
+    Napi::Value e = error_class->New({Napi::String::New(env, msg), opts});
+    throw Napi::Error(env, e);
+  }
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", code_s);
+  e.Set("syscall", syscall);
+  e.Set("errno", Napi::Number::New(env, err));
+  throw e;
+}
+
+void ThrowUsage(Napi::Env env, const std::string &function, const std::string &message) {
+  throw Napi::TypeError::New(env, function + ": " + message);
+}
+
+namespace {
+
+const Libseccomp *Lib(Napi::Env env) {
+  std::string err;
+  const Libseccomp *lib = LoadLibseccomp(&err);
+  if (lib == nullptr) {
+    Napi::Error e = Napi::Error::New(env, err);
+    e.Set("code", "ELIBSECCOMP");
+    throw e;
+  }
+  return lib;
+}
+
+Napi::Value Init(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowUsage(env, "init", "expects { NativeError }");
+  Napi::Value cls = info[0].As<Napi::Object>().Get("NativeError");
+  if (!cls.IsFunction()) ThrowUsage(env, "init", "`NativeError` must be a class");
+  if (error_class == nullptr) error_class = new Napi::FunctionReference();
+  *error_class = Napi::Persistent(cls.As<Napi::Function>());
+  return env.Undefined();
+}
+
+Napi::Value Version(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const Libseccomp *lib = Lib(env);
+  const scmp_version *v = lib->version();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("libseccomp", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->micro));
+  o.Set("api", Napi::Number::New(env, lib->api_get()));
+  o.Set("arch", Napi::Number::New(env, lib->arch_native()));
+  return o;
+}
+
+Napi::Value ResolveSyscall(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) ThrowUsage(env, "resolveSyscall", "expects a syscall name");
+  int nr = Lib(env)->syscall_resolve_name(info[0].As<Napi::String>().Utf8Value().c_str());
+  return Napi::Number::New(env, nr);
+}
+
+Napi::Value SyscallName(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) ThrowUsage(env, "syscallName", "expects a syscall number");
+  const Libseccomp *lib = Lib(env);
+  char *name = lib->syscall_resolve_num_arch(lib->arch_native(), info[0].As<Napi::Number>().Int32Value());
+  if (name == nullptr) return env.Null();
+  Napi::String s = Napi::String::New(env, name);
+  free(name);
+  return s;
+}
+
+uint32_t ActionOf(Napi::Env env, Napi::Object rule) {
+  std::string action = rule.Get("action").ToString().Utf8Value();
+  if (action == "allow") return SCMP_ACT_ALLOW;
+  if (action == "notify") return SCMP_ACT_NOTIFY;
+  if (action == "log") return SCMP_ACT_LOG;
+  if (action == "trap") return SCMP_ACT_TRAP;
+  if (action == "kill_process") return SCMP_ACT_KILL_PROCESS;
+  if (action == "kill_thread") return SCMP_ACT_KILL_THREAD;
+  if (action == "errno") return scmp_act_errno(rule.Get("errno").ToNumber().Uint32Value());
+  ThrowUsage(env, "compileFilter", "unknown action `" + action + "`");
+}
+
+uint64_t Datum(Napi::Env env, Napi::Value v) {
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  if (v.IsNumber()) return static_cast<uint64_t>(v.As<Napi::Number>().Int64Value());
+  if (v.IsUndefined()) return 0;
+  ThrowUsage(env, "compileFilter", "argument values must be numbers or bigints");
+}
+
+scmp_compare OpOf(Napi::Env env, const std::string &op) {
+  if (op == "ne") return SCMP_CMP_NE;
+  if (op == "lt") return SCMP_CMP_LT;
+  if (op == "le") return SCMP_CMP_LE;
+  if (op == "eq") return SCMP_CMP_EQ;
+  if (op == "ge") return SCMP_CMP_GE;
+  if (op == "gt") return SCMP_CMP_GT;
+  if (op == "masked_eq") return SCMP_CMP_MASKED_EQ;
+  ThrowUsage(env, "compileFilter", "unknown comparison `" + op + "`");
+}
+
+struct CtxGuard {
+  const Libseccomp *lib;
+  scmp_filter_ctx ctx;
+  ~CtxGuard() {
+    if (ctx) lib->release(ctx);
+  }
+};
+
+// compileFilter({ defaultAction: {action, errno}, rules: [{nr, action, errno, args: [{index, op, a, b}]}] })
+//   → Buffer holding struct sock_filter[] for the native architecture only (others are killed).
+Napi::Value CompileFilter(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowUsage(env, "compileFilter", "expects one options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  if (!o.Get("defaultAction").IsObject()) ThrowUsage(env, "compileFilter", "`defaultAction` must be an object");
+  if (!o.Get("rules").IsArray()) ThrowUsage(env, "compileFilter", "`rules` must be an array");
+  const Libseccomp *lib = Lib(env);
+  CtxGuard g{lib, lib->init(ActionOf(env, o.Get("defaultAction").As<Napi::Object>()))};
+  if (g.ctx == nullptr) ThrowSystem(env, "seccomp_init", EINVAL);
+  int rc = lib->attr_set(g.ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  if (rc < 0) ThrowSystem(env, "seccomp_attr_set(ACT_BADARCH)", -rc);
+  Napi::Array rules = o.Get("rules").As<Napi::Array>();
+  for (uint32_t i = 0; i < rules.Length(); i++) {
+    Napi::Object r = rules.Get(i).As<Napi::Object>();
+    int nr = r.Get("nr").ToNumber().Int32Value();
+    uint32_t action = ActionOf(env, r);
+    std::vector<scmp_arg_cmp> cmps;
+    Napi::Value args = r.Get("args");
+    if (args.IsArray()) {
+      Napi::Array aa = args.As<Napi::Array>();
+      for (uint32_t j = 0; j < aa.Length(); j++) {
+        Napi::Object c = aa.Get(j).As<Napi::Object>();
+        scmp_arg_cmp cmp;
+        cmp.arg = c.Get("index").ToNumber().Uint32Value();
+        cmp.op = OpOf(env, c.Get("op").ToString().Utf8Value());
+        cmp.datum_a = Datum(env, c.Get("a"));
+        cmp.datum_b = Datum(env, c.Get("b"));
+        cmps.push_back(cmp);
+      }
+    }
+    rc = lib->rule_add_array(g.ctx, action, nr, static_cast<unsigned>(cmps.size()), cmps.data());
+    if (rc < 0) {
+      std::string name = r.Get("name").IsString() ? r.Get("name").ToString().Utf8Value() : std::to_string(nr);
+      ThrowSystem(env, "seccomp_rule_add", -rc, name);
+    }
+  }
+  int mfd = static_cast<int>(syscall(SYS_memfd_create, "modelguard-bpf", MFD_CLOEXEC));
+  if (mfd < 0) ThrowSystem(env, "memfd_create", errno);
+  Fd mem(mfd);
+  rc = lib->export_bpf(g.ctx, mem.get());
+  if (rc < 0) ThrowSystem(env, "seccomp_export_bpf", -rc);
+  off_t size = lseek(mem.get(), 0, SEEK_END);
+  if (size < 0) ThrowSystem(env, "lseek", errno);
+  std::vector<uint8_t> buf(static_cast<size_t>(size));
+  if (size > 0 && pread(mem.get(), buf.data(), buf.size(), 0) != size) ThrowSystem(env, "pread", errno ? errno : EIO);
+  return Napi::Buffer<uint8_t>::Copy(env, buf.data(), buf.size());
+}
+
+// takeListener({ pid, fd }) → a duplicate of fd `fd` of process `pid` in this process.
+Napi::Value TakeListener(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowUsage(env, "takeListener", "expects { pid, fd }");
+  Napi::Object o = info[0].As<Napi::Object>();
+  if (!o.Get("pid").IsNumber() || !o.Get("fd").IsNumber()) ThrowUsage(env, "takeListener", "`pid` and `fd` must be numbers");
+  int pid = o.Get("pid").As<Napi::Number>().Int32Value();
+  int fd = o.Get("fd").As<Napi::Number>().Int32Value();
+  Fd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.ok()) ThrowSystem(env, "pidfd_open", errno, "pid " + std::to_string(pid));
+  int got = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0));
+  if (got < 0) ThrowSystem(env, "pidfd_getfd", errno, "pid " + std::to_string(pid) + " fd " + std::to_string(fd));
+  return Napi::Number::New(env, got);
+}
+
+Napi::Value CloseFd(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) ThrowUsage(env, "closeFd", "expects an fd");
+  if (close(info[0].As<Napi::Number>().Int32Value()) != 0) ThrowSystem(env, "close", errno);
+  return env.Undefined();
+}
+
+}  // namespace
+Napi::Object Module(Napi::Env env, Napi::Object exports) {
+  exports.Set("init", Napi::Function::New(env, Init, "init"));
+  exports.Set("version", Napi::Function::New(env, Version, "version"));
+  exports.Set("resolveSyscall", Napi::Function::New(env, ResolveSyscall, "resolveSyscall"));
+  exports.Set("syscallName", Napi::Function::New(env, SyscallName, "syscallName"));
+  exports.Set("compileFilter", Napi::Function::New(env, CompileFilter, "compileFilter"));
+  exports.Set("takeListener", Napi::Function::New(env, TakeListener, "takeListener"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("Supervisor", Supervisor::Init(env));
+  return exports;
+}
+
+}  // namespace mg
+
+static Napi::Object InitModelguard(Napi::Env env, Napi::Object exports) { return mg::Module(env, exports); }
+NODE_API_MODULE(modelguard, InitModelguard)

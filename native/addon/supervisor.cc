@@ -1,0 +1,686 @@
+#include "supervisor.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+#ifndef __NR_openat2
+#define __NR_openat2 437
+#endif
+
+namespace mg {
+
+namespace {
+
+constexpr size_t kPayloadMax = 512;
+constexpr size_t kStringMax = 4096;
+constexpr size_t kArgvMax = 128;
+constexpr size_t kMmsgMax = 16;
+
+double NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) * 1000.0 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+// Reads the target's memory through /proc/PID/mem, checking after every read that the
+// notification is still alive (the PID may otherwise have been reused).
+class Mem {
+ public:
+  Mem(int listener, uint64_t id, int pid) : listener_(listener), id_(id) {
+    std::string p = "/proc/" + std::to_string(pid) + "/mem";
+    fd_.reset(open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  bool Valid() const {
+    uint64_t id = id_;
+    return ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+  }
+  bool Read(uint64_t addr, void *buf, size_t n) const {
+    if (!fd_.ok() || addr == 0) return false;
+    char *p = static_cast<char *>(buf);
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = pread(fd_.get(), p + done, n - done, static_cast<off_t>(addr + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      done += static_cast<size_t>(r);
+    }
+    return Valid();
+  }
+  // Reads at most `max` bytes, stopping at a page boundary if the next page is unreadable.
+  size_t ReadSome(uint64_t addr, void *buf, size_t max) const {
+    if (!fd_.ok() || addr == 0) return 0;
+    char *p = static_cast<char *>(buf);
+    size_t done = 0;
+    while (done < max) {
+      size_t page_left = 4096 - ((addr + done) & 4095);
+      size_t want = std::min(max - done, page_left);
+      ssize_t r = pread(fd_.get(), p + done, want, static_cast<off_t>(addr + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      done += static_cast<size_t>(r);
+    }
+    return Valid() ? done : 0;
+  }
+  bool String(uint64_t addr, std::string *out) const {
+    out->clear();
+    char chunk[256];
+    while (out->size() < kStringMax) {
+      size_t page_left = 4096 - ((addr + out->size()) & 4095);
+      size_t want = std::min(sizeof chunk, page_left);
+      ssize_t r = pread(fd_.get(), chunk, want, static_cast<off_t>(addr + out->size()));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      void *nul = memchr(chunk, 0, static_cast<size_t>(r));
+      if (nul != nullptr) {
+        out->append(chunk, static_cast<const char *>(nul) - chunk);
+        return Valid();
+      }
+      out->append(chunk, static_cast<size_t>(r));
+    }
+    return Valid();
+  }
+
+ private:
+  int listener_;
+  uint64_t id_;
+  Fd fd_;
+};
+
+int TgidOf(int tid) {
+  std::string p = "/proc/" + std::to_string(tid) + "/status";
+  Fd fd(open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.ok()) return tid;
+  char buf[2048];
+  ssize_t n = read(fd.get(), buf, sizeof buf - 1);
+  if (n <= 0) return tid;
+  buf[n] = 0;
+  const char *t = strstr(buf, "\nTgid:");
+  return t ? atoi(t + 6) : tid;
+}
+
+// A duplicate of the target's fd, for getsockopt/getsockname; needs ptrace-level access.
+Fd RemoteFd(int tgid, int fd) {
+  Fd pidfd(static_cast<int>(syscall(SYS_pidfd_open, tgid, 0)));
+  if (!pidfd.ok()) return Fd();
+  return Fd(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+}
+
+std::string SockType(const Fd &sock) {
+  if (!sock.ok()) return "";
+  int type = 0, proto = 0, domain = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(sock.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0) return "";
+  len = sizeof proto;
+  getsockopt(sock.get(), SOL_SOCKET, SO_PROTOCOL, &proto, &len);
+  len = sizeof domain;
+  getsockopt(sock.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len);
+  if (domain == AF_INET || domain == AF_INET6) {
+    if (type == SOCK_STREAM) return "tcp";
+    if (type == SOCK_DGRAM) return proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 ? "icmp" : "udp";
+    if (type == SOCK_RAW) return "raw";
+  }
+  if (type == SOCK_STREAM) return "stream";
+  if (type == SOCK_DGRAM) return "dgram";
+  if (type == SOCK_SEQPACKET) return "seqpacket";
+  if (type == SOCK_RAW) return "raw";
+  return "other";
+}
+
+SockAddr DecodeSockaddr(const uint8_t *b, size_t len) {
+  SockAddr sa;
+  if (len < 2) {
+    sa.family = "other";
+    return sa;
+  }
+  uint16_t fam;
+  memcpy(&fam, b, 2);
+  char text[INET6_ADDRSTRLEN] = {0};
+  if (fam == AF_INET && len >= sizeof(sockaddr_in)) {
+    sockaddr_in in;
+    memcpy(&in, b, sizeof in);
+    sa.family = "inet";
+    inet_ntop(AF_INET, &in.sin_addr, text, sizeof text);
+    sa.address = text;
+    sa.port = ntohs(in.sin_port);
+    sa.raw_addr.assign(reinterpret_cast<uint8_t *>(&in.sin_addr), reinterpret_cast<uint8_t *>(&in.sin_addr) + 4);
+  } else if (fam == AF_INET6 && len >= sizeof(sockaddr_in6)) {
+    sockaddr_in6 in6;
+    memcpy(&in6, b, sizeof in6);
+    sa.family = "inet6";
+    inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof text);
+    sa.address = text;
+    sa.port = ntohs(in6.sin6_port);
+    sa.raw_addr.assign(in6.sin6_addr.s6_addr, in6.sin6_addr.s6_addr + 16);
+  } else if (fam == AF_UNIX) {
+    sa.family = "unix";
+    size_t off = offsetof(sockaddr_un, sun_path);
+    if (len > off) {
+      const char *p = reinterpret_cast<const char *>(b + off);
+      size_t n = len - off;
+      if (p[0] == 0) {
+        sa.address = "@" + std::string(p + 1, strnlen(p + 1, n - 1));
+      } else {
+        sa.address = std::string(p, strnlen(p, n));
+      }
+    }
+  } else if (fam == AF_NETLINK) {
+    sa.family = "netlink";
+  } else if (fam == AF_UNSPEC) {
+    sa.family = "unspec";
+  } else {
+    sa.family = "other";
+    sa.address = "family " + std::to_string(fam);
+  }
+  return sa;
+}
+
+bool ReadSockaddr(const Mem &mem, uint64_t addr, uint64_t len, SockAddr *out) {
+  if (addr == 0 || len == 0) return false;
+  uint8_t buf[128];
+  size_t n = std::min<uint64_t>(len, sizeof buf);
+  if (!mem.Read(addr, buf, n)) return false;
+  *out = DecodeSockaddr(buf, n);
+  return true;
+}
+
+std::string Normalize(const std::string &path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    std::string part = path.substr(i, j - i);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    i = j + 1;
+  }
+  std::string out;
+  for (const auto &p : parts) out += "/" + p;
+  return out.empty() ? "/" : out;
+}
+
+std::string ReadLink(const std::string &p) {
+  char buf[4096];
+  ssize_t n = readlink(p.c_str(), buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+bool Under(const std::string &path, const std::string &prefix) {
+  if (prefix == "/") return true;
+  return path == prefix || (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 &&
+                            path[prefix.size()] == '/');
+}
+
+bool WriteFlags(uint64_t flags) {
+  return (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC)) != 0;
+}
+
+}  // namespace
+
+Napi::Function Supervisor::Init(Napi::Env env) {
+  return DefineClass(env, "Supervisor", {InstanceMethod("stop", &Supervisor::Stop)});
+}
+
+static std::vector<std::string> StringArray(Napi::Env env, Napi::Object o, const char *key) {
+  std::vector<std::string> out;
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) ThrowUsage(env, "startSupervisor", std::string("`") + key + "` must be an array of strings");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsString()) ThrowUsage(env, "startSupervisor", std::string("`") + key + "` must hold strings");
+    out.push_back(e.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+Supervisor::Supervisor(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Supervisor>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowUsage(env, "startSupervisor", "expects one options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Value fd = o.Get("listenerFd");
+  Napi::Value cb = o.Get("onEvent");
+  if (!fd.IsNumber()) ThrowUsage(env, "startSupervisor", "`listenerFd` must be a number");
+  if (!cb.IsFunction()) ThrowUsage(env, "startSupervisor", "`onEvent` must be a function");
+  policy_.first_exec_pid = o.Get("firstExecPid").ToNumber().Int32Value();
+  policy_.net_deny = o.Get("netDeny").ToBoolean().Value();
+  policy_.fake_dns = o.Get("fakeDns").ToBoolean().Value();
+  policy_.unix_deny = o.Get("unixDeny").ToBoolean().Value();
+  policy_.write_check = o.Get("writeCheck").ToBoolean().Value();
+  policy_.exec_mode = o.Get("execMode").ToNumber().Int32Value();
+  policy_.write_allowed = StringArray(env, o, "writeAllowed");
+  Napi::Value allow = o.Get("netAllow");
+  if (allow.IsArray()) {
+    Napi::Array a = allow.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Object e = a.Get(i).As<Napi::Object>();
+      NetAllow na;
+      na.family = e.Get("family").ToNumber().Int32Value() == 6 ? AF_INET6 : AF_INET;
+      na.port = e.Get("port").ToNumber().Int32Value();
+      Napi::Value addr = e.Get("address");
+      if (addr.IsBuffer()) {
+        auto b = addr.As<Napi::Buffer<uint8_t>>();
+        na.addr.assign(b.Data(), b.Data() + b.Length());
+      }
+      policy_.allow.push_back(na);
+    }
+  }
+  Napi::Value verdicts = o.Get("verdicts");
+  if (verdicts.IsArray()) {
+    Napi::Array a = verdicts.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Object e = a.Get(i).As<Napi::Object>();
+      policy_.verdicts[e.Get("nr").ToNumber().Int32Value()] = e.Get("errno").ToNumber().Int32Value();
+    }
+  }
+  Napi::Value denied = o.Get("alwaysDenied");
+  if (denied.IsArray()) {
+    Napi::Array a = denied.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) policy_.always_denied.insert(a.Get(i).ToNumber().Int32Value());
+  }
+  Napi::Value persona = o.Get("personalityAllowed");
+  if (persona.IsArray()) {
+    Napi::Array a = persona.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) policy_.personality_allowed.insert(a.Get(i).ToNumber().Uint32Value());
+  }
+  int lfd = fd.As<Napi::Number>().Int32Value();
+  listener_.reset(fcntl(lfd, F_DUPFD_CLOEXEC, 3));
+  if (!listener_.ok()) ThrowSystem(env, "fcntl(F_DUPFD_CLOEXEC)", errno, "listener fd " + std::to_string(lfd));
+  wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_.ok()) ThrowSystem(env, "eventfd", errno);
+
+  tsfn_ = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "modelguard-supervisor", 0, 1,
+                                        [this](Napi::Env) { Join(); });
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Supervisor::~Supervisor() {
+  if (wake_.ok()) {
+    uint64_t one = 1;
+    (void)!write(wake_.get(), &one, sizeof one);
+  }
+  Join();
+}
+
+void Supervisor::Join() {
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+Napi::Value Supervisor::Stop(const Napi::CallbackInfo &info) {
+  uint64_t one = 1;
+  if (wake_.ok()) (void)!write(wake_.get(), &one, sizeof one);
+  return info.Env().Undefined();
+}
+
+static Napi::Value ToJs(Napi::Env env, const Event &ev) {
+  Napi::Object o = Napi::Object::New(env);
+  if (ev.end) {
+    o.Set("type", "end");
+    if (!ev.end_error.empty()) o.Set("error", ev.end_error);
+    return o;
+  }
+  o.Set("type", "syscall");
+  o.Set("time", Napi::Number::New(env, ev.time));
+  o.Set("pid", Napi::Number::New(env, ev.pid));
+  o.Set("nr", Napi::Number::New(env, ev.nr));
+  o.Set("action", ev.denied ? "denied" : "allowed");
+  if (ev.simulated) o.Set("simulated", Napi::Boolean::New(env, true));
+  if (ev.err) o.Set("errno", Napi::Number::New(env, ev.err));
+  Napi::Array args = Napi::Array::New(env, 6);
+  for (uint32_t i = 0; i < 6; i++) args.Set(i, Napi::BigInt::New(env, ev.args[i]));
+  o.Set("args", args);
+  if (ev.fd >= 0) o.Set("fd", Napi::Number::New(env, ev.fd));
+  if (ev.has_sockaddr) {
+    Napi::Object sa = Napi::Object::New(env);
+    sa.Set("family", ev.sockaddr.family);
+    if (!ev.sockaddr.address.empty()) sa.Set("address", ev.sockaddr.address);
+    if (ev.sockaddr.port >= 0) sa.Set("port", Napi::Number::New(env, ev.sockaddr.port));
+    o.Set("sockaddr", sa);
+  }
+  if (!ev.sock_type.empty()) o.Set("sockType", ev.sock_type);
+  if (ev.payload_len > 0 || !ev.payload.empty()) {
+    o.Set("payload", Napi::Buffer<uint8_t>::Copy(env, ev.payload.data(), ev.payload.size()));
+    o.Set("payloadLength", static_cast<double>(ev.payload_len));
+  }
+  if (ev.msg_index >= 0) o.Set("message", Napi::Number::New(env, ev.msg_index));
+  if (ev.has_path) o.Set("path", ev.path);
+  if (!ev.argv.empty()) {
+    Napi::Array a = Napi::Array::New(env, ev.argv.size());
+    for (uint32_t i = 0; i < ev.argv.size(); i++) a.Set(i, ev.argv[i]);
+    o.Set("argv", a);
+  }
+  if (ev.has_flags) o.Set("flags", static_cast<double>(ev.flags));
+  if (!ev.note.empty()) o.Set("note", ev.note);
+  return o;
+}
+
+void Supervisor::Emit(std::unique_ptr<Event> ev) {
+  Event *raw = ev.release();
+  napi_status st = tsfn_.BlockingCall(raw, [](Napi::Env env, Napi::Function fn, Event *e) {
+    std::unique_ptr<Event> owned(e);
+    if (env != nullptr && fn != nullptr) fn.Call({ToJs(env, *owned)});
+  });
+  if (st != napi_ok) delete raw;  // napi_closing: the environment is going away
+}
+
+void Supervisor::Loop() {
+  struct seccomp_notif_sizes sizes = {0, 0, 0};
+  std::string end_error;
+  if (syscall(__NR_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) != 0) {
+    end_error = std::string("seccomp(GET_NOTIF_SIZES): ") + strerror(errno);
+  } else {
+    size_t req_size = std::max<size_t>(sizes.seccomp_notif, sizeof(struct seccomp_notif));
+    std::vector<uint64_t> req_buf((req_size + 7) / 8);
+    for (;;) {
+      struct pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      int r = poll(fds, 2, -1);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        end_error = std::string("poll: ") + strerror(errno);
+        break;
+      }
+      if (fds[1].revents) break;
+      if (fds[0].revents & POLLIN) {
+        memset(req_buf.data(), 0, req_buf.size() * 8);
+        if (ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_RECV, req_buf.data()) != 0) {
+          if (errno == EINTR || errno == ENOENT) continue;
+          end_error = std::string("ioctl(SECCOMP_IOCTL_NOTIF_RECV): ") + strerror(errno);
+          break;
+        }
+        Handle(req_buf.data());
+        continue;
+      }
+      if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) break;  // no task uses the filter any more
+    }
+  }
+  auto end = std::make_unique<Event>();
+  end->end = true;
+  end->end_error = end_error;
+  Emit(std::move(end));
+  listener_.reset();
+  tsfn_.Release();
+}
+
+void Supervisor::Handle(const void *raw) {
+  const auto *req = static_cast<const struct seccomp_notif *>(raw);
+  struct seccomp_notif_resp resp;
+  memset(&resp, 0, sizeof resp);
+  resp.id = req->id;
+  const int nr = req->data.nr;
+  const int pid = static_cast<int>(req->pid);
+  const uint64_t *a = reinterpret_cast<const uint64_t *>(req->data.args);
+  Mem mem(listener_.get(), req->id, pid);
+
+  auto base = [&]() {
+    auto ev = std::make_unique<Event>();
+    ev->time = NowMs();
+    ev->pid = pid;
+    ev->nr = nr;
+    for (int i = 0; i < 6; i++) ev->args[i] = a[i];
+    return ev;
+  };
+  std::vector<std::unique_ptr<Event>> events;
+  bool deny = false;
+  int err = EPERM;
+  bool simulate = false;
+
+  auto net_allowed = [&](const SockAddr &sa) {
+    for (const auto &na : policy_.allow) {
+      int fam = sa.family == "inet" ? AF_INET : sa.family == "inet6" ? AF_INET6 : -1;
+      if (fam != na.family) continue;
+      if (na.port != 0 && na.port != sa.port) continue;
+      if (!na.addr.empty() && na.addr != sa.raw_addr) continue;
+      return true;
+    }
+    return false;
+  };
+  auto is_inet = [](const SockAddr &sa) { return sa.family == "inet" || sa.family == "inet6"; };
+  int tgid = 0;
+  auto get_tgid = [&]() {
+    if (tgid == 0) tgid = TgidOf(pid);
+    return tgid;
+  };
+  // Decides a send-like call with an optional explicit destination.
+  auto decide_send = [&](Event &ev, bool has_dest) {
+    if (!has_dest) {
+      auto it = fake_peers_.find({get_tgid(), ev.fd});
+      if (it != fake_peers_.end()) {
+        ev.has_sockaddr = true;
+        ev.sockaddr = it->second;
+        ev.note = "sent to a simulated connection";
+        return true;  // never really connected: fail it so the resolver gives up fast
+      }
+      return false;
+    }
+    if (!is_inet(ev.sockaddr)) return policy_.unix_deny && ev.sockaddr.family == "unix";
+    if (net_allowed(ev.sockaddr)) return false;
+    return policy_.net_deny;
+  };
+
+  if (policy_.always_denied.count(nr)) {
+    deny = true;
+    events.push_back(base());
+  } else if (nr == __NR_connect) {
+    auto ev = base();
+    ev->fd = static_cast<int>(a[0]);
+    ev->has_sockaddr = ReadSockaddr(mem, a[1], a[2], &ev->sockaddr);
+    Fd sock = RemoteFd(get_tgid(), ev->fd);
+    ev->sock_type = SockType(sock);
+    const SockAddr &sa = ev->sockaddr;
+    if (!ev->has_sockaddr) {
+      deny = policy_.net_deny;
+      err = ECONNREFUSED;
+    } else if (sa.family == "unix") {
+      deny = policy_.unix_deny;
+      err = ECONNREFUSED;
+    } else if (is_inet(sa)) {
+      if (net_allowed(sa)) {
+        deny = false;
+      } else if (policy_.net_deny) {
+        if (policy_.fake_dns && sa.port == 53 && ev->sock_type != "tcp") {
+          simulate = true;
+          fake_peers_[{get_tgid(), ev->fd}] = sa;
+          ev->note = "connect simulated so the resolver reveals its query";
+        } else {
+          deny = true;
+          err = ECONNREFUSED;
+        }
+      }
+    } else if (sa.family == "unspec") {
+      fake_peers_.erase({get_tgid(), ev->fd});
+    }
+    events.push_back(std::move(ev));
+  } else if (nr == __NR_sendto) {
+    auto ev = base();
+    ev->fd = static_cast<int>(a[0]);
+    ev->payload_len = a[2];
+    ev->payload.resize(std::min<uint64_t>(a[2], kPayloadMax));
+    ev->payload.resize(mem.ReadSome(a[1], ev->payload.data(), ev->payload.size()));
+    bool has_dest = a[4] != 0 && ReadSockaddr(mem, a[4], a[5], &ev->sockaddr);
+    ev->has_sockaddr = has_dest;
+    deny = decide_send(*ev, has_dest);
+    if (deny || ev->has_sockaddr) ev->sock_type = SockType(RemoteFd(get_tgid(), ev->fd));
+    events.push_back(std::move(ev));
+  } else if (nr == __NR_sendmsg || nr == __NR_sendmmsg) {
+    size_t count = nr == __NR_sendmsg ? 1 : std::min<uint64_t>(a[2], kMmsgMax);
+    size_t stride = nr == __NR_sendmsg ? sizeof(struct msghdr) : sizeof(struct mmsghdr);
+    std::string type = SockType(RemoteFd(get_tgid(), static_cast<int>(a[0])));
+    for (size_t i = 0; i < count; i++) {
+      auto ev = base();
+      ev->fd = static_cast<int>(a[0]);
+      ev->sock_type = type;
+      if (nr == __NR_sendmmsg) ev->msg_index = static_cast<int>(i);
+      struct msghdr mh;
+      memset(&mh, 0, sizeof mh);
+      bool have = mem.Read(a[1] + i * stride, &mh, sizeof mh);
+      bool has_dest = have && mh.msg_name != nullptr &&
+                      ReadSockaddr(mem, reinterpret_cast<uint64_t>(mh.msg_name), mh.msg_namelen, &ev->sockaddr);
+      ev->has_sockaddr = has_dest;
+      if (have && mh.msg_iov != nullptr && mh.msg_iovlen > 0) {
+        struct iovec iov;
+        if (mem.Read(reinterpret_cast<uint64_t>(mh.msg_iov), &iov, sizeof iov)) {
+          ev->payload_len = iov.iov_len;
+          ev->payload.resize(std::min<size_t>(iov.iov_len, kPayloadMax));
+          ev->payload.resize(mem.ReadSome(reinterpret_cast<uint64_t>(iov.iov_base), ev->payload.data(), ev->payload.size()));
+        }
+      }
+      if (decide_send(*ev, has_dest)) deny = true;
+      events.push_back(std::move(ev));
+    }
+    if (deny)
+      for (auto &e : events) e->denied = true;
+  } else if (nr == __NR_bind) {
+    auto ev = base();
+    ev->fd = static_cast<int>(a[0]);
+    ev->has_sockaddr = ReadSockaddr(mem, a[1], a[2], &ev->sockaddr);
+    ev->sock_type = SockType(RemoteFd(get_tgid(), ev->fd));
+    if (ev->has_sockaddr && is_inet(ev->sockaddr) && policy_.net_deny && !net_allowed(ev->sockaddr)) {
+      deny = true;
+      denied_binds_[{get_tgid(), ev->fd}] = ev->sockaddr;
+    }
+    events.push_back(std::move(ev));
+  } else if (nr == __NR_listen) {
+    auto ev = base();
+    ev->fd = static_cast<int>(a[0]);
+    auto it = denied_binds_.find({get_tgid(), ev->fd});
+    Fd sock = RemoteFd(get_tgid(), ev->fd);
+    ev->sock_type = SockType(sock);
+    if (it != denied_binds_.end()) {
+      ev->has_sockaddr = true;
+      ev->sockaddr = it->second;
+      ev->note = "its bind was denied";
+    } else if (sock.ok()) {
+      struct sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      if (getsockname(sock.get(), reinterpret_cast<sockaddr *>(&ss), &len) == 0) {
+        ev->has_sockaddr = true;
+        ev->sockaddr = DecodeSockaddr(reinterpret_cast<uint8_t *>(&ss), len);
+      }
+    }
+    bool inet = ev->sock_type == "tcp" || ev->sock_type == "udp" || (ev->has_sockaddr && is_inet(ev->sockaddr));
+    deny = inet && policy_.net_deny && !(ev->has_sockaddr && net_allowed(ev->sockaddr));
+    events.push_back(std::move(ev));
+  } else if (nr == __NR_personality) {
+    deny = policy_.personality_allowed.count(static_cast<uint32_t>(a[0])) == 0;
+    events.push_back(base());
+  } else if (nr == __NR_socket) {
+    events.push_back(base());
+  } else if (nr == __NR_execve || nr == __NR_execveat) {
+    auto ev = base();
+    uint64_t path_ptr = nr == __NR_execve ? a[0] : a[1];
+    uint64_t argv_ptr = nr == __NR_execve ? a[1] : a[2];
+    ev->has_path = mem.String(path_ptr, &ev->path);
+    for (size_t i = 0; i < kArgvMax && argv_ptr != 0; i++) {
+      uint64_t p = 0;
+      if (!mem.Read(argv_ptr + i * 8, &p, 8) || p == 0) break;
+      std::string s;
+      if (!mem.String(p, &s)) break;
+      ev->argv.push_back(s);
+    }
+    if (!first_exec_done_ && pid == policy_.first_exec_pid) {
+      first_exec_done_ = true;
+      ev->note = "the sandboxed command itself";
+    } else {
+      deny = policy_.exec_mode != 1;
+    }
+    events.push_back(std::move(ev));
+  } else if (nr == __NR_open || nr == __NR_openat || nr == __NR_creat || nr == __NR_openat2) {
+    int dirfd = AT_FDCWD;
+    uint64_t path_ptr = 0, flags = 0;
+    if (nr == __NR_open) {
+      path_ptr = a[0];
+      flags = a[1];
+    } else if (nr == __NR_creat) {
+      path_ptr = a[0];
+      flags = O_CREAT | O_WRONLY | O_TRUNC;
+    } else {
+      dirfd = static_cast<int>(a[0]);
+      path_ptr = a[1];
+      if (nr == __NR_openat) flags = a[2];
+      else if (!mem.Read(a[2], &flags, sizeof flags)) flags = O_RDWR;
+    }
+    if (WriteFlags(flags)) {
+      auto ev = base();
+      ev->has_flags = true;
+      ev->flags = flags;
+      std::string p;
+      if (mem.String(path_ptr, &p)) {
+        if (p.empty() || p[0] != '/') {
+          std::string dir = dirfd == AT_FDCWD ? ReadLink("/proc/" + std::to_string(pid) + "/cwd")
+                                               : ReadLink("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(dirfd));
+          p = dir + "/" + p;
+        }
+        ev->path = Normalize(p);
+        ev->has_path = true;
+        if (!mem.Valid()) return;
+      }
+      if (policy_.write_check) {
+        bool ok = false;
+        if (ev->has_path)
+          for (const auto &w : policy_.write_allowed)
+            if (Under(ev->path, w)) ok = true;
+        deny = !ok;
+      }
+      events.push_back(std::move(ev));
+    }
+  } else {
+    auto it = policy_.verdicts.find(nr);
+    if (it != policy_.verdicts.end() && it->second != 0) {
+      deny = true;
+      err = it->second;
+    }
+    events.push_back(base());
+  }
+
+  if (simulate) {
+    resp.val = 0;
+    resp.error = 0;
+    resp.flags = 0;
+  } else if (deny) {
+    resp.error = -err;
+  } else {
+    resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  }
+  for (auto &e : events) {
+    if (deny) {
+      e->denied = true;
+      e->err = err;
+    }
+    if (simulate) {
+      e->denied = true;
+      e->simulated = true;
+    }
+  }
+  // Answer first: the target waits on us, JavaScript does not have to.
+  if (ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0 && errno != ENOENT) {
+    // ENOENT: the target died or was interrupted meanwhile; nothing to answer.
+  }
+  for (auto &e : events) Emit(std::move(e));
+}
+
+}  // namespace mg

@@ -1,0 +1,95 @@
+// The seccomp notification supervisor: one thread per sandbox reads the listener, decodes the
+// arguments it needs from /proc/PID/mem, answers per the policy TypeScript compiled, and hands
+// every event to JavaScript through a ThreadSafeFunction.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+
+namespace mg {
+
+struct NetAllow {
+  int family = 0;             // AF_INET or AF_INET6
+  std::vector<uint8_t> addr;  // empty: any address
+  int port = 0;               // 0: any port
+};
+
+struct Policy {
+  int first_exec_pid = 0;
+  bool net_deny = true;
+  bool fake_dns = true;
+  bool unix_deny = true;
+  std::vector<NetAllow> allow;
+  int exec_mode = 0;  // 0: first only, 1: allow all, 2: deny all
+  std::vector<std::string> write_allowed;
+  bool write_check = true;
+  std::map<int, int> verdicts;  // syscall nr → 0 allow, errno to deny
+  std::set<int> always_denied;
+  std::set<uint32_t> personality_allowed;
+};
+
+struct SockAddr {
+  std::string family;  // inet, inet6, unix, netlink, other
+  std::string address;
+  int port = -1;
+  std::vector<uint8_t> raw_addr;
+};
+
+struct Event {
+  double time = 0;
+  int pid = 0;
+  int nr = 0;
+  bool denied = false;
+  bool simulated = false;
+  int err = 0;
+  uint64_t args[6] = {0, 0, 0, 0, 0, 0};
+  int fd = -1;
+  bool has_sockaddr = false;
+  SockAddr sockaddr;
+  std::string sock_type;
+  std::vector<uint8_t> payload;
+  size_t payload_len = 0;
+  int msg_index = -1;
+  bool has_path = false;
+  std::string path;
+  std::vector<std::string> argv;
+  bool has_flags = false;
+  uint64_t flags = 0;
+  std::string note;
+  bool end = false;
+  std::string end_error;
+};
+
+class Supervisor : public Napi::ObjectWrap<Supervisor> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit Supervisor(const Napi::CallbackInfo &info);
+  ~Supervisor() override;
+
+ private:
+  Napi::Value Stop(const Napi::CallbackInfo &info);
+  void Loop();
+  void Handle(const void *notif);
+  void Emit(std::unique_ptr<Event> ev);
+  void Join();
+
+  Fd listener_;
+  Fd wake_;
+  Policy policy_;
+  bool first_exec_done_ = false;
+  std::map<std::pair<int, int>, SockAddr> fake_peers_;  // (tgid, fd) → simulated peer
+  std::map<std::pair<int, int>, SockAddr> denied_binds_;
+  Napi::ThreadSafeFunction tsfn_;
+  std::thread thread_;
+  bool joined_ = false;
+};
+
+}  // namespace mg

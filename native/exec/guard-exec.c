@@ -1,0 +1,580 @@
+/*
+ * guard-exec: modelguard's one-shot launcher.
+ *
+ * It runs as two processes:
+ *   init   the process execa started. It stays outside every wall: it becomes a child
+ *          subreaper, forwards signals to the target, reaps every orphan, and when the target
+ *          exits it stops whatever the target left behind, then exits with the target's status
+ *          (128 + signal when killed). This is the PID-1 duty that `guard entrypoint` needs too.
+ *   target the forked child: it raises the walls (network namespace, rlimits, pids cgroup,
+ *          Landlock, no_new_privs, seccomp with a notification listener) and execve()s the
+ *          command. Between fork and execve it only makes plain system calls.
+ *
+ * Control channel (--ctl FD, a stream socket from the parent):
+ *   parent → init    u32 count, then per filter a u32 length and that many bytes of BPF
+ *                    (struct sock_filter[]); the last filter is installed with NEW_LISTENER
+ *   target → parent  "L <pid> <listener-fd> netns=<0|1> landlock=<abi> pids=<0|1>\n" once the
+ *                    filter is installed; the parent takes the listener with pidfd_getfd(2)
+ *   parent → target  "G": go ahead and execve
+ *   any    → parent  "E <step> <errno>\n" when a step failed (the process then exits 127)
+ *   init   → parent  "X <code> <signal>\n" when the target has been reaped
+ * Every policy decision (which syscalls, which paths) is made by the caller; this file only
+ * applies what its arguments say.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* Landlock ABI constants, declared here so the build does not depend on new kernel headers. */
+#define LL_CREATE_RULESET_VERSION (1U << 0)
+#define LL_RULE_PATH_BENEATH 1
+#define LL_RULE_NET_PORT 2
+#define LL_FS_EXECUTE (1ULL << 0)
+#define LL_FS_WRITE_FILE (1ULL << 1)
+#define LL_FS_READ_FILE (1ULL << 2)
+#define LL_FS_READ_DIR (1ULL << 3)
+#define LL_FS_REMOVE_DIR (1ULL << 4)
+#define LL_FS_REMOVE_FILE (1ULL << 5)
+#define LL_FS_MAKE_CHAR (1ULL << 6)
+#define LL_FS_MAKE_DIR (1ULL << 7)
+#define LL_FS_MAKE_REG (1ULL << 8)
+#define LL_FS_MAKE_SOCK (1ULL << 9)
+#define LL_FS_MAKE_FIFO (1ULL << 10)
+#define LL_FS_MAKE_BLOCK (1ULL << 11)
+#define LL_FS_MAKE_SYM (1ULL << 12)
+#define LL_FS_REFER (1ULL << 13)
+#define LL_FS_TRUNCATE (1ULL << 14)
+#define LL_NET_BIND_TCP (1ULL << 0)
+#define LL_NET_CONNECT_TCP (1ULL << 1)
+#define LL_SCOPE_ABSTRACT_UNIX (1ULL << 0)
+#define LL_SCOPE_SIGNAL (1ULL << 1)
+#ifndef __NR_landlock_create_ruleset
+#define __NR_landlock_create_ruleset 444
+#define __NR_landlock_add_rule 445
+#define __NR_landlock_restrict_self 446
+#endif
+#ifndef __NR_close_range
+#define __NR_close_range 436
+#endif
+
+struct ll_ruleset_attr {
+  uint64_t handled_access_fs;
+  uint64_t handled_access_net;
+  uint64_t scoped;
+};
+struct ll_path_beneath_attr {
+  uint64_t allowed_access;
+  int32_t parent_fd;
+} __attribute__((packed));
+struct ll_net_port_attr {
+  uint64_t allowed_access;
+  uint64_t port;
+};
+
+#define MAX_LIST 256
+#define MAX_FILTERS 4
+
+struct rlimit_opt {
+  int resource;
+  struct rlimit value;
+};
+
+struct options {
+  int ctl;
+  int netns;
+  int landlock;
+  int landlock_net;
+  int landlock_scope;
+  int pgroup;
+  long pids_max;
+  int kill_grace_ms;
+  const char *write_paths[MAX_LIST];
+  int n_write;
+  const char *read_paths[MAX_LIST];
+  int n_read;
+  unsigned allow_ports[MAX_LIST];
+  int n_ports;
+  struct rlimit_opt rlimits[16];
+  int n_rlimits;
+  char **argv;
+};
+
+static int ctl_fd = -1;
+
+static void closep(int *fd) {
+  if (*fd >= 0) close(*fd);
+}
+#define cleanup_fd __attribute__((cleanup(closep)))
+
+static void write_all(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+}
+
+static int read_full(int fd, void *buf, size_t len) {
+  char *p = buf;
+  while (len > 0) {
+    ssize_t n = read(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (n == 0) {
+      errno = EPIPE;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* A failed step: tell the parent which one and why, then leave. Async-signal-safe. */
+__attribute__((noreturn)) static void die_step(const char *step, int err) {
+  char line[160];
+  int n = snprintf(line, sizeof line, "E %s %d\n", step, err);
+  if (ctl_fd >= 0 && n > 0) write_all(ctl_fd, line, (size_t)n);
+  else if (n > 0) write_all(2, line, (size_t)n);
+  _exit(127);
+}
+
+__attribute__((noreturn)) static void usage(const char *why) {
+  fprintf(stderr, "guard-exec: %s\nusage: guard-exec --ctl FD [--netns] [--landlock] [--write PATH]... "
+                  "[--read PATH]... [--landlock-net] [--allow-port N]... [--rlimit NAME=SOFT[:HARD]]... "
+                  "[--pids-max N] [--pgroup] -- CMD ARGS...\n", why);
+  exit(2);
+}
+
+static int rlimit_by_name(const char *name) {
+  static const struct { const char *name; int res; } table[] = {
+      {"as", RLIMIT_AS},         {"nproc", RLIMIT_NPROC},   {"nofile", RLIMIT_NOFILE},
+      {"cpu", RLIMIT_CPU},       {"fsize", RLIMIT_FSIZE},   {"core", RLIMIT_CORE},
+      {"stack", RLIMIT_STACK},   {"memlock", RLIMIT_MEMLOCK}, {"data", RLIMIT_DATA},
+  };
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (strcmp(table[i].name, name) == 0) return table[i].res;
+  return -1;
+}
+
+static rlim_t parse_rlim(const char *s) {
+  if (strcmp(s, "inf") == 0 || strcmp(s, "unlimited") == 0) return RLIM_INFINITY;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || (*end && *end != ':')) usage("bad rlimit value");
+  return (rlim_t)v;
+}
+
+static void parse_args(int argc, char **argv, struct options *o) {
+  memset(o, 0, sizeof *o);
+  o->ctl = -1;
+  o->kill_grace_ms = 2000;
+  int i = 1;
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--") == 0) {
+      i++;
+      break;
+    } else if (strcmp(a, "--ctl") == 0 && v) {
+      o->ctl = atoi(v);
+      i++;
+    } else if (strcmp(a, "--netns") == 0) {
+      o->netns = 1;
+    } else if (strcmp(a, "--landlock") == 0) {
+      o->landlock = 1;
+    } else if (strcmp(a, "--landlock-net") == 0) {
+      o->landlock_net = 1;
+    } else if (strcmp(a, "--landlock-scope") == 0) {
+      o->landlock_scope = 1;
+    } else if (strcmp(a, "--pgroup") == 0) {
+      o->pgroup = 1;
+    } else if (strcmp(a, "--write") == 0 && v) {
+      if (o->n_write >= MAX_LIST) usage("too many --write");
+      o->write_paths[o->n_write++] = v;
+      i++;
+    } else if (strcmp(a, "--read") == 0 && v) {
+      if (o->n_read >= MAX_LIST) usage("too many --read");
+      o->read_paths[o->n_read++] = v;
+      i++;
+    } else if (strcmp(a, "--allow-port") == 0 && v) {
+      if (o->n_ports >= MAX_LIST) usage("too many --allow-port");
+      o->allow_ports[o->n_ports++] = (unsigned)atoi(v);
+      i++;
+    } else if (strcmp(a, "--pids-max") == 0 && v) {
+      o->pids_max = atol(v);
+      i++;
+    } else if (strcmp(a, "--kill-grace-ms") == 0 && v) {
+      o->kill_grace_ms = atoi(v);
+      i++;
+    } else if (strcmp(a, "--rlimit") == 0 && v) {
+      char name[32];
+      const char *eq = strchr(v, '=');
+      if (!eq || (size_t)(eq - v) >= sizeof name || o->n_rlimits >= 16) usage("bad --rlimit");
+      memcpy(name, v, (size_t)(eq - v));
+      name[eq - v] = 0;
+      int res = rlimit_by_name(name);
+      if (res < 0) usage("unknown rlimit");
+      struct rlimit_opt *r = &o->rlimits[o->n_rlimits++];
+      r->resource = res;
+      r->value.rlim_cur = parse_rlim(eq + 1);
+      const char *colon = strchr(eq + 1, ':');
+      r->value.rlim_max = colon ? parse_rlim(colon + 1) : r->value.rlim_cur;
+      i++;
+    } else {
+      usage("unknown option");
+    }
+  }
+  if (o->ctl < 0) usage("--ctl is required");
+  if (i >= argc) usage("no command");
+  o->argv = &argv[i];
+}
+
+/* ---- init side ------------------------------------------------------------------------- */
+
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+
+static char cgroup_dir[256];
+
+/* A pids cgroup bounds a fork bomb even for root, whom RLIMIT_NPROC does not bind. */
+static int make_pids_cgroup(long pids_max) {
+  static const char *roots[] = {"/sys/fs/cgroup/pids", "/sys/fs/cgroup"};
+  for (size_t i = 0; i < 2; i++) {
+    char probe[300];
+    snprintf(probe, sizeof probe, "%s/pids.max", roots[i]);
+    char ctlfile[300];
+    snprintf(ctlfile, sizeof ctlfile, "%s/cgroup.procs", roots[i]);
+    if (access(ctlfile, W_OK) != 0) continue;
+    snprintf(cgroup_dir, sizeof cgroup_dir, "%s/modelguard-%d", roots[i], (int)getpid());
+    if (mkdir(cgroup_dir, 0700) != 0 && errno != EEXIST) {
+      cgroup_dir[0] = 0;
+      continue;
+    }
+    char file[300];
+    snprintf(file, sizeof file, "%s/pids.max", cgroup_dir);
+    int fd cleanup_fd = open(file, O_WRONLY | O_CLOEXEC);
+    char num[32];
+    int n = snprintf(num, sizeof num, "%ld", pids_max);
+    if (fd < 0 || write(fd, num, (size_t)n) != n) {
+      rmdir(cgroup_dir);
+      cgroup_dir[0] = 0;
+      continue;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static void join_cgroup(void) {
+  if (!cgroup_dir[0]) return;
+  char file[300];
+  snprintf(file, sizeof file, "%s/cgroup.procs", cgroup_dir);
+  int fd cleanup_fd = open(file, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die_step("cgroup", errno);
+  if (write(fd, "0", 1) != 1) die_step("cgroup", errno);
+}
+
+/* Sends `sig` to every process left in the cgroup and to every child of ours; returns how many. */
+static int signal_leftovers(int sig) {
+  int count = 0;
+  char path[300];
+  if (cgroup_dir[0]) {
+    snprintf(path, sizeof path, "%s/cgroup.procs", cgroup_dir);
+    FILE *f = fopen(path, "re");
+    if (f) {
+      int pid;
+      while (fscanf(f, "%d", &pid) == 1) {
+        if (kill(pid, sig) == 0) count++;
+      }
+      fclose(f);
+    }
+  }
+  snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+  FILE *f = fopen(path, "re");
+  if (f) {
+    int pid;
+    while (fscanf(f, "%d", &pid) == 1) {
+      if (kill(pid, sig) == 0) count++;
+    }
+    fclose(f);
+  }
+  return count;
+}
+
+static void reap_all(int *main_pid, int *main_status) {
+  for (;;) {
+    int status;
+    pid_t p = waitpid(-1, &status, WNOHANG | __WALL);
+    if (p <= 0) return;
+    if (p == *main_pid) {
+      *main_status = status;
+      *main_pid = -1;
+    }
+  }
+}
+
+static int run_init(struct options *o, pid_t child, sigset_t *blocked) {
+  int main_pid = child;
+  int main_status = 0;
+  for (;;) {
+    siginfo_t si;
+    int sig = sigwaitinfo(blocked, &si);
+    if (sig < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (sig == SIGCHLD) {
+      reap_all(&main_pid, &main_status);
+      if (main_pid < 0) break;
+      continue;
+    }
+    if (main_pid > 0) kill(o->pgroup ? -main_pid : main_pid, sig);
+  }
+  /* The target is gone: stop what it left behind, politely first, then for good. */
+  if (signal_leftovers(SIGTERM) > 0) {
+    int waited = 0;
+    while (waited < o->kill_grace_ms) {
+      int dummy = -1, st;
+      reap_all(&dummy, &st);
+      if (signal_leftovers(0) == 0) break;
+      usleep(10000);
+      waited += 10;
+    }
+  }
+  for (int round = 0; round < 1000; round++) {
+    int left = signal_leftovers(SIGKILL);
+    int dummy = -1, st;
+    pid_t p;
+    while ((p = waitpid(-1, &st, __WALL)) > 0) (void)dummy;
+    if (left == 0 && p < 0) break;
+  }
+  if (cgroup_dir[0]) rmdir(cgroup_dir);
+  int code = 0, signo = 0;
+  if (WIFEXITED(main_status)) code = WEXITSTATUS(main_status);
+  else if (WIFSIGNALED(main_status)) {
+    signo = WTERMSIG(main_status);
+    code = 128 + signo;
+  }
+  char line[64];
+  int n = snprintf(line, sizeof line, "X %d %d\n", code, signo);
+  write_all(o->ctl, line, (size_t)n);
+  return code;
+}
+
+/* ---- target side ----------------------------------------------------------------------- */
+
+static void step_loopback_up(void) {
+  int s cleanup_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+    ifr.ifr_flags |= IFF_UP;
+    ioctl(s, SIOCSIFFLAGS, &ifr);
+  }
+}
+
+static int step_landlock(struct options *o) {
+  int abi = (int)syscall(__NR_landlock_create_ruleset, NULL, 0, LL_CREATE_RULESET_VERSION);
+  if (abi < 1) return 0;
+  uint64_t write_access = LL_FS_WRITE_FILE | LL_FS_REMOVE_DIR | LL_FS_REMOVE_FILE | LL_FS_MAKE_CHAR |
+                          LL_FS_MAKE_DIR | LL_FS_MAKE_REG | LL_FS_MAKE_SOCK | LL_FS_MAKE_FIFO |
+                          LL_FS_MAKE_BLOCK | LL_FS_MAKE_SYM;
+  if (abi >= 2) write_access |= LL_FS_REFER;
+  if (abi >= 3) write_access |= LL_FS_TRUNCATE;
+  uint64_t read_access = LL_FS_EXECUTE | LL_FS_READ_FILE | LL_FS_READ_DIR;
+  struct ll_ruleset_attr attr = {0};
+  attr.handled_access_fs = write_access | (o->n_read > 0 ? read_access : 0);
+  size_t attr_size = 8;
+  if (o->landlock_net && abi >= 4) {
+    attr.handled_access_net = LL_NET_BIND_TCP | LL_NET_CONNECT_TCP;
+    attr_size = 16;
+  }
+  if (o->landlock_scope && abi >= 6) {
+    attr.scoped = LL_SCOPE_ABSTRACT_UNIX | LL_SCOPE_SIGNAL;
+    attr_size = 24;
+  }
+  int rs cleanup_fd = (int)syscall(__NR_landlock_create_ruleset, &attr, attr_size, 0);
+  if (rs < 0) die_step("landlock_create_ruleset", errno);
+  for (int pass = 0; pass < 2; pass++) {
+    int n = pass == 0 ? o->n_write : o->n_read;
+    const char **paths = pass == 0 ? o->write_paths : o->read_paths;
+    for (int i = 0; i < n; i++) {
+      int fd cleanup_fd = open(paths[i], O_PATH | O_CLOEXEC);
+      if (fd < 0) continue; /* a listed folder that does not exist grants nothing */
+      struct stat st;
+      if (fstat(fd, &st) != 0) continue;
+      struct ll_path_beneath_attr pb;
+      uint64_t want = pass == 0 ? write_access | (o->n_read > 0 ? read_access : 0) : read_access;
+      if (!S_ISDIR(st.st_mode))
+        want &= LL_FS_EXECUTE | LL_FS_WRITE_FILE | LL_FS_READ_FILE | (abi >= 3 ? LL_FS_TRUNCATE : 0);
+      pb.allowed_access = want;
+      pb.parent_fd = fd;
+      if (syscall(__NR_landlock_add_rule, rs, LL_RULE_PATH_BENEATH, &pb, 0) != 0)
+        die_step("landlock_add_rule", errno);
+    }
+  }
+  if (attr.handled_access_net) {
+    for (int i = 0; i < o->n_ports; i++) {
+      struct ll_net_port_attr np = {LL_NET_CONNECT_TCP, o->allow_ports[i]};
+      if (syscall(__NR_landlock_add_rule, rs, LL_RULE_NET_PORT, &np, 0) != 0)
+        die_step("landlock_add_rule(net)", errno);
+    }
+  }
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die_step("no_new_privs", errno);
+  if (syscall(__NR_landlock_restrict_self, rs, 0) != 0) die_step("landlock_restrict_self", errno);
+  return abi;
+}
+
+/* Resolves CMD against PATH now, so that the target makes exactly one execve. */
+static const char *resolve_command(const char *cmd, char *buf, size_t size) {
+  if (strchr(cmd, '/')) return cmd;
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  while (*path) {
+    const char *colon = strchr(path, ':');
+    size_t len = colon ? (size_t)(colon - path) : strlen(path);
+    if (len == 0) {
+      snprintf(buf, size, "./%s", cmd);
+    } else {
+      snprintf(buf, size, "%.*s/%s", (int)len, path, cmd);
+    }
+    struct stat st;
+    if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0) return buf;
+    if (!colon) break;
+    path = colon + 1;
+  }
+  return NULL;
+}
+
+__attribute__((noreturn)) static void run_target(struct options *o, struct sock_fprog *progs, uint32_t count,
+                                                 sigset_t *old_mask) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  /* Step: own process group, in the foreground of the terminal if guard had it. */
+  if (setpgid(0, 0) != 0) die_step("setpgid", errno);
+  if (isatty(0) && tcgetpgrp(0) == getpgid(getppid())) {
+    signal(SIGTTOU, SIG_IGN);
+    tcsetpgrp(0, getpid());
+    signal(SIGTTOU, SIG_DFL);
+  }
+  join_cgroup();
+  char resolved[PATH_MAX];
+  const char *file = resolve_command(o->argv[0], resolved, sizeof resolved);
+  if (!file) die_step("execve", ENOENT);
+  int netns = 0;
+  if (o->netns) {
+    if (unshare(CLONE_NEWNET) == 0) {
+      netns = 1;
+      step_loopback_up();
+    } else if (errno != EPERM) {
+      die_step("unshare(CLONE_NEWNET)", errno);
+    }
+  }
+  /* Step: rlimits. They only ever lower what is in force, never raise it. */
+  for (int i = 0; i < o->n_rlimits; i++) {
+    struct rlimit cur, want = o->rlimits[i].value;
+    if (getrlimit(o->rlimits[i].resource, &cur) != 0) die_step("getrlimit", errno);
+    if (cur.rlim_max != RLIM_INFINITY && (want.rlim_max == RLIM_INFINITY || want.rlim_max > cur.rlim_max)) want.rlim_max = cur.rlim_max;
+    if (want.rlim_cur == RLIM_INFINITY || want.rlim_cur > want.rlim_max) want.rlim_cur = want.rlim_max;
+    if (setrlimit(o->rlimits[i].resource, &want) != 0) die_step("setrlimit", errno);
+  }
+  int landlock = o->landlock ? step_landlock(o) : 0;
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die_step("no_new_privs", errno);
+  /* Step: seccomp last. Earlier filters are plain; the last one carries the notification listener.
+   * The kernel runs every filter and keeps the most severe answer (KILL > ERRNO > NOTIFY > ALLOW). */
+  int listener = -1;
+  for (uint32_t f = 0; f < count; f++) {
+    unsigned flags = f + 1 == count ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
+    int rc = (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, flags, &progs[f]);
+    if (rc < 0) die_step("seccomp(SET_MODE_FILTER)", errno);
+    if (flags) listener = rc;
+  }
+  /* From here on every syscall meets the filter; write/read on the control socket are not notified. */
+  char line[128];
+  int n = snprintf(line, sizeof line, "L %d %d netns=%d landlock=%d pids=%d\n", (int)getpid(), listener, netns,
+                   landlock, cgroup_dir[0] ? 1 : 0);
+  write_all(o->ctl, line, (size_t)n);
+  char go = 0;
+  if (read_full(o->ctl, &go, 1) != 0 || go != 'G') die_step("handshake", errno ? errno : EPROTO);
+  if (listener >= 0) close(listener);
+  fcntl(o->ctl, F_SETFD, FD_CLOEXEC);
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) signal(forwarded[i], SIG_DFL);
+  signal(SIGCHLD, SIG_DFL);
+  signal(SIGPIPE, SIG_DFL);
+  sigprocmask(SIG_SETMASK, old_mask, NULL);
+  execve(file, o->argv, environ);
+  die_step("execve", errno);
+}
+
+int main(int argc, char **argv) {
+  struct options o;
+  parse_args(argc, argv, &o);
+  ctl_fd = o.ctl;
+  if (fcntl(o.ctl, F_GETFD) < 0) usage("--ctl is not an open fd");
+
+  /* Step: close inherited fds other than stdio and the control socket. */
+  if (o.ctl > 3) syscall(__NR_close_range, 3, o.ctl - 1, 0);
+  syscall(__NR_close_range, o.ctl + 1, ~0U, 0);
+
+  /* Step: read the compiled filters (the profile's, then the supervisor's notify overlay). */
+  uint32_t count = 0;
+  if (read_full(o.ctl, &count, sizeof count) != 0) die_step("read filter", errno);
+  if (count > MAX_FILTERS) die_step("read filter", E2BIG);
+  struct sock_fprog progs[MAX_FILTERS];
+  for (uint32_t f = 0; f < count; f++) {
+    uint32_t len = 0;
+    if (read_full(o.ctl, &len, sizeof len) != 0) die_step("read filter", errno);
+    if (len == 0 || len % sizeof(struct sock_filter) != 0 || len > 4096 * sizeof(struct sock_filter))
+      die_step("read filter", EINVAL);
+    struct sock_filter *filter = malloc(len);
+    if (!filter) die_step("read filter", ENOMEM);
+    if (read_full(o.ctl, filter, len) != 0) die_step("read filter", errno);
+    progs[f].len = (unsigned short)(len / sizeof(struct sock_filter));
+    progs[f].filter = filter;
+  }
+
+  /* Step: become the subreaper and block the signals we forward, before the child exists. */
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) die_step("prctl(PR_SET_CHILD_SUBREAPER)", errno);
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  sigset_t blocked, old_mask;
+  sigemptyset(&blocked);
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaddset(&blocked, forwarded[i]);
+  sigaddset(&blocked, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &blocked, &old_mask) != 0) die_step("sigprocmask", errno);
+
+  if (o.pids_max > 0) make_pids_cgroup(o.pids_max);
+
+  pid_t child = fork();
+  if (child < 0) die_step("fork", errno);
+  if (child == 0) run_target(&o, progs, count, &old_mask);
+  return run_init(&o, child, &blocked);
+}

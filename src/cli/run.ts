@@ -1,0 +1,137 @@
+/**
+ * `guard run [--profile NAME|FILE] [--report FILE] [--format text|json] [--allow-net HOST:PORT]…
+ *            [--write DIR]… [--audit] [--verbose] -- CMD ARGS…`
+ * Exit code: the command's own (128 + signal when it was killed); 2 when guard could not run it.
+ */
+import { writeFileSync } from 'node:fs';
+import { GuardError } from '../errors.js';
+import { run, RunError, type RunEvent, type RunResult } from '../sandbox/run.js';
+import { renderRunText, renderEventLine } from '../sandbox/render.js';
+
+export const RUN_USAGE = `Usage: guard run [options] -- CMD ARGS…
+
+Runs CMD behind seccomp, network denial, Landlock and rlimits, and reports every attempt it made.
+
+Options:
+  --profile NAME|FILE   loader | inference (default) | inference-gpu | audit, or a profile JSON file
+  --report FILE         write the run report (JSON, or text with --format text) to FILE at exit
+  --format text|json    report format for --report (default json)
+  --allow-net HOST:PORT allow connections to this destination (repeatable; IP literal or *)
+  --write DIR           also allow writes under DIR (repeatable)
+  --audit               allow everything except the always-denied calls, report it all
+  --verbose             stream events to stderr as they happen
+  --signal-group        forward signals to CMD's process group
+  -h, --help            this text
+`;
+
+export interface RunCliOptions {
+  profile?: string;
+  report?: string;
+  format: 'text' | 'json';
+  allowNet: string[];
+  write: string[];
+  audit: boolean;
+  verbose: boolean;
+  signalGroup: boolean;
+  command: string[];
+  help: boolean;
+}
+
+const KNOWN = ['--profile', '--report', '--format', '--allow-net', '--write', '--audit', '--verbose', '--signal-group', '--help'];
+
+export function parseRunArgs(argv: readonly string[]): RunCliOptions {
+  const o: RunCliOptions = { format: 'json', allowNet: [], write: [], audit: false, verbose: false, signalGroup: false, command: [], help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const flag = eq > 0 ? a.slice(0, eq) : a;
+    const value = (): string => {
+      if (eq > 0) return a.slice(eq + 1);
+      const v = argv[++i];
+      if (v === undefined) throw new GuardError('USAGE', `${flag} needs a value`);
+      return v;
+    };
+    if (a === '--') {
+      o.command = argv.slice(i + 1) as string[];
+      break;
+    }
+    switch (flag) {
+      case '--profile': o.profile = value(); break;
+      case '--report': o.report = value(); break;
+      case '--format': {
+        const f = value();
+        if (f !== 'text' && f !== 'json') throw new GuardError('USAGE', `--format must be text or json, not \`${f}\``);
+        o.format = f;
+        break;
+      }
+      case '--allow-net': o.allowNet.push(value()); break;
+      case '--write': o.write.push(value()); break;
+      case '--audit': o.audit = true; break;
+      case '--verbose': case '-v': o.verbose = true; break;
+      case '--signal-group': o.signalGroup = true; break;
+      case '--help': case '-h': o.help = true; break;
+      default:
+        if (a.startsWith('-')) {
+          const near = KNOWN.find((k) => k.startsWith(flag.slice(0, 5)));
+          throw new GuardError('USAGE', `unknown option \`${flag}\`${near ? `; did you mean \`${near}\`?` : ''}`);
+        }
+        o.command = argv.slice(i) as string[];
+        i = argv.length;
+    }
+  }
+  return o;
+}
+
+export function writeReport(path: string, result: RunResult, format: 'text' | 'json'): void {
+  const text = format === 'json' ? `${JSON.stringify(result, null, 2)}\n` : renderRunText(result);
+  if (path === '-') process.stdout.write(format === 'json' ? `${JSON.stringify(result)}\n` : text);
+  else writeFileSync(path, text);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let o: RunCliOptions;
+  try {
+    o = parseRunArgs(argv);
+  } catch (e) {
+    if (e instanceof GuardError) {
+      process.stderr.write(`guard run: ${e.message}\n\n${RUN_USAGE}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (o.help) {
+    process.stdout.write(RUN_USAGE);
+    return 0;
+  }
+  if (o.command.length === 0) {
+    process.stderr.write(`guard run: no command given\n\n${RUN_USAGE}`);
+    return 2;
+  }
+  const onEvent = o.verbose ? (e: RunEvent): void => void process.stderr.write(`guard: ${renderEventLine(e)}\n`) : undefined;
+  let result: RunResult;
+  try {
+    result = await run(o.command, {
+      ...(o.profile ? { profile: o.profile } : {}),
+      allowNet: o.allowNet,
+      write: o.write,
+      audit: o.audit,
+      forwardSignals: true,
+      signalGroup: o.signalGroup,
+      ...(onEvent ? { onEvent } : {}),
+    });
+  } catch (e) {
+    if (e instanceof RunError) {
+      if (o.report) writeReport(o.report, e.result, o.format);
+      process.stderr.write(`guard run: ${e.message} [${e.code}]\n`);
+      return e.context.step === 'execve' ? 127 : 2;
+    }
+    if (e instanceof GuardError) {
+      process.stderr.write(`guard run: ${e.message} [${e.code}]\n`);
+      return 2;
+    }
+    throw e;
+  }
+  process.stderr.write(renderRunText(result));
+  if (o.report) writeReport(o.report, result, o.format);
+  return result.exitCode;
+}

@@ -1,0 +1,160 @@
+/**
+ * The only module that loads the native addon. It declares the addon's shape, hands it the
+ * error class it throws, and, when loading fails, lists every path it tried.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GuardError } from '../errors.js';
+
+/** A failed system call in the addon: `code` is the errno name, like Node's own system errors. */
+export class NativeError extends GuardError {
+  readonly syscall: string;
+  readonly errno: number;
+  readonly sysCode: string;
+  constructor(message: string, options: { code?: string; syscall?: string; errno?: number } = {}) {
+    super('NATIVE', message, { context: { step: options.syscall } });
+    this.name = 'NativeError';
+    this.syscall = options.syscall ?? 'unknown';
+    this.errno = options.errno ?? 0;
+    this.sysCode = options.code ?? 'EUNKNOWN';
+  }
+}
+
+export type RuleAction = 'allow' | 'errno' | 'notify' | 'log' | 'trap' | 'kill_process' | 'kill_thread';
+export type CompareOp = 'ne' | 'lt' | 'le' | 'eq' | 'ge' | 'gt' | 'masked_eq';
+
+export interface NativeCondition {
+  index: number;
+  op: CompareOp;
+  a: bigint;
+  b: bigint;
+}
+
+export interface NativeRule {
+  nr: number;
+  name?: string;
+  action: RuleAction;
+  errno?: number;
+  args?: NativeCondition[];
+}
+
+export interface NativeFilterSpec {
+  defaultAction: { action: RuleAction; errno?: number };
+  rules: NativeRule[];
+}
+
+/** One notification as the supervisor thread decoded it. */
+export interface NativeEvent {
+  type: 'syscall';
+  time: number;
+  pid: number;
+  nr: number;
+  action: 'denied' | 'allowed';
+  simulated?: boolean;
+  errno?: number;
+  args: bigint[];
+  fd?: number;
+  sockaddr?: { family: 'inet' | 'inet6' | 'unix' | 'netlink' | 'unspec' | 'other'; address?: string; port?: number };
+  sockType?: string;
+  payload?: Buffer;
+  payloadLength?: number;
+  message?: number;
+  path?: string;
+  argv?: string[];
+  flags?: number;
+  note?: string;
+}
+
+export interface NativeEnd {
+  type: 'end';
+  error?: string;
+}
+
+export interface SupervisorOptions {
+  listenerFd: number;
+  firstExecPid: number;
+  netDeny: boolean;
+  fakeDns: boolean;
+  unixDeny: boolean;
+  netAllow: { family: 4 | 6; address?: Buffer; port: number }[];
+  execMode: 0 | 1 | 2;
+  writeCheck: boolean;
+  writeAllowed: string[];
+  verdicts: { nr: number; errno: number }[];
+  alwaysDenied: number[];
+  /** personality() values let through (low 32 bits). */
+  personalityAllowed: number[];
+  onEvent: (event: NativeEvent | NativeEnd) => void;
+}
+
+export interface NativeSupervisor {
+  stop(): void;
+}
+
+export interface NativeAddon {
+  init(options: { NativeError: typeof NativeError }): void;
+  version(): { libseccomp: string; api: number; arch: number };
+  resolveSyscall(name: string): number;
+  syscallName(nr: number): string | null;
+  compileFilter(spec: NativeFilterSpec): Buffer;
+  takeListener(options: { pid: number; fd: number }): number;
+  closeFd(fd: number): void;
+  Supervisor: new (options: SupervisorOptions) => NativeSupervisor;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The package root: dist/src/sandbox → ../../.. ; src/sandbox (ts-node) → ../.. */
+function packageRoot(): string {
+  for (const up of ['../../..', '../..']) {
+    const root = resolve(here, up);
+    if (existsSync(join(root, 'package.json')) && existsSync(join(root, 'binding.gyp'))) return root;
+  }
+  return resolve(here, '../../..');
+}
+
+export const PACKAGE_ROOT = packageRoot();
+
+function candidates(file: string): string[] {
+  return [join(PACKAGE_ROOT, 'build', 'Release', file), join(PACKAGE_ROOT, 'build', 'Debug', file)];
+}
+
+let cached: NativeAddon | undefined;
+let cachedError: GuardError | undefined;
+
+/** Loads the addon once, or throws SANDBOX_UNAVAILABLE naming every path tried and why. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  if (cachedError) throw cachedError;
+  if (process.platform !== 'linux') {
+    cachedError = new GuardError('SANDBOX_UNAVAILABLE', `the kernel sandbox needs Linux (seccomp, Landlock); this is ${process.platform}`);
+    throw cachedError;
+  }
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const path of candidates('modelguard.node')) {
+    if (!existsSync(path)) {
+      tried.push(`${path}: not built`);
+      continue;
+    }
+    try {
+      const addon = require(path) as NativeAddon;
+      addon.init({ NativeError });
+      addon.version(); // loads libseccomp.so.2 now, so a missing runtime is reported here
+      cached = addon;
+      return addon;
+    } catch (e) {
+      tried.push(`${path}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  cachedError = new GuardError('SANDBOX_UNAVAILABLE', `the kernel sandbox is unavailable: could not load the native addon\n  ${tried.join('\n  ')}\n  (run \`npm install\` or \`npx node-gyp rebuild\` in ${PACKAGE_ROOT})`);
+  throw cachedError;
+}
+
+/** Path of the guard-exec launcher, or SANDBOX_UNAVAILABLE. */
+export function guardExecPath(): string {
+  const found = candidates('guard-exec').find((p) => existsSync(p));
+  if (!found) throw new GuardError('SANDBOX_UNAVAILABLE', `the kernel sandbox is unavailable: guard-exec is not built (tried ${candidates('guard-exec').join(', ')})`);
+  return found;
+}
