@@ -4,6 +4,7 @@ import { tarHandler } from './tar.js';
 import { sevenZipHandler } from './sevenzip.js';
 import { numpyHandler } from './numpy.js';
 import { pickleHandler } from './pickle/handler.js';
+import { compressedHandler } from './compressed.js';
 import { ggufHandler } from './gguf.js';
 import { hdf5Handler } from './keras-h5.js';
 import { lfsHandler } from './lfs.js';
@@ -29,6 +30,7 @@ export const HANDLERS: FormatHandler[] = [
   ggufHandler,
   hdf5Handler,
   lfsHandler,
+  compressedHandler,
   // Content checks helped by the name (no magic): safetensors header, protobufs, JSON, Jinja.
   safetensorsHandler,
   savedModelHandler,

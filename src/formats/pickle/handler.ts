@@ -109,7 +109,7 @@ export async function scanPickleStream(ctx: FormatContext): Promise<string | voi
     sink.add({ rule: 'pytorch/legacy-incomplete', severity: 'medium', verdict: 'invalid', message: `PyTorch legacy file holds ${pickles.length} of the ${TORCH_LEGACY_PICKLES} pickles the loader reads` });
   }
   reportPickles(pickles, imports, sink, ctx);
-  return ctx.depth === 0 ? format : undefined;
+  return format;
 }
 
 export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<string, ImportSite>, sink: FindingSink, ctx: FormatContext): void {
