@@ -1,0 +1,224 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { GuardError } from '../errors.js';
+import { DEFAULT_WASM_MAX_PAGES } from './assets.js';
+import { DEFAULT_ISOLATE_HEAP_MB, BOOT_TIMEOUT_MS } from './isolate.js';
+import type { RunReply, RunRequest, WorkerConfig } from './protocol.js';
+import { cacheDir } from './snapshot.js';
+
+/** Default per-call time limit of the VM (ms). */
+export const DEFAULT_VM_TIMEOUT_MS = 30_000;
+
+export interface PoolOptions {
+  /** Worker processes kept (default 1). */
+  size?: number;
+  /** Cap on the VM's WebAssembly memory in bytes (default 1 GiB). */
+  wasmMemoryBytes?: number;
+  /** V8 heap limit of each isolate in MiB. */
+  heapMb?: number;
+  /** Snapshot cache folder, or `false` to boot cold every time. */
+  cacheDir?: string | false;
+  /** V8 old-space limit of each worker process (MiB). */
+  workerHeapMb?: number;
+}
+
+export interface VmCall {
+  pickle: Uint8Array;
+  config: Record<string, unknown>;
+  timeoutMs?: number;
+}
+
+export interface VmReply {
+  json: string;
+  blob: Uint8Array;
+  boot?: RunReply['boot'];
+  runMs: number;
+}
+
+interface Pending {
+  req: RunRequest;
+  resolve: (r: VmReply) => void;
+  reject: (e: GuardError) => void;
+}
+
+interface Worker {
+  child: ChildProcess;
+  busy: Pending | undefined;
+  timer: NodeJS.Timeout | undefined;
+  exited: Promise<void>;
+}
+
+/**
+ * A pool of unpickler worker processes. Each call gets a time limit; a worker that overruns it by
+ * the boot allowance, or dies, is killed and replaced, and the call fails with a GuardError
+ * (`TIMEOUT` / `WORKER_CRASHED`). Idle workers are unref'd so they never keep the caller alive.
+ */
+export class UnpicklerPool {
+  private readonly workers: Worker[] = [];
+  private readonly queue: Pending[] = [];
+  private nextId = 1;
+  private closed = false;
+  private readonly size: number;
+  private readonly config: WorkerConfig;
+  private readonly execArgv: string[];
+
+  constructor(options: PoolOptions = {}) {
+    this.size = Math.max(1, Math.floor(options.size ?? 1));
+    const bytes = options.wasmMemoryBytes ?? DEFAULT_WASM_MAX_PAGES * 65536;
+    this.config = {
+      maxPages: Math.max(512, Math.min(65535, Math.floor(bytes / 65536))),
+      heapMb: options.heapMb ?? DEFAULT_ISOLATE_HEAP_MB,
+      cacheDir: options.cacheDir === false ? '' : (options.cacheDir ?? cacheDir()),
+    };
+    this.execArgv = [`--max-old-space-size=${options.workerHeapMb ?? 512}`];
+  }
+
+  /** Runs the restricted unpickler on `pickle`. */
+  run(call: VmCall): Promise<VmReply> {
+    if (this.closed) return Promise.reject(new GuardError('USAGE', 'the unpickler pool is closed; create a new one', { context: { step: 'vm' } }));
+    const req: RunRequest = { type: 'run', id: this.nextId++, pickle: call.pickle, config: call.config, timeoutMs: call.timeoutMs ?? DEFAULT_VM_TIMEOUT_MS };
+    return new Promise<VmReply>((resolve, reject) => {
+      this.queue.push({ req, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  /** Number of live worker processes (for tests and diagnostics). */
+  get liveWorkers(): number {
+    return this.workers.length;
+  }
+
+  /** Process ids of the live workers. */
+  get pids(): number[] {
+    return this.workers.map((w) => w.child.pid ?? -1);
+  }
+
+  /** Kills every worker and waits for them to exit. Pending calls fail with `WORKER_CRASHED`. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const p of this.queue.splice(0)) p.reject(new GuardError('WORKER_CRASHED', 'the unpickler pool was closed', { context: { step: 'vm' } }));
+    const exits = this.workers.map((w) => {
+      w.child.kill('SIGKILL');
+      return w.exited;
+    });
+    await Promise.all(exits);
+  }
+
+  private spawn(): Worker {
+    const entry = fileURLToPath(new URL('./worker.js', import.meta.url));
+    const child = fork(entry, [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      execArgv: this.execArgv,
+      env: { ...process.env, MODELGUARD_WORKER_CONFIG: JSON.stringify(this.config), MODELGUARD_WORKER_PREWARM: '1' },
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString('utf8')).slice(-4000);
+    });
+    const worker: Worker = {
+      child,
+      busy: undefined,
+      timer: undefined,
+      exited: new Promise<void>((resolve) => child.once('exit', () => resolve())),
+    };
+    child.on('message', (msg: RunReply | { type: 'ready' }) => {
+      if (msg.type !== 'result') return;
+      const p = worker.busy;
+      if (!p || p.req.id !== msg.id) return;
+      this.finish(worker);
+      if (msg.ok) {
+        const reply: VmReply = { json: msg.json ?? '', blob: msg.blob ?? new Uint8Array(0), runMs: msg.runMs ?? 0 };
+        if (msg.boot) reply.boot = msg.boot;
+        p.resolve(reply);
+      } else {
+        const code = (msg.error?.code ?? 'INTERNAL') as GuardError['code'];
+        p.reject(new GuardError(code, msg.error?.message ?? 'unpickler worker failed', { context: { step: 'vm' } }));
+      }
+      this.dispatch();
+    });
+    child.once('exit', (code, signal) => {
+      const i = this.workers.indexOf(worker);
+      if (i >= 0) this.workers.splice(i, 1);
+      const p = worker.busy;
+      this.finish(worker);
+      if (p) {
+        const why = signal ? `signal ${signal}` : `exit code ${code}`;
+        p.reject(
+          new GuardError('WORKER_CRASHED', `the unpickler worker died (${why})${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, {
+            context: { step: 'vm', pid: child.pid },
+          }),
+        );
+      }
+      if (!this.closed) this.dispatch();
+    });
+    child.on('error', () => {
+      /* 'exit' follows and reports */
+    });
+    this.workers.push(worker);
+    this.idle(worker);
+    return worker;
+  }
+
+  private finish(worker: Worker): void {
+    if (worker.timer) clearTimeout(worker.timer);
+    worker.timer = undefined;
+    worker.busy = undefined;
+    this.idle(worker);
+  }
+
+  private idle(worker: Worker): void {
+    worker.child.unref();
+    (worker.child.channel as { unref?: () => void } | undefined)?.unref?.();
+    (worker.child.stderr as { unref?: () => void } | null)?.unref?.();
+  }
+
+  private activate(worker: Worker): void {
+    worker.child.ref();
+    (worker.child.channel as { ref?: () => void } | undefined)?.ref?.();
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0 && !this.closed) {
+      let worker = this.workers.find((w) => !w.busy);
+      if (!worker) {
+        if (this.workers.length >= this.size) return;
+        worker = this.spawn();
+      }
+      const p = this.queue.shift() as Pending;
+      worker.busy = p;
+      this.activate(worker);
+      // The VM enforces timeoutMs itself; the watchdog adds the boot allowance and kills the
+      // process if the VM could not stop (a wedged isolate, a runaway boot).
+      const w = worker;
+      w.timer = setTimeout(() => {
+        if (w.busy !== p) return;
+        w.busy = undefined;
+        w.child.kill('SIGKILL');
+        p.reject(new GuardError('TIMEOUT', `the unpickler worker did not answer within ${p.req.timeoutMs} ms (+ boot allowance); it was killed`, { context: { step: 'vm' } }));
+      }, p.req.timeoutMs + BOOT_TIMEOUT_MS + 5_000);
+      try {
+        w.child.send(p.req);
+      } catch (e) {
+        w.busy = undefined;
+        w.child.kill('SIGKILL');
+        p.reject(new GuardError('WORKER_CRASHED', `could not reach the unpickler worker: ${e instanceof Error ? e.message : String(e)}`, { cause: e, context: { step: 'vm' } }));
+      }
+    }
+  }
+}
+
+let shared: UnpicklerPool | undefined;
+
+/** The process-wide pool used by `safeLoad()` and `scan()`. */
+export function defaultPool(): UnpicklerPool {
+  if (!shared) shared = new UnpicklerPool();
+  return shared;
+}
+
+/** Shuts the process-wide pool down (a later call starts a new one). */
+export async function closeDefaultPool(): Promise<void> {
+  const p = shared;
+  shared = undefined;
+  if (p) await p.close();
+}
