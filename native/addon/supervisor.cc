@@ -274,6 +274,7 @@ Supervisor::Supervisor(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Superv
   policy_.write_check = o.Get("writeCheck").ToBoolean().Value();
   policy_.exec_mode = o.Get("execMode").ToNumber().Int32Value();
   policy_.write_allowed = StringArray(env, o, "writeAllowed");
+  policy_.unix_allowed = StringArray(env, o, "unixAllowed");
   Napi::Value allow = o.Get("netAllow");
   if (allow.IsArray()) {
     Napi::Array a = allow.As<Napi::Array>();
@@ -496,7 +497,10 @@ void Supervisor::Handle(const void *raw) {
       deny = policy_.net_deny;
       err = ECONNREFUSED;
     } else if (sa.family == "unix") {
-      deny = policy_.unix_deny;
+      bool listed = false;
+      for (const auto &u : policy_.unix_allowed)
+        if (u == sa.address) listed = true;
+      deny = policy_.unix_deny && !listed;
       err = ECONNREFUSED;
     } else if (is_inet(sa)) {
       if (net_allowed(sa)) {

@@ -30,6 +30,7 @@ struct Policy {
   std::vector<NetAllow> allow;
   int exec_mode = 0;  // 0: first only, 1: allow all, 2: deny all
   std::vector<std::string> write_allowed;
+  std::vector<std::string> unix_allowed;
   bool write_check = true;
   std::map<int, int> verdicts;  // syscall nr → 0 allow, errno to deny
   std::set<int> always_denied;

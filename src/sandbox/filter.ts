@@ -185,7 +185,7 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
   }
   for (const nr of alwaysDenied) {
     named.add(nr);
-    rules.push({ nr, name: native.syscallName(nr) ?? String(nr), action: 'allow' });
+    if (defaultAct.action !== 'allow') rules.push({ nr, name: native.syscallName(nr) ?? String(nr), action: 'allow' });
   }
   const enosys: number[] = [];
   if (defaultAct.action !== 'allow') {

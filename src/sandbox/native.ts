@@ -82,6 +82,8 @@ export interface SupervisorOptions {
   execMode: 0 | 1 | 2;
   writeCheck: boolean;
   writeAllowed: string[];
+  /** Unix socket paths that may be connected to while the network is denied. */
+  unixAllowed: string[];
   verdicts: { nr: number; errno: number }[];
   alwaysDenied: number[];
   /** personality() values let through (low 32 bits). */

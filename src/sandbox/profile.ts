@@ -73,6 +73,11 @@ export interface ModelguardSection {
   report: string[];
   /** Report writes but do not refuse them (audit). */
   auditWrites: boolean;
+  /**
+   * Unix socket paths the command may connect to while the network is denied (the name-service
+   * cache by default). Every other unix connect is refused and reported.
+   */
+  unixSockets: string[];
 }
 
 export interface SandboxProfile {
@@ -164,12 +169,13 @@ const SECTION_DEFAULTS: ModelguardSection = {
   pids: null,
   report: [],
   auditWrites: false,
+  unixSockets: [],
 };
 
 function parseSection(source: string, v: unknown): ModelguardSection {
   if (v === undefined) return structuredClone(SECTION_DEFAULTS);
   if (!isObject(v)) throw invalid(source, '`x-modelguard` must be an object');
-  checkKeys(source, 'x-modelguard', v, ['description', 'network', 'exec', 'fs', 'rlimits', 'pids', 'report', 'auditWrites']);
+  checkKeys(source, 'x-modelguard', v, ['description', 'network', 'exec', 'fs', 'rlimits', 'pids', 'report', 'auditWrites', 'unixSockets']);
   const s = structuredClone(SECTION_DEFAULTS);
   if (v.description !== undefined) {
     if (typeof v.description !== 'string') throw invalid(source, '`x-modelguard.description` must be a string');
@@ -203,6 +209,7 @@ function parseSection(source: string, v: unknown): ModelguardSection {
     s.pids = v.pids;
   }
   if (v.report !== undefined) s.report = stringList(source, 'x-modelguard.report', v.report);
+  if (v.unixSockets !== undefined) s.unixSockets = stringList(source, 'x-modelguard.unixSockets', v.unixSockets);
   if (v.auditWrites !== undefined) {
     if (typeof v.auditWrites !== 'boolean') throw invalid(source, '`x-modelguard.auditWrites` must be a boolean');
     s.auditWrites = v.auditWrites;

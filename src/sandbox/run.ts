@@ -238,6 +238,8 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     return n;
   };
   const alwaysDenied = new Set([...policy.alwaysDenied, ...policy.conditionallyDenied]);
+  const personalityNr = policy.notified.get('personality');
+  const reasonAlways = new Set([...alwaysDenied, ...(personalityNr !== undefined ? [personalityNr] : [])]);
   const events: RunEvent[] = [];
   const started = Date.now();
   const walls: RunWalls = {
@@ -283,7 +285,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
 
   const onNative = (ev: NativeEvent | NativeEnd): void => {
     if (ev.type === 'end') return;
-    const re = toRunEvent(ev, { syscallName, alwaysDenied });
+    const re = toRunEvent(ev, { syscallName, alwaysDenied: reasonAlways });
     events.push(re);
     options.onEvent?.(re);
   };
@@ -319,6 +321,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
           execMode: s.exec,
           writeCheck: s.writeCheck,
           writeAllowed: s.write,
+          unixAllowed: profile.modelguard.unixSockets,
           verdicts: policy.verdicts,
           alwaysDenied: [...alwaysDenied],
           personalityAllowed: PERSONALITY_ALLOWED.map(Number),

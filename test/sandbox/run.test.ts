@@ -1,0 +1,241 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run, type RunEvent } from '../../src/sandbox/run.js';
+import { guardRun, probe, processesMatching, PYTHON, skipReason, tempDir } from './helpers.js';
+
+const skip = skipReason();
+if (skip) {
+  console.log(`skip: ${skip}`);
+  test.skip('sandbox run()', () => {});
+  test.run();
+} else {
+  const events = (r: { events: RunEvent[] }, syscall: string) => r.events.filter((e) => e.syscall === syscall);
+
+  // ---- egress: every test here runs guard inside `unshare -n` that it creates ----
+
+  test('reports and denies a TCP connect to an IPv4 documentation address, decoded', () => {
+    const r = guardRun([], [probe(), 'connect4', '192.0.2.10', '443'], { netns: true });
+    assert.match(r.stdout, 'connect4 errno=ECONNREFUSED');
+    assert.is(r.status, 111);
+    const ev = r.report!.events.find((e) => e.syscall === 'connect')!;
+    assert.is(ev.action, 'denied');
+    assert.equal(ev.egress, { protocol: 'tcp', address: '192.0.2.10', port: 443, family: 'inet' } as typeof ev.egress);
+    assert.ok(r.report!.summary.egress.includes('tcp 192.0.2.10:443'));
+  });
+
+  test('reports and denies a TCP connect to an IPv6 documentation address, decoded', () => {
+    const r = guardRun([], [probe(), 'connect6', '2001:db8::7', '8443'], { netns: true });
+    assert.match(r.stdout, 'connect6 errno=ECONNREFUSED');
+    const ev = r.report!.events.find((e) => e.syscall === 'connect')!;
+    assert.is(ev.action, 'denied');
+    assert.is(ev.egress!.address, '2001:db8::7');
+    assert.is(ev.egress!.port, 8443);
+    assert.is(ev.egress!.protocol, 'tcp');
+  });
+
+  test('reports and denies a UDP sendto with its destination and a payload preview', () => {
+    const r = guardRun([], [probe(), 'sendto4', '198.51.100.9', '5353', 'exfil-token-42'], { netns: true });
+    assert.match(r.stdout, 'sendto4 errno=EPERM');
+    const ev = r.report!.events.find((e) => e.syscall === 'sendto')!;
+    assert.is(ev.action, 'denied');
+    assert.equal([ev.egress!.protocol, ev.egress!.address, ev.egress!.port], ['udp', '198.51.100.9', 5353]);
+    assert.match(String(ev.args.payload), 'exfil-token-42');
+  });
+
+  test('reports and denies a UDP sendmsg with its destination', () => {
+    const r = guardRun([], [probe(), 'sendmsg4', '203.0.113.5', '9999', 'hello'], { netns: true });
+    assert.match(r.stdout, 'sendmsg4 errno=EPERM');
+    const ev = r.report!.events.find((e) => e.syscall === 'sendmsg')!;
+    assert.equal([ev.action, ev.egress!.address, ev.egress!.port], ['denied', '203.0.113.5', 9999]);
+  });
+
+  test('puts the name of a getaddrinfo lookup in the report, and nothing leaves', () => {
+    const name = 'exfil-probe.modelguard-test.invalid';
+    const r = guardRun([], [probe(), 'getaddrinfo', name], { netns: true, timeout: 60_000 });
+    assert.match(r.stdout, 'getaddrinfo gai=');
+    assert.ok(r.report!.summary.dnsNames.includes(name), JSON.stringify(r.report!.summary));
+    const dns = r.report!.events.filter((e) => e.egress?.dnsName === name);
+    assert.ok(dns.length >= 1);
+    assert.ok(dns.every((e) => e.action === 'denied'));
+    assert.ok(dns.every((e) => e.egress!.port === 53));
+  });
+
+  test('reports and denies bind and listen on a port', () => {
+    const r = guardRun([], [probe(), 'bindlisten', '8089'], { netns: true });
+    assert.match(r.stdout, 'bind errno=EPERM');
+    assert.match(r.stdout, 'listen errno=EPERM');
+    const bind = r.report!.events.find((e) => e.syscall === 'bind')!;
+    const listen = r.report!.events.find((e) => e.syscall === 'listen')!;
+    assert.equal([bind.action, bind.args.port, listen.action, listen.args.port], ['denied', 8089, 'denied', 8089]);
+  });
+
+  test('the text summary names every egress destination and DNS name', () => {
+    const r = guardRun([], [PYTHON, '-c', "import socket\ntry:\n socket.create_connection(('192.0.2.44', 80), timeout=2)\nexcept OSError as e: print('refused', e.errno)\ntry:\n socket.getaddrinfo('summary.modelguard-test.invalid', 80)\nexcept OSError: print('no name')\n"], { netns: true, timeout: 60_000 });
+    assert.match(r.stdout, 'refused 111');
+    assert.match(r.stderr, 'egress attempts: tcp 192.0.2.44:80');
+    assert.match(r.stderr, 'DNS names: summary.modelguard-test.invalid');
+  });
+
+  // ---- exec, writes, always-denied calls: run() in-process, no egress attempted ----
+
+  test('denies and reports execve of /bin/sh from Python; its output never appears', async () => {
+    const r = await run([PYTHON, '-c', "import os; print('status', os.system('echo SHELL-RAN'))"], { stdio: 'pipe' });
+    assert.not.match(r.stdout ?? '', 'SHELL-RAN');
+    assert.match(r.stdout ?? '', 'status');
+    const ex = events(r, 'execve').filter((e) => e.action === 'denied');
+    assert.is(ex.length, 1);
+    assert.equal(ex[0]!.argv, ['sh', '-c', 'echo SHELL-RAN']);
+    assert.is(ex[0]!.path, '/bin/sh');
+    assert.is(ex[0]!.errno, 'EPERM');
+    assert.equal(r.summary.blockedExecs[0]!.argv, ['sh', '-c', 'echo SHELL-RAN']);
+  });
+
+  test('allows the first execve (the command itself) and denies a later one with EPERM', async () => {
+    const r = await run([probe(), 'exec', '/bin/echo', 'second'], { stdio: 'pipe' });
+    assert.match(r.stdout ?? '', 'exec errno=EPERM');
+    assert.is(r.exitCode, 1);
+    const ex = events(r, 'execve');
+    assert.equal(ex.map((e) => e.action), ['allowed', 'denied']);
+  });
+
+  test('denies a write outside the allowed folders: path reported, file not created', async () => {
+    const dir = tempDir('nowrite');
+    const target = join(dir, 'marker.txt');
+    const r = await run([probe(), 'write', target], { stdio: 'pipe' });
+    assert.match(r.stdout ?? '', 'write errno=EPERM');
+    assert.not.ok(existsSync(target));
+    const w = r.events.find((e) => e.path === target)!;
+    assert.is(w.action, 'denied');
+    assert.ok(r.summary.blockedWrites.includes(target));
+  });
+
+  test('allows a write inside a --write folder, and inside $TMPDIR', async () => {
+    const dir = tempDir('yeswrite');
+    const target = join(dir, 'ok.txt');
+    const r = await run([probe(), 'write', target], { stdio: 'pipe', write: [dir] });
+    assert.match(r.stdout ?? '', 'write errno=0');
+    assert.ok(existsSync(target));
+    assert.is(r.summary.denied, 0);
+    const r2 = await run(['/bin/sh', '-c', `${probe()} write "$TMPDIR/x"`], { stdio: 'pipe', profile: 'audit' });
+    assert.match(r2.stdout ?? '', 'write errno=0');
+  });
+
+  test('reads stay allowed everywhere and are not reported', async () => {
+    const r = await run([probe(), 'read', '/etc/hostname'], { stdio: 'pipe' });
+    assert.match(r.stdout ?? '', 'read errno=0');
+    assert.is(r.summary.denied, 0);
+  });
+
+  const always: [string, string][] = [
+    ['io_uring_setup', 'io_uring_setup'],
+    ['ptrace', 'ptrace'],
+    ['ptrace_traceme', 'ptrace'],
+    ['seccomp', 'seccomp'],
+    ['prctl_seccomp', 'prctl'],
+    ['unshare', 'unshare'],
+    ['mount', 'mount'],
+    ['bpf', 'bpf'],
+    ['personality', 'personality'],
+    ['tiocsti', 'ioctl'],
+  ];
+  for (const [op, syscall] of always) {
+    test(`denies ${op} with EPERM and reports it`, async () => {
+      const r = await run([probe(), op], { stdio: 'pipe' });
+      assert.match(r.stdout ?? '', `${op} errno=EPERM`);
+      assert.is(r.exitCode, 1);
+      const ev = events(r, syscall).find((e) => e.action === 'denied');
+      assert.ok(ev, `no denied ${syscall} event: ${JSON.stringify(r.events)}`);
+      assert.is(ev!.reason, 'always denied');
+    });
+  }
+
+  test('denies io_uring_setup and ptrace even under the audit profile', async () => {
+    for (const op of ['io_uring_setup', 'ptrace', 'seccomp']) {
+      const r = await run([probe(), op], { stdio: 'pipe', profile: 'audit' });
+      assert.match(r.stdout ?? '', `${op} errno=EPERM`);
+    }
+  });
+
+  test('lets personality(0xffffffff) (a query) through', async () => {
+    const r = await run([probe(), 'personality_query'], { stdio: 'pipe' });
+    assert.match(r.stdout ?? '', 'personality_query errno=0');
+  });
+
+  test('answers ENOSYS for syscalls newer than the profile knows', async () => {
+    for (const nr of ['460', '1000']) {
+      const r = await run([probe(), 'newer_syscall', nr], { stdio: 'pipe' });
+      assert.match(r.stdout ?? '', 'newer_syscall errno=ENOSYS');
+    }
+  });
+
+  test('kills an x32 system call and reports the kill', async () => {
+    const r = await run([probe(), 'x32'], { stdio: 'pipe' });
+    assert.is(r.signal, 'SIGSYS');
+    assert.is(r.exitCode, 128 + 31);
+    assert.is(r.summary.killed, 1);
+  });
+
+  test('bounds a fork bomb (pids cgroup / RLIMIT_NPROC) and leaves no process behind', async () => {
+    const started = Date.now();
+    const r = await run([probe(), 'forkbomb'], { stdio: 'pipe', profile: 'loader' });
+    const m = /forkbomb children=(\d+) errno=(\w+)/.exec(r.stdout ?? '');
+    assert.ok(m, r.stdout);
+    assert.ok(Number(m![1]) < 512, `got ${m![1]} children`);
+    assert.is(m![2], 'EAGAIN');
+    assert.ok(Date.now() - started < 30_000);
+    assert.equal(processesMatching(`${probe()} forkbomb`), []);
+  });
+
+  test('leaks no file descriptor into the command', async () => {
+    const r = await run([probe(), 'fds'], { stdio: 'pipe' });
+    assert.equal((r.stdout ?? '').trim().split('\n'), ['fd 0', 'fd 1', 'fd 2']);
+  });
+
+  test('reaps an orphaned grandchild and stops it when the command exits', async () => {
+    const r = await run([probe(), 'orphan'], { stdio: 'pipe' });
+    assert.is(r.exitCode, 0);
+    assert.equal(processesMatching(`${probe()} orphan`), []);
+  });
+
+  test('streams events to onEvent as they happen', async () => {
+    const seen: RunEvent[] = [];
+    const r = await run([probe(), 'exec', '/bin/true'], { stdio: 'pipe', onEvent: (e) => seen.push(e) });
+    assert.is(seen.length, r.events.length);
+    assert.ok(seen.some((e) => e.syscall === 'execve' && e.action === 'denied'));
+  });
+
+  test('exit code is the command’s own, 128 + signal when it is killed', async () => {
+    const r = await run(['/bin/sh', '-c', 'exit 7'], { stdio: 'pipe', profile: 'audit' });
+    assert.is(r.exitCode, 7);
+    const k = await run(['/bin/sh', '-c', 'kill -TERM $$'], { stdio: 'pipe', profile: 'audit' });
+    assert.is(k.exitCode, 143);
+    assert.is(k.signal, 'SIGTERM');
+  });
+
+  test('a command that does not exist is a setup error naming execve, not exit 1', async () => {
+    try {
+      await run(['/nonexistent/modelguard-command'], { stdio: 'pipe' });
+      assert.unreachable('should have thrown');
+    } catch (e) {
+      const err = e as { code: string; context: { step: string }; result: { failed: boolean } };
+      assert.is(err.code, 'SANDBOX_SETUP');
+      assert.is(err.context.step, 'execve');
+      assert.is(err.result.failed, true);
+    }
+  });
+
+  test('the report JSON has the contract’s fields', async () => {
+    const r = await run([probe(), 'exec', '/bin/true'], { stdio: 'pipe' });
+    for (const k of ['command', 'profile', 'exitCode', 'signal', 'durationMs', 'walls', 'events', 'summary']) assert.ok(k in r, k);
+    const ev = r.events[0]!;
+    for (const k of ['time', 'pid', 'syscall', 'action', 'args']) assert.ok(k in ev, k);
+    assert.is(r.walls.notify, true);
+    assert.is(r.walls.noNewPrivs, true);
+    assert.ok(r.walls.landlock >= 1);
+    writeFileSync(join(tempDir('json'), 'r.json'), JSON.stringify(r));
+  });
+
+  test.run();
+}
