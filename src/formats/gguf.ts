@@ -26,6 +26,8 @@ export const GGUF_MAX_DIMS = 4;
 export const GGUF_MAX_TENSOR_NAME = 256;
 /** Metadata section bytes walked before giving up (vocabularies take tens of MiB). */
 export const GGUF_MAX_HEADER_BYTES = 512 * 1024 * 1024;
+/** Metadata strings longer than this are truncated in `metadata` (chat templates are kept whole). */
+export const GGUF_KEEP_STRING_CHARS = 4096;
 const DEFAULT_ALIGNMENT = 32;
 const CHUNK = 1 << 20;
 
@@ -265,7 +267,9 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + 10_000)
       const value = readValue(type, key, 0);
       if (metadata.has(key)) add('gguf/duplicate-key', `metadata key ${JSON.stringify(key)} appears twice; loaders disagree on which wins`, at);
       else {
-        metadata.set(key, value);
+        // Long strings are kept whole only for chat templates; others are cut for display.
+        const keep = typeof value === 'string' && value.length > GGUF_KEEP_STRING_CHARS && !key.startsWith('tokenizer.chat_template') ? `${value.slice(0, GGUF_KEEP_STRING_CHARS)}…` : value;
+        metadata.set(key, keep);
         keyOffsets.set(key, at);
       }
       if (key === 'general.alignment') {

@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import type { FindingSink } from '../report/findings.js';
 import type { FormatContext, FormatHandler } from './types.js';
-import { decodeUtf8Strict, isJsonObject, parseJsonStrict, type JsonObject, type JsonValue } from './json-strict.js';
+import { isJsonObject, isValidUtf8, parseJsonStrict, type JsonObject, type JsonValue } from './json-strict.js';
 import { analyzeChatTemplate, reportTemplateFindings, templatesOf } from './chat-template.js';
 import { judgeKerasConfig, looksLikeKerasConfig } from './keras.js';
 
@@ -117,15 +117,15 @@ export const jsonConfigHandler: FormatHandler = {
     }
     let bytes = ctx.source.read(0, ctx.source.size);
     if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3);
-    const text = decodeUtf8Strict(bytes);
-    if (text === undefined) {
+    const bom = ctx.source.size - bytes.length;
+    if (!isValidUtf8(bytes)) {
       ctx.sink.add({ rule: 'json-config/syntax', severity: 'medium', verdict: 'invalid', message: 'config is not valid UTF-8; loaders will fail on it' });
       return 'json-config';
     }
-    const parsed = parseJsonStrict(text);
+    const parsed = parseJsonStrict(bytes);
     const bad = parsed.issues.find((x) => x.kind !== 'duplicate-key');
     if (bad || parsed.value === undefined) {
-      ctx.sink.add({ rule: 'json-config/syntax', severity: 'medium', verdict: 'invalid', message: `config is not valid JSON (${bad?.message ?? 'no value'}); loaders will fail on it`, location: { offset: Buffer.byteLength(text.slice(0, bad?.offset ?? 0)) } });
+      ctx.sink.add({ rule: 'json-config/syntax', severity: 'medium', verdict: 'invalid', message: `config is not valid JSON (${bad?.message ?? 'no value'}); loaders will fail on it`, location: { offset: bom + (bad?.offset ?? 0) } });
       return 'json-config';
     }
     for (const d of parsed.issues) {
@@ -136,7 +136,7 @@ export const jsonConfigHandler: FormatHandler = {
         severity: sensitive ? 'medium' : 'info',
         verdict: sensitive ? 'suspicious' : 'safe',
         message: `${d.message}: Python's json keeps the last value, other readers may keep the first${sensitive ? '; a reviewer may have seen the harmless copy' : ''}`,
-        location: { offset: Buffer.byteLength(text.slice(0, d.offset)) },
+        location: { offset: bom + d.offset },
       });
     }
     const root = parsed.value;

@@ -1,6 +1,6 @@
 import type { FindingSink } from '../report/findings.js';
 import type { FormatContext } from './types.js';
-import { decodeUtf8Strict, isJsonObject, parseJsonStrict, type JsonObject, type JsonValue } from './json-strict.js';
+import { isJsonObject, isValidUtf8, parseJsonStrict, type JsonObject, type JsonValue } from './json-strict.js';
 
 /**
  * Keras model configs: the v3 `.keras` zip (`config.json` + `metadata.json` + `model.weights.h5`)
@@ -135,20 +135,19 @@ function lambdaCode(fn: JsonValue | undefined, fnType: JsonValue | undefined): s
 function parseMember(ctx: FormatContext, archive: ArchiveView, member: string): JsonValue | undefined {
   const bytes = archive.read(member);
   if (!bytes) return undefined;
-  const text = decodeUtf8Strict(bytes);
   const sink = ctx.sink;
-  if (text === undefined) {
+  if (!isValidUtf8(bytes)) {
     sink.add({ rule: 'keras/bad-config', severity: 'medium', verdict: 'invalid', message: `${member} is not valid UTF-8; Keras cannot load this archive`, location: { member } });
     return undefined;
   }
-  const parsed = parseJsonStrict(text);
+  const parsed = parseJsonStrict(bytes);
   const bad = parsed.issues.find((x) => x.kind !== 'duplicate-key');
   if (bad || parsed.value === undefined) {
-    sink.add({ rule: 'keras/bad-config', severity: 'medium', verdict: 'invalid', message: `${member} is not valid JSON (${bad?.message ?? 'empty'}); Keras cannot load this archive`, location: { member, offset: Buffer.byteLength(text.slice(0, bad?.offset ?? 0)) } });
+    sink.add({ rule: 'keras/bad-config', severity: 'medium', verdict: 'invalid', message: `${member} is not valid JSON (${bad?.message ?? 'empty'}); Keras cannot load this archive`, location: { member, offset: bad?.offset ?? 0 } });
     return undefined;
   }
   for (const d of parsed.issues) {
-    sink.add({ rule: 'keras/duplicate-key', severity: 'medium', verdict: 'suspicious', message: `${member}: ${d.message}; Python keeps the last value, a reviewer may have seen the first`, location: { member, offset: Buffer.byteLength(text.slice(0, d.offset)) } });
+    sink.add({ rule: 'keras/duplicate-key', severity: 'medium', verdict: 'suspicious', message: `${member}: ${d.message}; Python keeps the last value, a reviewer may have seen the first`, location: { member, offset: d.offset } });
   }
   return parsed.value;
 }

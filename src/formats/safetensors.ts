@@ -1,7 +1,7 @@
 import type { FindingSink } from '../report/findings.js';
 import type { ByteSource } from './source.js';
 import type { FormatContext, FormatHandler } from './types.js';
-import { decodeUtf8Strict, isJsonObject, parseJsonStrict, type JsonValue } from './json-strict.js';
+import { isJsonObject, isValidUtf8, parseJsonStrict, type JsonValue } from './json-strict.js';
 
 /**
  * safetensors: 8-byte little-endian header length N, N bytes of UTF-8 JSON, then the data buffer.
@@ -11,8 +11,11 @@ import { decodeUtf8Strict, isJsonObject, parseJsonStrict, type JsonValue } from 
 
 /** The reference implementation's header cap. */
 export const SAFETENSORS_MAX_HEADER = 100_000_000;
-/** Tensors described in one header (a header is at most 100 MB; this only bounds our work). */
-export const SAFETENSORS_MAX_TENSORS = 1_000_000;
+/**
+ * Entries in one header. The reference has no count cap, but real checkpoints hold at most tens of
+ * thousands per file; this bounds descriptor memory (~150 bytes each) for a hostile 100 MB header.
+ */
+export const SAFETENSORS_MAX_TENSORS = 262_144;
 /** Dimensions per tensor. */
 export const SAFETENSORS_MAX_RANK = 64;
 
@@ -86,6 +89,8 @@ export function parseSafetensors(source: ByteSource): SafetensorsInfo {
   return r.info;
 }
 
+class StopParse extends Error {}
+
 const u64 = (x: JsonValue | undefined): number | undefined => (typeof x === 'number' && Number.isInteger(x) && x >= 0 ? x : undefined);
 
 /** Checks every rule and collects the problems. Never throws on hostile input. */
@@ -113,93 +118,107 @@ export function validateSafetensors(source: ByteSource): SafetensorsParse {
     return { problems };
   }
   const headerBytes = source.read(8, headerLength);
-  const text = decodeUtf8Strict(headerBytes);
-  if (text === undefined) {
+  if (!isValidUtf8(headerBytes)) {
     add('safetensors/header-not-utf8', 'header is not valid UTF-8', 8);
     return { problems };
   }
-  if (!text.startsWith('{')) {
-    add('safetensors/header-start', `header must start with '{', found ${JSON.stringify(text.slice(0, 8))}`, 8);
-    return { problems };
-  }
-  const parsed = parseJsonStrict(text);
-  const syntax = parsed.issues.find((x) => x.kind !== 'duplicate-key');
-  if (syntax || parsed.value === undefined) {
-    add('safetensors/header-json', `header is not valid JSON: ${syntax?.message ?? 'no value'}`, 8 + byteOffset(text, syntax?.offset ?? 0));
-    return { problems };
-  }
-  for (const d of parsed.issues.filter((x) => x.kind === 'duplicate-key')) {
-    add('safetensors/duplicate-key', `${d.message} in header: loaders disagree on which entry wins`, 8 + byteOffset(text, d.offset));
-  }
-  const root = parsed.value;
-  if (!isJsonObject(root)) {
-    add('safetensors/header-json', 'header is not a JSON object', 8);
+  if (headerBytes[0] !== 0x7b) {
+    add('safetensors/header-start', `header must start with '{', found ${JSON.stringify(headerBytes.toString('utf8', 0, 8))}`, 8);
     return { problems };
   }
   const dataStart = 8 + headerLength;
   const dataSize = source.size - dataStart;
   const metadata: Record<string, string> = Object.create(null) as Record<string, string>;
   const tensors: SafetensorsTensor[] = [];
-  const names = Object.keys(root);
-  if (names.length > SAFETENSORS_MAX_TENSORS) {
-    add('safetensors/too-many-tensors', `${names.length} entries exceed the cap of ${SAFETENSORS_MAX_TENSORS}`);
-    return { problems };
-  }
-  for (const name of names) {
-    const entry = root[name];
+  let entries = 0;
+  // Entries are judged one by one as the parser meets them; only compact descriptors are kept.
+  const onEntry = (name: string, entry: JsonValue, at: number) => {
+    if (++entries > SAFETENSORS_MAX_TENSORS) {
+      add('safetensors/too-many-tensors', `more than ${SAFETENSORS_MAX_TENSORS} entries; the header was not analysed further`, 8 + at);
+      throw new StopParse();
+    }
+    if (problems.length > 1000) return;
     if (name === '__metadata__') {
       if (!isJsonObject(entry)) {
-        add('safetensors/metadata-type', '__metadata__ must be an object of string to string');
-        continue;
+        add('safetensors/metadata-type', '__metadata__ must be an object of string to string', 8 + at);
+        return;
       }
       for (const [k, v] of Object.entries(entry)) {
-        if (typeof v !== 'string') add('safetensors/metadata-type', `__metadata__ value for ${JSON.stringify(k)} is not a string`, undefined, JSON.stringify(v, bigintJson)?.slice(0, 80));
+        if (typeof v !== 'string') add('safetensors/metadata-type', `__metadata__ value for ${JSON.stringify(k)} is not a string`, 8 + at, JSON.stringify(v, bigintJson)?.slice(0, 80));
         else metadata[k] = v;
       }
-      continue;
+      return;
     }
+    const q = JSON.stringify(name.slice(0, 200));
     if (!isJsonObject(entry)) {
-      add('safetensors/tensor-entry', `entry ${JSON.stringify(name)} is not an object`);
-      continue;
+      add('safetensors/tensor-entry', `entry ${q} is not an object`, 8 + at);
+      return;
     }
     const dtype = entry.dtype;
     if (typeof dtype !== 'string' || !(dtype in SAFETENSORS_DTYPE_BITS)) {
-      add('safetensors/unknown-dtype', `tensor ${JSON.stringify(name)} has unknown dtype ${JSON.stringify(dtype, bigintJson)}`);
-      continue;
+      add('safetensors/unknown-dtype', `tensor ${q} has unknown dtype ${JSON.stringify(dtype, bigintJson)?.slice(0, 40)}`, 8 + at);
+      return;
     }
     const shapeV = entry.shape;
-    if (!Array.isArray(shapeV) || shapeV.length > SAFETENSORS_MAX_RANK || shapeV.some((d) => u64(d) === undefined)) {
-      add('safetensors/bad-shape', `tensor ${JSON.stringify(name)} shape must be a list of at most ${SAFETENSORS_MAX_RANK} non-negative integers`, undefined, JSON.stringify(shapeV, bigintJson)?.slice(0, 120));
-      continue;
+    if (!Array.isArray(shapeV) || shapeV.length > SAFETENSORS_MAX_RANK || shapeV.some((d) => u64(d) === undefined && typeof d !== 'bigint')) {
+      add('safetensors/bad-shape', `tensor ${q} shape must be a list of at most ${SAFETENSORS_MAX_RANK} non-negative integers`, 8 + at, JSON.stringify(shapeV, bigintJson)?.slice(0, 120));
+      return;
     }
-    const shape = shapeV as number[];
     const offs = entry.data_offsets;
     if (!Array.isArray(offs) || offs.length !== 2 || u64(offs[0]) === undefined || u64(offs[1]) === undefined) {
-      add('safetensors/bad-offsets', `tensor ${JSON.stringify(name)} data_offsets must be two non-negative integers`, undefined, JSON.stringify(offs, bigintJson)?.slice(0, 120));
-      continue;
+      add('safetensors/bad-offsets', `tensor ${q} data_offsets must be two non-negative integers`, 8 + at, JSON.stringify(offs, bigintJson)?.slice(0, 120));
+      return;
     }
     const [begin, end] = offs as [number, number];
     if (end < begin) {
-      add('safetensors/offsets-reversed', `tensor ${JSON.stringify(name)} ends (${end}) before it begins (${begin})`);
-      continue;
+      add('safetensors/offsets-reversed', `tensor ${q} ends (${end}) before it begins (${begin})`, 8 + at);
+      return;
     }
-    // Checked multiplication: elements × bits must equal the byte range × 8.
-    let bits = BigInt(SAFETENSORS_DTYPE_BITS[dtype] as number);
-    for (const d of shape) bits *= BigInt(d);
-    if (bits % 8n !== 0n) {
-      add('safetensors/size-mismatch', `tensor ${JSON.stringify(name)} has ${bits} bits of ${dtype}, not a whole number of bytes`);
-      continue;
+    // Checked multiplication: elements × bits must equal the byte range × 8 (Number while exact).
+    let small = SAFETENSORS_DTYPE_BITS[dtype] as number;
+    let bits = -1n;
+    for (const d of shapeV as Array<number | bigint>) {
+      if (typeof d === 'number' && small * d <= Number.MAX_SAFE_INTEGER) small *= d;
+      else {
+        bits = BigInt(small);
+        break;
+      }
+    }
+    if (bits < 0n) bits = BigInt(small);
+    else {
+      bits = BigInt(SAFETENSORS_DTYPE_BITS[dtype] as number);
+      for (const d of shapeV as Array<number | bigint>) bits *= BigInt(d);
     }
     if (bits / 8n > BigInt(Number.MAX_SAFE_INTEGER)) {
-      add('safetensors/shape-overflow', `tensor ${JSON.stringify(name)} shape [${shape.join(', ')}] overflows a 64-bit byte count`);
-      continue;
+      add('safetensors/shape-overflow', `tensor ${q} shape [${(shapeV as Array<number | bigint>).join(', ')}] overflows a 64-bit byte count`, 8 + at);
+      return;
     }
+    if (bits % 8n !== 0n) {
+      add('safetensors/size-mismatch', `tensor ${q} has ${bits} bits of ${dtype}, not a whole number of bytes`, 8 + at);
+      return;
+    }
+    const shape = shapeV as number[];
     const expected = Number(bits / 8n);
     if (expected !== end - begin) {
-      add('safetensors/size-mismatch', `tensor ${JSON.stringify(name)} ${dtype}[${shape.join(', ')}] needs ${expected} bytes but data_offsets span ${end - begin}`);
-      continue;
+      add('safetensors/size-mismatch', `tensor ${q} ${dtype}[${shape.join(', ')}] needs ${expected} bytes but data_offsets span ${end - begin}`, 8 + at);
+      return;
     }
     tensors.push({ name, dtype, shape, begin, end });
+  };
+  let parsed;
+  try {
+    parsed = parseJsonStrict(headerBytes, { onRootEntry: onEntry });
+  } catch (e) {
+    if (e instanceof StopParse) return { problems };
+    throw e;
+  }
+  const syntax = parsed.issues.find((x) => x.kind !== 'duplicate-key');
+  if (syntax || parsed.value === undefined) {
+    add('safetensors/header-json', `header is not valid JSON: ${syntax?.message ?? 'no value'}`, 8 + (syntax?.offset ?? 0));
+    return { problems };
+  }
+  for (const d of parsed.issues.filter((x) => x.kind === 'duplicate-key')) {
+    add('safetensors/duplicate-key', `${d.message} in header: loaders disagree on which entry wins`, 8 + d.offset);
   }
   // Offsets: sorted, starting at 0, contiguous, ending exactly at the end of the file.
   const sorted = [...tensors].sort((a, b) => a.begin - b.begin || a.end - b.end);
@@ -222,11 +241,6 @@ export function validateSafetensors(source: ByteSource): SafetensorsParse {
 
 function bigintJson(_k: string, v: unknown): unknown {
   return typeof v === 'bigint' ? v.toString() : v;
-}
-
-/** Byte offset in UTF-8 of a character offset in `text`. */
-function byteOffset(text: string, charOffset: number): number {
-  return Buffer.byteLength(text.slice(0, charOffset), 'utf8');
 }
 
 function report(sink: FindingSink, problems: readonly SafetensorsProblem[]): void {

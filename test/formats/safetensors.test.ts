@@ -47,4 +47,22 @@ test('an empty header {} with no data is valid', () => {
   assert.is(r.info?.tensors.length, 0);
 });
 
+test('a header with 250 000 tensors is judged within 2 s, and one entry over the cap is invalid', () => {
+  const make = (n: number) => {
+    const parts: string[] = [];
+    for (let k = 0; k < n; k++) parts.push(`"layer.${k}.weight":{"dtype":"F32","shape":[1],"data_offsets":[${4 * k},${4 * k + 4}]}`);
+    const header = Buffer.from(`{${parts.join(',')}}`);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(header.length));
+    return Buffer.concat([len, header, Buffer.alloc(4 * n)]);
+  };
+  const t0 = Date.now();
+  const ok = validateSafetensors(new BufferSource(make(250_000)));
+  assert.is(ok.problems.length, 0);
+  assert.is(ok.info?.tensors.length, 250_000);
+  assert.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms`);
+  const over = validateSafetensors(new BufferSource(make(262_145)));
+  assert.equal(over.problems.map((p) => p.rule), ['safetensors/too-many-tensors']);
+});
+
 test.run();
