@@ -195,7 +195,7 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
       rules.push({ nr, action: 'errno', errno: ENOSYS });
     }
   }
-  const profileSpec: NativeFilterSpec = { defaultAction: defaultAct, rules };
+  const profileSpec: NativeFilterSpec = { defaultAction: defaultAct, rules, optimize: true };
 
   // Filter 2: the notify overlay (default allow, every rule NOTIFY, so no rule can shadow another).
   const notified = new Map<string, number>();

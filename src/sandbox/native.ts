@@ -42,6 +42,8 @@ export interface NativeRule {
 
 export interface NativeFilterSpec {
   defaultAction: { action: RuleAction; errno?: number };
+  /** Ask libseccomp for a binary-tree filter (SCMP_FLTATR_CTL_OPTIMIZE=2). */
+  optimize?: boolean;
   rules: NativeRule[];
 }
 

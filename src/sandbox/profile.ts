@@ -164,7 +164,7 @@ const SECTION_DEFAULTS: ModelguardSection = {
   description: '',
   network: 'deny',
   exec: 'first',
-  fs: { read: ['/'], write: [] },
+  fs: { read: ['/'], write: ['$TMPDIR'] },
   rlimits: {},
   pids: null,
   report: [],

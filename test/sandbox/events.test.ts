@@ -1,0 +1,56 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { decodeDnsQuery, preview, summarize, toRunEvent } from '../../src/sandbox/events.js';
+import type { NativeEvent } from '../../src/sandbox/native.js';
+
+function query(name: string, type: number, id = 0x1234): Buffer {
+  const labels = name.split('.').flatMap((l) => [Buffer.from([l.length]), Buffer.from(l)]);
+  return Buffer.concat([Buffer.from([id >> 8, id & 255, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, Buffer.from([0, type >> 8, type & 255, 0, 1])]);
+}
+
+test('decodes the name and type of a DNS query', () => {
+  assert.equal(decodeDnsQuery(query('exfil.example.invalid', 1)), { name: 'exfil.example.invalid', type: 'A' });
+  assert.equal(decodeDnsQuery(query('a.b.invalid', 28)), { name: 'a.b.invalid', type: 'AAAA' });
+  const tcp = Buffer.concat([Buffer.from([0, 30]), query('t.invalid', 16)]);
+  assert.equal(decodeDnsQuery(tcp, true), { name: 't.invalid', type: 'TXT' });
+});
+
+test('refuses truncated, response and over-long-label packets', () => {
+  assert.is(decodeDnsQuery(Buffer.alloc(5)), null);
+  const resp = query('x.invalid', 1);
+  resp[2] = 0x81;
+  assert.is(decodeDnsQuery(resp), null);
+  const bad = query('x.invalid', 1);
+  bad[12] = 64;
+  assert.is(decodeDnsQuery(bad), null);
+});
+
+test('previews payloads as printable text', () => {
+  assert.is(preview(Buffer.from('GET / HTTP/1.1\r\n')), 'GET / HTTP/1.1..');
+});
+
+const names: Record<number, string> = { 42: 'connect', 44: 'sendto', 59: 'execve', 257: 'openat', 101: 'ptrace' };
+const ctx = { syscallName: (n: number) => names[n] ?? `syscall_${n}`, alwaysDenied: new Set([101]) };
+const base = (nr: number, extra: Partial<NativeEvent>): NativeEvent => ({ type: 'syscall', time: 0, pid: 7, nr, action: 'denied', errno: 1, args: [0n, 0n, 0n, 0n, 0n, 0n], ...extra });
+
+test('turns a notified sendto to port 53 into an egress event with the DNS name', () => {
+  const e = toRunEvent(base(44, { sockaddr: { family: 'inet', address: '192.0.2.53', port: 53 }, sockType: 'udp', payload: query('leak.invalid', 1) }), ctx);
+  assert.equal(e.egress, { protocol: 'udp', address: '192.0.2.53', port: 53, family: 'inet', dnsName: 'leak.invalid', dnsType: 'A' });
+  assert.is(e.errno, 'EPERM');
+  assert.is(e.reason, 'network denied');
+});
+
+test('exec and write events carry argv and path; summaries list them', () => {
+  const ex = toRunEvent(base(59, { path: '/bin/sh', argv: ['sh', '-c', 'id'] }), ctx);
+  const wr = toRunEvent(base(257, { path: '/etc/x', flags: 0o101 }), ctx);
+  const pt = toRunEvent(base(101, {}), ctx);
+  assert.equal(wr.args.flags, ['O_WRONLY', 'O_CREAT']);
+  assert.is(pt.reason, 'always denied');
+  const s = summarize([ex, wr, pt]);
+  assert.equal(s.blockedExecs, [{ path: '/bin/sh', argv: ['sh', '-c', 'id'] }]);
+  assert.equal(s.blockedWrites, ['/etc/x']);
+  assert.equal(s.deniedSyscalls, ['ptrace']);
+  assert.is(s.denied, 3);
+});
+
+test.run();
