@@ -1,6 +1,6 @@
 import type { ByteSource } from './source.js';
 import type { FormatContext, FormatHandler } from './types.js';
-import { decodeUtf8Strict } from './json-strict.js';
+import { decodeUtf8Strict, isValidUtf8 } from './json-strict.js';
 import { analyzeChatTemplate, reportTemplateFindings } from './chat-template.js';
 
 /**
@@ -14,8 +14,8 @@ export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 export const GGUF_MAX_KEY_BYTES = 65_535;
 /** Longest metadata string value (chat templates are a few KiB; tokenizer merges are short). */
 export const GGUF_MAX_STRING_BYTES = 16 * 1024 * 1024;
-/** Elements in one metadata array (vocabularies are ~260k). */
-export const GGUF_MAX_ARRAY_ELEMENTS = 16 * 1024 * 1024;
+/** Elements in one metadata array (the largest vocabularies and merge lists are under 1M). */
+export const GGUF_MAX_ARRAY_ELEMENTS = 4 * 1024 * 1024;
 /** Nested arrays deeper than this are rejected. */
 export const GGUF_MAX_ARRAY_DEPTH = 4;
 export const GGUF_MAX_KV = 1_000_000;
@@ -25,7 +25,9 @@ export const GGUF_MAX_DIMS = 4;
 /** Longest tensor name (ggml's GGML_MAX_NAME is 64; we allow headroom for other writers). */
 export const GGUF_MAX_TENSOR_NAME = 256;
 /** Metadata section bytes walked before giving up (vocabularies take tens of MiB). */
-export const GGUF_MAX_HEADER_BYTES = 512 * 1024 * 1024;
+export const GGUF_MAX_HEADER_BYTES = 256 * 1024 * 1024;
+/** Wall-clock budget for walking the header (a real one takes well under 200 ms). */
+export const GGUF_MAX_HEADER_MS = 1500;
 /** Metadata strings longer than this are truncated in `metadata` (chat templates are kept whole). */
 export const GGUF_KEEP_STRING_CHARS = 4096;
 const DEFAULT_ALIGNMENT = 32;
@@ -185,7 +187,7 @@ export function parseGguf(source: ByteSource): GgufInfo {
 }
 
 /** Checks every rule; `info` is present when the header could be walked to the end. Never throws. */
-export function validateGguf(source: ByteSource, deadline = Date.now() + 10_000): { info?: GgufInfo; problems: GgufProblem[] } {
+export function validateGguf(source: ByteSource, deadline = Date.now() + GGUF_MAX_HEADER_MS): { info?: GgufInfo; problems: GgufProblem[] } {
   const problems: GgufProblem[] = [];
   const add = (rule: string, message: string, offset?: number, evidence?: string) => {
     const p: GgufProblem = { rule, message };
@@ -246,6 +248,21 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + 10_000)
           const keep = Math.min(n, 16);
           for (let i = 0; i < keep; i++) head.push(readScalar(c, et, `element of ${key}`));
           c.skip((n - keep) * (SCALAR_SIZE[et] as number), `elements of ${key}`);
+        } else if (et === 8) {
+          // String arrays (vocabularies, merges): length checked without BigInt, bytes validated as
+          // UTF-8 in place, only the first few decoded.
+          for (let i = 0; i < n; i++) {
+            if ((i & 0xffff) === 0 && Date.now() > deadline) fatal('gguf/time-limit', `metadata walk exceeded its time budget in ${key}`, c.pos);
+            const at = c.pos;
+            const lb = c.bytes(8, `string length in ${key}`);
+            const lo = lb.readUInt32LE(0);
+            const hi = lb.readUInt32LE(4);
+            if (hi !== 0 || lo > GGUF_MAX_STRING_BYTES) fatal('gguf/string-too-long', `element ${i} of ${key} declares ${BigInt(hi) * 4294967296n + BigInt(lo)} bytes (cap ${GGUF_MAX_STRING_BYTES})`, at);
+            if (lo > c.remaining) fatal('gguf/truncated', `element ${i} of ${key} declares ${lo} bytes but only ${c.remaining} remain`, at);
+            const b = c.bytes(lo, `element of ${key}`);
+            if (!isValidUtf8(b)) add('gguf/bad-utf8', `element ${i} of ${key} is not valid UTF-8`, at);
+            if (i < 16) head.push(b.toString('utf8', 0, Math.min(b.length, 800)).slice(0, 200));
+          }
         } else {
           for (let i = 0; i < n; i++) {
             if ((i & 0xfff) === 0 && Date.now() > deadline) fatal('gguf/time-limit', `metadata walk exceeded its time budget in ${key}`, c.pos);
@@ -260,6 +277,7 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + 10_000)
 
     for (let k = 0n; k < kvCount; k++) {
       const at = c.pos;
+      if ((k & 0xfffn) === 0n && Date.now() > deadline) fatal('gguf/time-limit', 'metadata walk exceeded its time budget', at);
       if (at > GGUF_MAX_HEADER_BYTES) fatal('gguf/header-too-large', `metadata runs past ${GGUF_MAX_HEADER_BYTES} bytes`, at);
       const key = readString('metadata key', GGUF_MAX_KEY_BYTES);
       if (key.length === 0) add('gguf/bad-key', 'empty metadata key', at);
@@ -286,6 +304,7 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + 10_000)
     const infos: Array<{ name: string; typeId: number; shape: number[]; offset: bigint; nbytes: bigint; at: number }> = [];
     for (let t = 0n; t < tensorCount; t++) {
       const at = c.pos;
+      if ((t & 0xfffn) === 0n && Date.now() > deadline) fatal('gguf/time-limit', 'tensor infos exceeded the time budget', at);
       const name = readString('tensor name', GGUF_MAX_TENSOR_NAME * 4);
       if (Buffer.byteLength(name) > GGUF_MAX_TENSOR_NAME) add('gguf/tensor-name', `tensor name of ${Buffer.byteLength(name)} bytes exceeds ${GGUF_MAX_TENSOR_NAME}`, at);
       if (names.has(name)) add('gguf/duplicate-tensor', `tensor ${JSON.stringify(name)} appears twice`, at);
@@ -346,7 +365,7 @@ export const ggufHandler: FormatHandler = {
   name: 'gguf',
   detect: (head) => head.length >= 4 && head.readUInt32LE(0) === GGUF_MAGIC,
   async scan(ctx: FormatContext) {
-    const r = validateGguf(ctx.source, Date.now() + Math.min(ctx.limits.maxScanMs, 10_000));
+    const r = validateGguf(ctx.source, Date.now() + Math.min(ctx.limits.maxScanMs, GGUF_MAX_HEADER_MS));
     for (const p of r.problems) {
       ctx.sink.add({
         rule: p.rule,

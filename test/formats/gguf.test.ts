@@ -55,4 +55,26 @@ test('every truncation of a valid file is invalid, never a throw', () => {
   }
 });
 
+test('a header walk that runs past its time budget is invalid with gguf/time-limit', () => {
+  const n = 1_000_000;
+  const key = Buffer.from('tokenizer.ggml.tokens');
+  const parts = [Buffer.from('GGUF'), u32(3), u64(0n), u64(1n), u64(BigInt(key.length)), key, u32(9), u32(8), u64(BigInt(n))];
+  const el = Buffer.concat([u64(1n), Buffer.from('a')]);
+  const body = Buffer.alloc(el.length * n);
+  for (let k = 0; k < n; k++) el.copy(body, k * el.length);
+  const r = validateGguf(new BufferSource(Buffer.concat([...parts, body])), Date.now() - 1);
+  assert.equal(r.problems.map((p) => p.rule), ['gguf/time-limit']);
+});
+
+function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v);
+  return b;
+}
+function u64(v: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(v);
+  return b;
+}
+
 test.run();
