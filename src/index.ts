@@ -5,3 +5,5 @@ export type { Finding, FileReport, Report, Severity, Verdict, Location, Walls, F
 export { DEFAULT_LIMITS, type Limits } from './limits.js';
 export { renderText, renderJson, renderSarif } from './report/render.js';
 export { VERSION } from './version.js';
+export { run, RunError, type RunOptions, type RunResult, type RunEvent, type RunSummary, type RunWalls, type Egress, type EventAction } from './sandbox/run.js';
+export { loadProfile, parseProfile, type SandboxProfile } from './sandbox/profile.js';

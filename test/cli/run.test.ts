@@ -1,0 +1,122 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseRunArgs } from '../../src/cli/run.js';
+import { CLI, guardRun, probe, PYTHON, skipReason, tempDir } from '../sandbox/helpers.js';
+
+test('parses options, stops at --', () => {
+  const o = parseRunArgs(['--profile', 'loader', '--allow-net', '192.0.2.1:443', '--write=/tmp/x', '--audit', '--verbose', '--', 'python3', '--profile']);
+  assert.is(o.profile, 'loader');
+  assert.equal(o.allowNet, ['192.0.2.1:443']);
+  assert.equal(o.write, ['/tmp/x']);
+  assert.ok(o.audit && o.verbose);
+  assert.equal(o.command, ['python3', '--profile']);
+  assert.throws(() => parseRunArgs(['--profil', 'x']), /unknown option `--profil`; did you mean `--profile`/);
+  assert.throws(() => parseRunArgs(['--format', 'xml']), /--format must be text or json/);
+});
+
+const skip = skipReason();
+if (skip) {
+  console.log(`skip: ${skip}`);
+} else {
+  const INFER = `import torch
+torch.manual_seed(0)
+torch.set_num_threads(2)
+m = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+x = torch.randn(32, 64)
+with torch.no_grad():
+    y = m(x)
+print("sum=%.6f argmax=%s" % (y.sum().item(), y.argmax(1)[:8].tolist()))
+`;
+
+  test('a benign PyTorch CPU inference runs under `inference` with zero denials and the same output as bare', () => {
+    const dir = tempDir('infer');
+    const script = join(dir, 'infer.py');
+    writeFileSync(script, INFER);
+    const bare = spawnSync(PYTHON, [script], { encoding: 'utf8' });
+    assert.is(bare.status, 0, bare.stderr);
+    const r = guardRun(['--profile', 'inference'], [PYTHON, script], { netns: true });
+    assert.is(r.status, 0, r.stderr);
+    assert.is(r.stdout, bare.stdout);
+    assert.is(r.report!.summary.denied, 0, JSON.stringify(r.report!.events.filter((e) => e.action !== 'allowed')));
+    assert.is(r.report!.summary.killed, 0);
+    assert.is(r.report!.exitCode, 0);
+  });
+
+  test('a malicious real checkpoint loaded with plain torch.load has its shell denied and reported with argv', () => {
+    const dir = tempDir('evil');
+    const ckpt = join(dir, 'evil.pt');
+    const marker = join(dir, 'PWNED-marker');
+    // The payload only writes a marker file in our temp dir; building the pickle does not run it.
+    const make = `import os, sys, torch
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo PWNED > " + sys.argv[2],))
+torch.save({"weight": torch.ones(2), "extra": Payload()}, sys.argv[1])
+`;
+    const mk = spawnSync(PYTHON, ['-c', make, ckpt, marker], { encoding: 'utf8' });
+    assert.is(mk.status, 0, mk.stderr);
+    assert.not.ok(existsSync(marker));
+    const load = "import sys, torch\nobj = torch.load(sys.argv[1], weights_only=False)\nprint('loaded', obj['weight'].tolist(), 'system returned', obj['extra'])\n";
+    const r = guardRun([], [PYTHON, '-c', load, ckpt], { netns: true });
+    assert.is(r.status, 0, r.stderr);
+    assert.not.ok(existsSync(marker), 'the payload ran');
+    assert.not.match(r.stdout, /^PWNED/m);
+    const ex = r.report!.events.filter((e) => e.syscall === 'execve' && e.action === 'denied');
+    assert.is(ex.length, 1);
+    assert.equal(ex[0]!.argv, ['sh', '-c', `echo PWNED > ${marker}`]);
+    assert.match(r.stderr, `blocked exec: /bin/sh ["sh","-c","echo PWNED > ${marker}"]`);
+  });
+
+  test('exit code is the child’s, 128 + signal when it is killed', () => {
+    assert.is(guardRun(['--audit'], ['/bin/sh', '-c', 'exit 42']).status, 42);
+    const k = guardRun(['--audit'], ['/bin/sh', '-c', 'kill -KILL $$']);
+    assert.is(k.status, 137);
+    assert.is(k.report!.signal, 'SIGKILL');
+  });
+
+  test('signals sent to guard reach the child, whose handler runs; the report is still written', async () => {
+    const dir = tempDir('sig');
+    const report = join(dir, 'r.json');
+    const prog = "import signal, sys, time\ndef h(s, f):\n    print('got', s, flush=True); sys.exit(0)\nsignal.signal(signal.SIGTERM, h)\nprint('ready', flush=True)\ntime.sleep(30)\n";
+    const child = spawn(process.execPath, [CLI, 'run', '--report', report, '--', PYTHON, '-c', prog], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    await new Promise<void>((res) => child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('ready')) res();
+    }));
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    assert.is(code, 0);
+    assert.match(out, 'got 15');
+    const rep = JSON.parse(readFileSync(report, 'utf8')) as { exitCode: number };
+    assert.is(rep.exitCode, 0);
+  });
+
+  test('--verbose streams events live on stderr; --format text writes the summary', () => {
+    const dir = tempDir('fmt');
+    const txt = join(dir, 'r.txt');
+    const r = spawnSync('unshare', ['-n', process.execPath, CLI, 'run', '--verbose', '--format', 'text', '--report', txt, '--', probe(), 'connect4', '192.0.2.77', '80'], { encoding: 'utf8' });
+    assert.match(r.stderr, 'guard: DENIED connect');
+    assert.match(readFileSync(txt, 'utf8'), 'egress attempts: tcp 192.0.2.77:80');
+  });
+
+  test('--allow-net lets one destination through (reported as allowed), others stay denied', () => {
+    const ok = guardRun(['--allow-net', '192.0.2.33:8080'], [probe(), 'connect4', '192.0.2.33', '8080'], { netns: true });
+    // The test's own namespace has no route: the kernel, not guard, answers.
+    assert.match(ok.stdout, 'connect4 errno=ENETUNREACH');
+    assert.is(ok.report!.events.find((e) => e.syscall === 'connect')!.action, 'allowed');
+    const no = guardRun(['--allow-net', '192.0.2.33:8080'], [probe(), 'connect4', '192.0.2.34', '8080'], { netns: true });
+    assert.match(no.stdout, 'connect4 errno=ECONNREFUSED');
+  });
+
+  test('a profile file that does not exist is exit 2 with the reason', () => {
+    const r = spawnSync(process.execPath, [CLI, 'run', '--profile', 'infrence', '--', '/bin/true'], { encoding: 'utf8' });
+    assert.is(r.status, 2);
+    assert.match(r.stderr, 'did you mean `inference`');
+  });
+}
+
+test.run();
