@@ -1,0 +1,62 @@
+import { read as fsRead } from 'node:fs';
+import { GuardError } from '../errors.js';
+
+/** One positional read: `length` bytes at `fileOffset` into `dest` at `destOffset`. */
+export interface ReadJob {
+  fileOffset: number;
+  length: number;
+  dest: Uint8Array;
+  destOffset: number;
+}
+
+/** Reads larger than this are split so several threads fault in the destination in parallel. */
+export const READ_CHUNK_BYTES = 8 * 1024 * 1024;
+/** Positional reads in flight at once (libuv's thread pool runs 4 by default). */
+export const READ_CONCURRENCY = 8;
+
+/**
+ * Allocates the memory a tensor's bytes are read into. The default is a plain ArrayBuffer; a
+ * native allocator (anonymous mapping with MADV_HUGEPAGE) can be installed with
+ * `setTensorAllocator` — destination page faults dominate large loads.
+ */
+export type TensorAllocator = (bytes: number) => ArrayBuffer;
+
+let allocator: TensorAllocator = (bytes) => new ArrayBuffer(bytes);
+
+export function setTensorAllocator(a: TensorAllocator | undefined): void {
+  allocator = a ?? ((bytes) => new ArrayBuffer(bytes));
+}
+
+export function allocTensor(bytes: number): ArrayBuffer {
+  return allocator(bytes);
+}
+
+function readOnce(fd: number, dest: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fsRead(fd, dest, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+/** Runs every job, in chunks, several at a time. A short read (file truncated meanwhile) is an error. */
+export async function runReads(fd: number, jobs: readonly ReadJob[], path: string): Promise<void> {
+  const chunks: ReadJob[] = [];
+  for (const j of jobs) {
+    for (let done = 0; done < j.length; done += READ_CHUNK_BYTES) {
+      const n = Math.min(READ_CHUNK_BYTES, j.length - done);
+      chunks.push({ fileOffset: j.fileOffset + done, length: n, dest: j.dest, destOffset: j.destOffset + done });
+    }
+  }
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < chunks.length) {
+      const c = chunks[next++] as ReadJob;
+      let got = 0;
+      while (got < c.length) {
+        const n = await readOnce(fd, c.dest, c.destOffset + got, c.length - got, c.fileOffset + got);
+        if (n === 0) throw new GuardError('IO', `${path}: file ended at byte ${c.fileOffset + got} while reading tensor data (truncated or changed during load)`, { context: { path, offset: c.fileOffset + got, step: 'read' } });
+        got += n;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, chunks.length) }, worker));
+}
