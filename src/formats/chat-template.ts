@@ -72,6 +72,8 @@ export function analyzeChatTemplate(source: string): TemplateFinding[] {
   }
 
   const blockStack: string[] = [];
+  /** Variables holding underscore pieces or strings assembled from them. */
+  const tainted = new Set<string>();
   let loopDepth = 0;
   let i = 0;
   const n = src.length;
@@ -126,15 +128,64 @@ export function analyzeChatTemplate(source: string): TemplateFinding[] {
       }
       if (TEMPLATE_LOADING.has(kw)) add('chat-template/template-loading', 'suspicious', `\`${kw}\` loads another template; a chat template has no business reaching for other files`, src.slice(open, open + 60), open);
     }
-    checkTokens(toks, add);
+    checkTokens(toks, add, tainted);
   }
   return out;
 }
 
-function checkTokens(toks: readonly Tok[], add: (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => void): void {
+const SINKS = new Set(['attr', 'selectattr', 'rejectattr', 'map', 'groupby', 'sort', 'sum', 'unique', 'min', 'max', 'dictsort', 'getattr']);
+const isPiece = (v: string) => /^_|_$/.test(v) || /%c/.test(v);
+
+/** Tokens of one call argument list or kwarg value starting at `from`, up to the closing bracket. */
+function argSlice(toks: readonly Tok[], from: number): Tok[] {
+  const out: Tok[] = [];
+  let depth = 0;
+  for (let k = from; k < toks.length; k++) {
+    const t = toks[k] as Tok;
+    if (t.kind === 'op' && (t.value === '(' || t.value === '[' || t.value === '{')) depth++;
+    if (t.kind === 'op' && (t.value === ')' || t.value === ']' || t.value === '}')) {
+      if (depth === 0) break;
+      depth--;
+    }
+    if (depth === 0 && t.kind === 'op' && t.value === ',' ) break;
+    out.push(t);
+  }
+  return out;
+}
+
+function checkTokens(toks: readonly Tok[], add: (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => void, tainted: Set<string>): void {
   let depth = 0;
   /** Does this block build strings (`~`, `+`, `|join`, `|format`, `%`)? */
   const builds = toks.some((t, k) => (t.kind === 'op' && (t.value === '~' || t.value === '%' || t.value === '+')) || (t.kind === 'name' && STRING_BUILDERS.has(t.value) && (toks[k - 1]?.value === '|' || toks[k - 1]?.value === '.')));
+  const usesTainted = (ts: readonly Tok[]) => ts.some((t, k) => t.kind === 'name' && tainted.has(t.value) && ts[k - 1]?.value !== '.');
+  const pieceLiteral = toks.some((t) => t.kind === 'string' && isPiece(t.value));
+  // Underscore pieces glued together: harmless on their own (`replace('_', ' ')`), an escape when
+  // the result names an attribute (a sink in the same block, or a variable used as one later).
+  const buildsPieces = builds && (pieceLiteral || usesTainted(toks));
+  // Arguments of attribute-name sinks: attr(...), selectattr(...), map(attribute=...), ….
+  const sinkArgs: Tok[][] = [];
+  for (let k = 0; k < toks.length; k++) {
+    const t = toks[k] as Tok;
+    if (t.kind !== 'name') continue;
+    if (t.value === 'attribute' && toks[k + 1]?.value === '=') {
+      sinkArgs.push(argSlice(toks, k + 2));
+    } else if (SINKS.has(t.value) && toks[k + 1]?.value === '(' && (toks[k - 1]?.value === '|' || toks[k - 1]?.value === '.' || t.value === 'getattr')) {
+      sinkArgs.push(argSlice(toks, k + 2));
+    }
+  }
+  const builtArg = sinkArgs.find((a) => usesTainted(a) || (a.some((t) => t.kind === 'string' && isPiece(t.value)) && a.some((t) => (t.kind === 'op' && (t.value === '~' || t.value === '+' || t.value === '%')) || (t.kind === 'name' && STRING_BUILDERS.has(t.value)))));
+  if (builtArg) {
+    add('chat-template/string-built-attribute', 'malicious', 'attribute name assembled from underscore pieces (`~`, `+`, `join`, `format`) to hide a dunder', builtArg.map((t) => (t.kind === 'string' ? JSON.stringify(t.value) : t.value)).join(' ').slice(0, 160), builtArg[0]?.offset ?? 0);
+  }
+  if (toks[0]?.kind === 'name' && toks[0].value === 'set') {
+    const eq = toks.findIndex((t) => t.kind === 'op' && t.value === '=');
+    if (eq > 0) {
+      const rhs = toks.slice(eq + 1);
+      const onlyPiece = rhs.length === 1 && rhs[0]?.kind === 'string' && isPiece(rhs[0].value);
+      const targets = toks.slice(1, eq).filter((t, k, a) => t.kind === 'name' && a[k - 1]?.value !== '.');
+      if (onlyPiece || buildsPieces || (builds && usesTainted(rhs))) for (const t of targets) tainted.add(t.value);
+    }
+  }
   const subscriptStarts: number[] = [];
   for (let k = 0; k < toks.length; k++) {
     const t = toks[k] as Tok;
@@ -150,7 +201,7 @@ function checkTokens(toks: readonly Tok[], add: (rule: string, verdict: Template
         depth = Math.max(0, depth - 1);
         if (t.value === ']') {
           const start = subscriptStarts.pop();
-          if (start !== undefined && start >= 0) checkSubscript(toks.slice(start + 1, k), add);
+          if (start !== undefined && start >= 0) checkSubscript(toks.slice(start + 1, k), add, tainted);
         }
       } else if (t.value === '*' || t.value === '**') {
         const a = prev?.kind === 'number' ? Number(prev.value) : NaN;
@@ -164,7 +215,6 @@ function checkTokens(toks: readonly Tok[], add: (rule: string, verdict: Template
     if (t.kind === 'string') {
       if (isDunderish(t.value)) add('chat-template/dunder-access', 'malicious', 'string names a dunder attribute (sandbox escape through attr()/subscript/map)', JSON.stringify(t.value), t.offset);
       else if (t.obfuscated) add('chat-template/string-built-attribute', 'malicious', 'string literal spells `_` or letters with escape sequences (obfuscated attribute name)', JSON.stringify(t.value), t.offset);
-      else if (builds && (/^_|_$/.test(t.value) || /%c/.test(t.value))) add('chat-template/string-built-attribute', 'malicious', 'attribute name assembled from pieces (`~`, `+`, `join`, `format`) to hide a dunder', JSON.stringify(t.value), t.offset);
       continue;
     }
     if (t.kind === 'number') continue;
@@ -204,7 +254,12 @@ function checkTokens(toks: readonly Tok[], add: (rule: string, verdict: Template
 }
 
 /** `x[...]`: a subscript whose key is computed from strings is a hidden attribute name. */
-function checkSubscript(inner: readonly Tok[], add: (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => void): void {
+function checkSubscript(inner: readonly Tok[], add: (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => void, tainted: ReadonlySet<string>): void {
+  const viaTainted = inner.find((t, k) => t.kind === 'name' && tainted.has(t.value) && inner[k - 1]?.value !== '.');
+  if (viaTainted) {
+    add('chat-template/string-built-attribute', 'malicious', `subscript key \`${viaTainted.value}\` holds a string assembled from underscore pieces (hidden attribute name)`, inner.map((t) => (t.kind === 'string' ? JSON.stringify(t.value) : t.value)).join(' '), viaTainted.offset);
+    return;
+  }
   const hasString = inner.some((t) => t.kind === 'string');
   const builder = inner.find((t, k) => (t.kind === 'op' && t.value === '~') || (t.kind === 'name' && (t.value === 'join' || t.value === 'format') && inner[k - 1]?.value === '|'));
   const plus = inner.some((t) => t.kind === 'op' && t.value === '+');
@@ -241,11 +296,16 @@ function lexBlock(src: string, from: number, closer: string): Lexed {
     if (c === '"' || c === "'") {
       const s = lexString(src, i);
       if (!s) return { tokens, end: n, error: 'unterminated string literal', errorAt: i };
-      tokens.push({ kind: 'string', value: s.value, offset: i, ...(s.obfuscated ? { obfuscated: true } : {}) });
+      const prev = tokens[tokens.length - 1];
+      if (prev?.kind === 'string') {
+        // Jinja joins adjacent literals at compile time ('__cl' 'ass__' is '__class__').
+        prev.value += s.value;
+        if (s.obfuscated) prev.obfuscated = true;
+      } else tokens.push({ kind: 'string', value: s.value, offset: i, ...(s.obfuscated ? { obfuscated: true } : {}) });
       i = s.end;
       continue;
     }
-    const name = /[A-Za-z_][A-Za-z0-9_]*/y;
+    const name = /[\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*/uy;
     name.lastIndex = i;
     let m = name.exec(src);
     if (m) {

@@ -17,6 +17,9 @@ test('dunder access is caught in every spelling', () => {
     "{{ x['\\137\\137class\\137\\137'] }}",
     "{{ x|map(attribute='__class__')|list }}",
     "{{ __import__('os') }}",
+    "{{ x|attr('_' '_cla' 'ss_' '_') }}",
+    '{{ x.__ｃｌａｓｓ__ }}',
+    "{{ '{0.__class__}'.format(x) }}",
   ]) assert.ok(rules(src).includes('chat-template/dunder-access:malicious'), src);
 });
 
@@ -24,6 +27,9 @@ test('a string-built attribute name is malicious', () => {
   assert.ok(rules("{% set a = '_' ~ '_' %}{{ x[a ~ 'class' ~ a] }}").includes('chat-template/string-built-attribute:malicious'));
   assert.ok(rules("{{ x|attr(name) }}").includes('chat-template/string-built-attribute:malicious'));
   assert.ok(rules("{{ x[('_', '_', 'class')|join] }}").some((r) => r.endsWith(':malicious')));
+  assert.ok(rules("{% set u = '_' %}{% set n = u ~ u ~ 'globals' ~ u ~ u %}{{ x[n] }}").includes('chat-template/string-built-attribute:malicious'));
+  assert.ok(rules("{% set n = ('_' ~ '_init' ~ '_' ~ '_') %}{{ x|map(attribute=n)|list }}").includes('chat-template/string-built-attribute:malicious'));
+  assert.ok(rules("{{ x|selectattr('_' ~ '_class' ~ '_' ~ '_') }}").includes('chat-template/string-built-attribute:malicious'));
 });
 
 test('ordinary message indexing, concatenation and namespace() stay clean (not flagged twins)', () => {
@@ -34,6 +40,8 @@ test('ordinary message indexing, concatenation and namespace() stay clean (not f
   assert.equal(rules("{{ 'ab' * 3 }}"), []);
   assert.equal(rules("{% if tools %}{% for t in tools %}{% for p in t.parameters %}{{ p }}{% endfor %}{% endfor %}{% endif %}"), []);
   assert.equal(rules("{{ message.config_name }}{{ item.request_id }}"), []);
+  assert.equal(rules("{{ tool.name | replace('_', ' ') | title }}{% set label = role ~ '_' %}{{ label }}"), []);
+  assert.equal(rules("{{ (['a', 'b']|join('_')) + '_' }}"), []);
 });
 
 test('text outside tags and comments is never analysed', () => {
