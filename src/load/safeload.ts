@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { GuardError, toGuardError } from '../errors.js';
 import { resolveLimits, type Limits } from '../limits.js';
@@ -37,6 +38,8 @@ export interface SafeLoadOptions {
   pool?: UnpicklerPool;
   /** Display name for in-memory bytes. */
   name?: string;
+  /** Add `metadata.sha256`: the hash of the bytes that were scanned and loaded. */
+  sha256?: boolean;
 }
 
 export interface LoadResult {
@@ -82,6 +85,24 @@ export async function safeLoad(target: string | Uint8Array, options: SafeLoadOpt
       limits: resolveLimits(options.limits),
       maxBytes: options.maxBytes ?? DEFAULT_MAX_LOAD_BYTES,
     };
+    const result = await loadFormat(ctx);
+    if (options.sha256) result.metadata.sha256 = hashSource(input.src);
+    return result;
+  } finally {
+    input.src.close();
+  }
+}
+
+function hashSource(src: ByteSource): string {
+  const h = createHash('sha256');
+  const step = 16 * 1024 * 1024;
+  for (let off = 0; off < src.size; off += step) h.update(src.read(off, Math.min(step, src.size - off)));
+  return h.digest('hex');
+}
+
+async function loadFormat(ctx: LoadContext): Promise<LoadResult> {
+  const { file, input } = ctx;
+  {
     switch (file.format) {
       case 'pytorch-zip':
         return await loadTorchZip(ctx);
@@ -100,12 +121,10 @@ export async function safeLoad(target: string | Uint8Array, options: SafeLoadOpt
       default:
         throw new GuardError('UNSUPPORTED', `safeLoad cannot load ${file.format} files (${input.path})`, { context: { path: input.path, format: file.format } });
     }
-  } finally {
-    input.src.close();
   }
 }
 
-const KNOWN_OPTIONS = new Set(['allow', 'allowSuspicious', 'timeoutMs', 'maxBytes', 'limits', 'pool', 'name']);
+const KNOWN_OPTIONS = new Set(['allow', 'allowSuspicious', 'timeoutMs', 'maxBytes', 'limits', 'pool', 'name', 'sha256']);
 
 function checkOptions(options: SafeLoadOptions): void {
   for (const k of Object.keys(options)) {
