@@ -142,6 +142,9 @@ export const jsonConfigHandler: FormatHandler = {
     const root = parsed.value;
     if (!isJsonObject(root)) return 'json-config';
     if (looksLikeKerasConfig(root)) {
+      // Inside a `.keras` archive the zip reader hands the archive to scanKerasArchive, which judges
+      // this same config.json; judging it here too would report every finding twice.
+      if (ctx.depth > 0 && /!config\.json$/.test(ctx.name)) return 'keras-config';
       judgeKerasConfig(ctx.sink, root, { source: basename(ctx.name) });
       ctx.stats.basis = 'Keras config: only Keras layers, no Lambda code';
       return 'keras-config';

@@ -2,7 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FindingSink } from '../../src/report/findings.js';
 import { judgeKerasConfig, isKerasArchive } from '../../src/formats/keras.js';
-import { manifestTests } from './manifest-cases.js';
+import { scan } from '../../src/scan.js';
+import { fixture, manifestTests } from './manifest-cases.js';
 
 // Keras v3 archives and unpacked config.json files; legacy .h5 lives in keras-h5.test.ts.
 manifestTests('keras/', undefined, /\.h5$/);
@@ -33,6 +34,12 @@ test('a config nested 100 000 levels deep is bounded, not a stack overflow', () 
   for (let i = 0; i < 100_000; i++) v = { class_name: 'Wrapper', config: { name: 'w', layer: v } };
   const out = judge(v);
   assert.ok(out.includes('keras/config-too-large:suspicious'));
+});
+
+test('a .keras archive reports its Lambda once (archive hook, not again as a member config)', async () => {
+  const r = await scan(fixture('keras/lambda.keras'));
+  assert.is(r.files[0]?.findings.filter((f) => f.rule === 'keras/lambda-layer').length, 1);
+  assert.is(r.files[0]?.findings[0]?.location?.member, 'config.json');
 });
 
 test.run();
