@@ -98,6 +98,8 @@ export class UnpicklerPool {
     this.closed = true;
     for (const p of this.queue.splice(0)) p.reject(new GuardError('WORKER_CRASHED', 'the unpickler pool was closed', { context: { step: 'vm' } }));
     const exits = this.workers.map((w) => {
+      // Keep the loop alive until the exit is observed, so close() really waits for it.
+      this.activate(w);
       w.child.kill('SIGKILL');
       return w.exited;
     });

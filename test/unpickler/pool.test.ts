@@ -1,0 +1,128 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { GuardError } from '../../src/errors.js';
+import { createPolicy } from '../../src/formats/pickle/policy.js';
+import { capWasmMemory, loadAssets } from '../../src/unpickler/assets.js';
+import { UnpicklerPool, vmScanPass, vmUnpickle } from '../../src/unpickler/index.js';
+import { alive, tempDir } from './paths.js';
+import { ROOT } from '../helpers/fixtures.js';
+
+/** set(range(10**9)): CPython grinds until the time limit (or the memory cap) stops it. */
+const SLOW = Buffer.from('\x80\x02c__builtin__\nset\nc__builtin__\nrange\nJ\x00\xca\x9a;\x85R\x85R.', 'latin1');
+const SEVEN = Buffer.from('\x80\x02K\x07.', 'latin1');
+
+const pool = suite('unpickler worker pool');
+
+pool('a call past its time limit fails with a finding and the pool recovers', async () => {
+  const p = new UnpicklerPool();
+  try {
+    const t0 = Date.now();
+    const r = await vmScanPass(SLOW, { policy: createPolicy(), pool: p, timeoutMs: 300 });
+    assert.ok(Date.now() - t0 < 30_000);
+    assert.ok(r.findings.some((f) => f.rule === 'vm/timeout' || f.rule === 'vm/limit'), JSON.stringify(r.findings));
+    const ok = await vmUnpickle(SEVEN, { pool: p });
+    assert.equal(ok.objects, [7]);
+  } finally {
+    await p.close();
+  }
+});
+
+pool('a worker that dies mid-call gives WORKER_CRASHED; the next call gets a fresh worker', async () => {
+  const p = new UnpicklerPool();
+  try {
+    await vmUnpickle(SEVEN, { pool: p });
+    const [pid] = p.pids;
+    const call = vmUnpickle(SLOW, { pool: p, timeoutMs: 60_000 });
+    setTimeout(() => process.kill(pid as number, 'SIGKILL'), 300);
+    try {
+      await call;
+      assert.unreachable('the call should fail');
+    } catch (e) {
+      assert.instance(e, GuardError);
+      assert.is((e as GuardError).code, 'WORKER_CRASHED');
+    }
+    const ok = await vmUnpickle(SEVEN, { pool: p });
+    assert.equal(ok.objects, [7]);
+    assert.is.not(p.pids[0], pid);
+  } finally {
+    await p.close();
+  }
+});
+
+pool('close() leaves no worker process behind', async () => {
+  const p = new UnpicklerPool({ size: 2 });
+  await Promise.all([vmUnpickle(SEVEN, { pool: p }), vmUnpickle(SEVEN, { pool: p })]);
+  const pids = p.pids;
+  assert.ok(pids.length >= 1);
+  await p.close();
+  for (const pid of pids) assert.not.ok(alive(pid), `worker ${pid} still alive`);
+  await p.run({ pickle: SEVEN, config: {} }).then(
+    () => assert.unreachable('closed pool must refuse'),
+    (e: GuardError) => assert.is(e.code, 'USAGE'),
+  );
+});
+
+pool('idle workers do not keep the caller alive', () => {
+  const entry = pathToFileURL(join(ROOT, 'dist', 'src', 'unpickler', 'index.js')).href;
+  const script = `import { vmUnpickle } from ${JSON.stringify(entry)};
+const r = await vmUnpickle(Buffer.from([0x80, 2, 0x4b, 7, 0x2e]));
+console.log('value', JSON.stringify(r.objects));`;
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /value \[7\]/);
+  assert.ok(Date.now() - t0 < 60_000);
+});
+
+pool('the snapshot is built once into the cache folder, reused, and rebuilt when corrupt', async () => {
+  const dir = tempDir();
+  try {
+    const p1 = new UnpicklerPool({ cacheDir: dir });
+    const first = await vmUnpickle(SEVEN, { pool: p1 });
+    await p1.close();
+    assert.is(first.boot?.built, true);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.snap'));
+    assert.is(files.length, 1, 'one snapshot, no temp files');
+    assert.is(readdirSync(dir).length, 1);
+    const p2 = new UnpicklerPool({ cacheDir: dir });
+    const second = await vmUnpickle(SEVEN, { pool: p2 });
+    await p2.close();
+    assert.is(second.boot?.snapshot, true);
+    assert.is(second.boot?.built, false);
+    const file = join(dir, files[0] as string);
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10] as number) ^ 0xff;
+    writeFileSync(file, bytes);
+    const p3 = new UnpicklerPool({ cacheDir: dir });
+    const third = await vmUnpickle(SEVEN, { pool: p3 });
+    await p3.close();
+    assert.is(third.boot?.built, true, 'corrupt snapshot rebuilt');
+    assert.equal(third.objects, [7]);
+    assert.ok(existsSync(file));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+pool('the snapshot key follows the Pyodide version and the unpickler source', () => {
+  const a = loadAssets();
+  assert.match(a.key, /^[0-9a-f]{24}$/);
+  assert.is(a.version, JSON.parse(readFileSync(join(ROOT, 'node_modules', 'pyodide', 'package.json'), 'utf8')).version);
+  const b = loadAssets(2048);
+  assert.is.not(a.key, b.key, 'memory cap is part of the key');
+});
+
+pool('the wasm memory maximum is lowered in the binary', () => {
+  const wasm = readFileSync(join(ROOT, 'node_modules', 'pyodide', 'pyodide.asm.wasm'));
+  const capped = capWasmMemory(wasm, 4096);
+  assert.is(capped.length, wasm.length);
+  const W = (globalThis as unknown as { WebAssembly: { Module: new (b: Uint8Array) => unknown; Memory: unknown } }).WebAssembly;
+  assert.ok(new W.Module(capped));
+  assert.throws(() => capWasmMemory(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), 10), /no memory section/);
+});
+
+pool.run();
