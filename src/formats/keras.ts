@@ -87,7 +87,8 @@ export function judgeKerasConfig(sink: FindingSink, root: JsonValue, where: Kera
       const code = lambdaCode(fn, fnType);
       if (code !== undefined) {
         emit('keras/lambda-layer', 'malicious', `Lambda layer ${label} carries marshalled Python bytecode that runs when the model is loaded (safe_mode=False or legacy loaders). Do not load it; rebuild the layer in code.`, code.slice(0, 120));
-      } else {
+      } else if (!(isJsonObject(fn) && typeof fn.module === 'string' && isKerasModule(fn.module))) {
+        // A Lambda around a Keras op (module keras.*) is plain Keras; anything else is user code.
         emit('keras/lambda-function', 'suspicious', `Lambda layer ${label} calls a named Python function that Keras imports on load; check where it comes from`, JSON.stringify(fn ?? null).slice(0, 200));
       }
     }

@@ -9,7 +9,7 @@ import { ggufHandler } from './gguf.js';
 import { hdf5Handler } from './keras-h5.js';
 import { lfsHandler } from './lfs.js';
 import { safetensorsHandler } from './safetensors.js';
-import { savedModelHandler } from './savedmodel.js';
+import { savedModelHandler, savedModelTextHandler } from './savedmodel.js';
 import { onnxHandler } from './onnx.js';
 import { jsonConfigHandler } from './json-config.js';
 import { chatTemplateHandler } from './chat-template.js';
@@ -34,6 +34,7 @@ export const HANDLERS: FormatHandler[] = [
   // Content checks helped by the name (no magic): safetensors header, protobufs, JSON, Jinja.
   safetensorsHandler,
   savedModelHandler,
+  savedModelTextHandler,
   onnxHandler,
   jsonConfigHandler,
   chatTemplateHandler,

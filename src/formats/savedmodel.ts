@@ -53,6 +53,50 @@ interface SavedModel {
 
 let savedModelType: protobuf.Type | undefined;
 
+/** Judges one operator; shared by the binary and the text (`.pbtxt`) forms. */
+function judgeOp(op: string, outputStream: string): { verdict: 'malicious' | 'suspicious'; why: string } | undefined {
+  if (op in TF_MALICIOUS_OPS) return { verdict: 'malicious', why: TF_MALICIOUS_OPS[op] as string };
+  if (op in TF_SUSPICIOUS_OPS) return { verdict: 'suspicious', why: TF_SUSPICIOUS_OPS[op] as string };
+  if (op === 'PrintV2' && outputStream.startsWith('file://')) return { verdict: 'malicious', why: `writes to ${outputStream}` };
+  return undefined;
+}
+
+/** Largest saved_model.pbtxt read. */
+export const SAVEDMODEL_MAX_TEXT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The text form `saved_model.pbtxt`: protobuf text format has no kept JS parser, so only the
+ * `op: "Name"` fields are read (and PrintV2 `output_stream` values); every one is judged.
+ */
+export const savedModelTextHandler: FormatHandler = {
+  name: 'tf-savedmodel-text',
+  detect(head, _size, name) {
+    return basename(name.split('!').pop() ?? name) === 'saved_model.pbtxt' && !head.includes(0);
+  },
+  async scan(ctx: FormatContext) {
+    if (ctx.source.size > SAVEDMODEL_MAX_TEXT_BYTES) {
+      ctx.sink.add({ rule: 'savedmodel/too-large', severity: 'medium', verdict: 'error', message: `saved_model.pbtxt of ${ctx.source.size} bytes exceeds the ${SAVEDMODEL_MAX_TEXT_BYTES}-byte cap; it was not analysed` });
+      return 'tf-savedmodel-text';
+    }
+    const text = ctx.source.read(0, ctx.source.size).toString('utf8');
+    const streams = [...text.matchAll(/output_stream"?\s*value\s*\{\s*s:\s*"([^"]*)"/g)].map((m) => m[1] ?? '');
+    const fileStream = streams.find((x) => x.startsWith('file://')) ?? '';
+    const seen = new Set<string>();
+    let nodes = 0;
+    for (const m of text.matchAll(/\bop:\s*"([A-Za-z0-9_>.]+)"/g)) {
+      nodes++;
+      const op = m[1] as string;
+      const j = judgeOp(op, op === 'PrintV2' ? fileStream : '');
+      if (!j || seen.has(op)) continue;
+      seen.add(op);
+      ctx.sink.add({ rule: j.verdict === 'malicious' ? 'savedmodel/dangerous-op' : 'savedmodel/file-op', severity: j.verdict === 'malicious' ? 'critical' : 'medium', verdict: j.verdict, message: `operator ${op} ${j.why}; serving or loading this model can run it`, location: { offset: Buffer.byteLength(text.slice(0, m.index)) }, evidence: op });
+    }
+    ctx.stats.nodes = nodes;
+    ctx.stats.basis = 'no file or Python operators in the graph (text form)';
+    return 'tf-savedmodel-text';
+  },
+};
+
 export const savedModelHandler: FormatHandler = {
   name: 'tf-savedmodel',
   detect(head, _size, name) {
@@ -82,14 +126,10 @@ export const savedModelHandler: FormatHandler = {
     const check = (n: NodeDef, where: string) => {
       nodes++;
       const op = n.op ?? '';
-      let verdict: 'malicious' | 'suspicious' | undefined;
-      let why = '';
-      if (op in TF_MALICIOUS_OPS) [verdict, why] = ['malicious', TF_MALICIOUS_OPS[op] as string];
-      else if (op in TF_SUSPICIOUS_OPS) [verdict, why] = ['suspicious', TF_SUSPICIOUS_OPS[op] as string];
-      else if (op === 'PrintV2') {
-        const stream = n.attr?.output_stream?.s ? Buffer.from(n.attr.output_stream.s).toString('utf8') : '';
-        if (stream.startsWith('file://')) [verdict, why] = ['malicious', `writes to ${stream}`];
-      }
+      const stream = op === 'PrintV2' && n.attr?.output_stream?.s ? Buffer.from(n.attr.output_stream.s).toString('utf8') : '';
+      const j = judgeOp(op, stream);
+      const verdict = j?.verdict;
+      const why = j?.why ?? '';
       if (!verdict) return;
       const key = `${op}\0${where}\0${n.name ?? ''}`;
       if (reported.has(key)) return;

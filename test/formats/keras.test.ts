@@ -42,4 +42,10 @@ test('a .keras archive reports its Lambda once (archive hook, not again as a mem
   assert.is(r.files[0]?.findings[0]?.location?.member, 'config.json');
 });
 
+test('a Lambda around a Keras op is not flagged; around a foreign function it is suspicious', () => {
+  const lambda = (fn: unknown) => ({ class_name: 'Lambda', config: { name: 'l', function: fn } });
+  assert.equal(judge(lambda({ module: 'keras.src.ops.numpy', class_name: 'function', config: 'add', registered_name: null })), []);
+  assert.ok(judge(lambda({ module: 'my_ops', class_name: 'function', config: 'add' })).includes('keras/lambda-function:suspicious'));
+});
+
 test.run();
