@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <vector>
@@ -234,6 +235,36 @@ Napi::Value TakeListener(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, got);
 }
 
+// reapOrphans({ known: [pid…] }) → pids reaped. For guard as PID 1: reaps zombies that were
+// reparented to this process, never one Node spawned itself (libuv reaps those by pid), so it
+// does not race Node's own child handling. It peeks with WNOWAIT before reaping.
+Napi::Value ReapOrphans(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject() || !info[0].As<Napi::Object>().Get("known").IsArray())
+    ThrowUsage(env, "reapOrphans", "expects { known: number[] }");
+  Napi::Array known_js = info[0].As<Napi::Object>().Get("known").As<Napi::Array>();
+  std::vector<int> known;
+  for (uint32_t i = 0; i < known_js.Length(); i++) known.push_back(known_js.Get(i).ToNumber().Int32Value());
+  Napi::Array out = Napi::Array::New(env);
+  for (uint32_t n = 0; n < 4096; n++) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) break;
+    bool mine = false;
+    for (int k : known)
+      if (k == si.si_pid) mine = true;
+    if (mine) break;  // Node's own child is first in line: leave it (and the rest) for now
+    int status;
+    pid_t r;
+    do {
+      r = waitpid(si.si_pid, &status, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) break;
+    out.Set(out.Length(), Napi::Number::New(env, r));
+  }
+  return out;
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) ThrowUsage(env, "closeFd", "expects an fd");
@@ -250,6 +281,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("compileFilter", Napi::Function::New(env, CompileFilter, "compileFilter"));
   exports.Set("takeListener", Napi::Function::New(env, TakeListener, "takeListener"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("reapOrphans", Napi::Function::New(env, ReapOrphans, "reapOrphans"));
   exports.Set("Supervisor", Supervisor::Init(env));
   return exports;
 }

@@ -105,6 +105,8 @@ export interface NativeAddon {
   compileFilter(spec: NativeFilterSpec): Buffer;
   takeListener(options: { pid: number; fd: number }): number;
   closeFd(fd: number): void;
+  /** Reaps zombies reparented to this process (PID 1), never one of `known` (Node's own children). */
+  reapOrphans(options: { known: number[] }): number[];
   Supervisor: new (options: SupervisorOptions) => NativeSupervisor;
 }
 

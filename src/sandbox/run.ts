@@ -53,6 +53,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Try a fresh network namespace first (default true). */
   netns?: boolean;
+  /** Called with the launcher's pid once it is spawned (the only child Node starts for a run). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface RunWalls {
@@ -276,6 +278,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     stripFinalNewline: false,
     ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
   });
+  if (child.pid !== undefined) options.onSpawn?.(child.pid);
   const ctl = child.stdio[3] as unknown as NodeJS.ReadWriteStream & { destroy(): void };
   let setupError: { step: string; errno: number } | undefined;
   let exitInfo: { code: number; signal: number } | undefined;
