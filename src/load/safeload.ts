@@ -302,7 +302,11 @@ async function build(ctx: LoadContext, r: VmResult, root: VmNode, storages: Stor
 
 function entryLocation(ctx: LoadContext, e: ZipEntry, inflated: Map<string, Uint8Array>): StorageLocation {
   if (e.dataOffset < 0) throw new GuardError('INVALID_MODEL', `member ${e.name} has no readable data`, { context: { path: ctx.input.path, member: e.name } });
-  if (e.method === 0) return { kind: 'file', offset: e.dataOffset, size: Math.min(e.compressedSize, ctx.input.src.size - e.dataOffset) };
+  if (e.method === 0) {
+    const size = Math.min(e.compressedSize, ctx.input.src.size - e.dataOffset);
+    if (ctx.input.fd === undefined) return { kind: 'memory', bytes: ctx.input.src.read(e.dataOffset, size) };
+    return { kind: 'file', offset: e.dataOffset, size };
+  }
   if (e.method === 8) {
     let b = inflated.get(e.name);
     if (!b) {
@@ -389,7 +393,7 @@ async function loadTorchLegacy(ctx: LoadContext): Promise<LoadResult> {
     if (numel !== s.numel || numel < 0) throw new GuardError('INVALID_MODEL', `legacy storage ${k} says ${numel} elements, the object says ${s.numel}`, { context: { path: ctx.input.path, offset: pos } });
     const bytes = numel * size;
     if (pos + 8 + bytes > src.size) throw new GuardError('INVALID_MODEL', `legacy storage ${k} runs past the end of the file`, { context: { path: ctx.input.path, offset: pos } });
-    where.set(k, { kind: 'file', offset: pos + 8, size: bytes });
+    where.set(k, ctx.input.fd === undefined ? { kind: 'memory', bytes: src.read(pos + 8, bytes) } : { kind: 'file', offset: pos + 8, size: bytes });
     pos += 8 + bytes;
   }
   const storages: StorageResolver = {

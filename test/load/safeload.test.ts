@@ -1,0 +1,171 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GuardError } from '../../src/errors.js';
+import type { Report } from '../../src/report/model.js';
+import { safeLoad, type Tensor } from '../../src/index.js';
+import { closeDefaultPool } from '../../src/unpickler/index.js';
+import { isTensor } from '../../src/load/graph.js';
+import { FIXTURES, SCAN_FIXTURES } from '../helpers/fixtures.js';
+
+const TENSORS = join(FIXTURES, 'tensors');
+interface Expected {
+  format: string;
+  tensors: Record<string, { dtype: string; shape: number[]; sha256: string }>;
+}
+const EXPECTED = JSON.parse(readFileSync(join(TENSORS, 'expected.json'), 'utf8')) as Record<string, Expected> & { _escapes: Record<string, string> };
+
+function sha(t: Tensor): string {
+  return createHash('sha256').update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)).digest('hex');
+}
+
+const bitExact = suite('safeLoad() is bit-exact against PyTorch and NumPy');
+bitExact.after(() => closeDefaultPool());
+
+for (const [file, exp] of Object.entries(EXPECTED)) {
+  if (file.startsWith('_')) continue;
+  bitExact(`${file}: every tensor matches what ${exp.format.startsWith('pytorch') ? 'torch.load' : 'the reference reader'} gives`, async () => {
+    const r = await safeLoad(join(TENSORS, file));
+    assert.is(r.format, exp.format);
+    assert.equal([...r.tensors.keys()].sort(), Object.keys(exp.tensors).sort());
+    for (const [name, e] of Object.entries(exp.tensors)) {
+      const t = r.tensors.get(name) as Tensor;
+      assert.is(t.dtype, e.dtype, `${name} dtype`);
+      assert.equal(t.shape, e.shape, `${name} shape`);
+      assert.is(sha(t), e.sha256, `${name} bytes`);
+    }
+  });
+}
+bitExact.run();
+
+const graph = suite('safeLoad() object graph');
+graph.after(() => closeDefaultPool());
+
+graph('a nested training checkpoint keeps its Python values', async () => {
+  const r = await safeLoad(join(TENSORS, 'checkpoint.pt'));
+  const o = r.object as Record<string, unknown>;
+  assert.is(Object.getPrototypeOf(o), null);
+  assert.is(o.epoch, 3);
+  assert.is(o.loss, 0.25, 'BINFLOAT that torch 1.13 weights_only cannot load');
+  assert.is(o.name, 'run-7');
+  assert.is(o.none, null);
+  assert.equal(o.flags, [true, false]);
+  assert.equal(o.tuple, [1, 'a', 2.5]);
+  assert.equal(o.history, [0.1, 0.05, 0.025]);
+  assert.is(o.big, 2n ** 70n);
+  const state = (o.optimizer as Record<string, unknown>).state as Map<number, Record<string, unknown>>;
+  assert.instance(state, Map, 'int-keyed dicts are Maps');
+  const buf = state.get(0)?.momentum_buffer;
+  assert.ok(isTensor(buf));
+  assert.is(r.tensors.get('optimizer.state.0.momentum_buffer'), buf, 'tensors sit in place in the object');
+  assert.is(r.report.files[0]?.verdict, 'safe');
+});
+
+graph('shared storages stay shared in the graph; views are materialised', async () => {
+  const r = await safeLoad(join(TENSORS, 'views.pt'));
+  const b = r.tensors.get('shared_b') as Tensor;
+  assert.equal([...(b.data as BigInt64Array)], [3n, 4n, 5n, 6n, 7n]);
+  const c = r.tensors.get('shared_c') as Tensor;
+  assert.equal(c.shape, [5, 2]);
+  assert.equal([...(c.data as BigInt64Array)].slice(0, 4), [0n, 5n, 1n, 6n]);
+  assert.equal(r.tensors.get('scalar')?.shape, []);
+  assert.is((r.tensors.get('scalar')?.data as Float32Array)[0], 3.5);
+  assert.is(r.tensors.get('empty')?.data.length, 0);
+});
+
+graph('a bare tensor gets the name ""', async () => {
+  const r = await safeLoad(join(TENSORS, 'bare_tensor.pt'));
+  assert.equal([...r.tensors.keys()], ['']);
+  assert.ok(isTensor(r.object));
+});
+
+graph('a key named __proto__ pollutes nothing', async () => {
+  const r = await safeLoad(join(TENSORS, 'proto_key.pt'));
+  const o = r.object as Record<string, unknown>;
+  assert.ok(Object.prototype.hasOwnProperty.call(o, '__proto__'));
+  assert.ok(isTensor(o.__proto__));
+  assert.is(({} as Record<string, unknown>).constructor, Object);
+  assert.is(Object.getPrototypeOf(o), null);
+  assert.ok(r.tensors.has('__proto__') && r.tensors.has('constructor'));
+});
+
+graph('in-memory bytes load like a file', async () => {
+  const r = await safeLoad(readFileSync(join(TENSORS, 'views.pt')), { name: 'views.pt' });
+  assert.is(sha(r.tensors.get('transposed') as Tensor), EXPECTED['views.pt']?.tensors.transposed?.sha256);
+});
+
+graph('legacy format metadata comes from its first pickles', async () => {
+  const r = await safeLoad(join(TENSORS, 'checkpoint_legacy.pt'));
+  assert.is(r.format, 'pytorch-legacy');
+  assert.is(r.metadata.protocol, 1001);
+});
+graph.run();
+
+const refuse = suite('safeLoad() refuses unsafe files');
+refuse.after(() => closeDefaultPool());
+
+async function refused(path: string, opts: Parameters<typeof safeLoad>[1] = {}): Promise<GuardError & { report: Report }> {
+  try {
+    await safeLoad(path, opts);
+  } catch (e) {
+    assert.instance(e, GuardError);
+    return e as GuardError & { report: Report };
+  }
+  assert.unreachable(`${path} loaded`);
+  throw new Error('unreachable');
+}
+
+for (const f of ['torch_reduce_payload.pt', 'torch_legacy_payload.pt', 'torch_extra_pkl.pt', 'torch_extra_member.pt', 'torch_renamed_root.pt', 'torch_deflated.pt']) {
+  refuse(`malicious ${f} is refused with UNSAFE_MODEL and its report`, async () => {
+    const e = await refused(join(SCAN_FIXTURES, 'attack', f));
+    assert.is(e.code, 'UNSAFE_MODEL');
+    assert.is(e.report.files[0]?.verdict, 'malicious');
+    assert.ok(e.report.files[0]?.findings.some((x) => x.verdict === 'malicious' && /would call|imports/.test(x.message + (x.evidence ?? ''))));
+  });
+}
+
+for (const [file, target] of Object.entries(EXPECTED._escapes)) {
+  refuse(`escape attempt ${file} fails closed naming ${target}`, async () => {
+    const e = await refused(join(TENSORS, file));
+    assert.is(e.code, 'UNSAFE_MODEL');
+    assert.ok(JSON.stringify(e.report).includes(target.split('.').pop() as string));
+  });
+}
+
+refuse('with allowSuspicious, the VM still refuses what it intercepts (pyodide.code.run_js)', async () => {
+  const e = await refused(join(TENSORS, 'escape/pyodide_run_js.pkl'), { allowSuspicious: true });
+  assert.is(e.code, 'UNSAFE_MODEL');
+  const f = e.report.files[0]?.findings.find((x) => x.rule === 'vm/runtime-escape');
+  assert.ok(f, 'VM finding added to the report');
+  assert.is(e.report.files[0]?.verdict, 'malicious');
+});
+
+refuse('with allowSuspicious, a 2 GiB bytearray still fails closed', async () => {
+  const e = await refused(join(TENSORS, 'escape/bytearray_2g.pkl'), { allowSuspicious: true });
+  assert.ok(e.code === 'INVALID_MODEL' || e.code === 'UNSAFE_MODEL', e.code);
+});
+
+refuse('suspicious files need allowSuspicious or --allow; allow turns the class into a plain object', async () => {
+  const file = join(SCAN_FIXTURES, 'bypass/unknown_class.pkl');
+  const e = await refused(file);
+  assert.is(e.code, 'UNSAFE_MODEL');
+  assert.is(e.report.files[0]?.verdict, 'suspicious');
+});
+
+refuse('option mistakes name the fix', async () => {
+  await safeLoad(join(TENSORS, 'array.npy'), { maxbytes: 1 } as never).then(
+    () => assert.unreachable(),
+    (e: GuardError) => {
+      assert.is(e.code, 'USAGE');
+      assert.match(e.message, /did you mean `maxBytes`/);
+    },
+  );
+});
+
+refuse('maxBytes caps what a load may allocate', async () => {
+  const e = await refused(join(TENSORS, 'views.pt'), { maxBytes: 64 });
+  assert.is(e.code, 'LIMIT_EXCEEDED');
+});
+refuse.run();
