@@ -363,7 +363,8 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + GGUF_MA
 
 export const ggufHandler: FormatHandler = {
   name: 'gguf',
-  detect: (head) => head.length >= 4 && head.readUInt32LE(0) === GGUF_MAGIC,
+  // The magic decides; a `.gguf` without it is still judged (as invalid) rather than skipped.
+  detect: (head, _size, name) => (head.length >= 4 && head.readUInt32LE(0) === GGUF_MAGIC) || /\.gguf$/i.test(name),
   async scan(ctx: FormatContext) {
     const r = validateGguf(ctx.source, Date.now() + Math.min(ctx.limits.maxScanMs, GGUF_MAX_HEADER_MS));
     for (const p of r.problems) {

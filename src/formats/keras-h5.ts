@@ -45,7 +45,8 @@ function attrText(value: unknown): string | undefined {
 
 export const hdf5Handler: FormatHandler = {
   name: 'hdf5',
-  detect: (head) => signatureAt(head) >= 0,
+  // The signature decides; a `.h5`/`.hdf5` without one is still judged (as invalid) rather than skipped.
+  detect: (head, _size, name) => signatureAt(head) >= 0 || /\.(h5|hdf5)$/i.test(name),
   async scan(ctx: FormatContext) {
     let path = ctx.depth === 0 ? ctx.filePath : undefined;
     let tmp: string | undefined;
