@@ -223,6 +223,7 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + GGUF_MA
     if (magic !== GGUF_MAGIC) fatal('gguf/bad-magic', 'file does not start with GGUF', 0);
     version = c.u32('version');
     if (version === 1) fatal('gguf/unsupported-version', 'GGUF v1 (32-bit counts) is not supported by current loaders', 4);
+    if (version === 0x02000000 || version === 0x03000000) fatal('gguf/unsupported-version', 'big-endian GGUF (version bytes swapped) is not supported by little-endian loaders', 4, `version ${version}`);
     if (version !== 2 && version !== 3) fatal('gguf/unsupported-version', `unknown GGUF version ${version}`, 4, `version ${version}`);
     const tensorCount = c.u64('tensor count');
     const kvCount = c.u64('metadata count');
