@@ -10,9 +10,9 @@ export interface ReadJob {
 }
 
 /** Reads larger than this are split so several threads fault in the destination in parallel. */
-export const READ_CHUNK_BYTES = 8 * 1024 * 1024;
+export const READ_CHUNK_BYTES = 2 * 1024 * 1024;
 /** Positional reads in flight at once (libuv's thread pool runs 4 by default). */
-export const READ_CONCURRENCY = 8;
+export const READ_CONCURRENCY = 4;
 
 /**
  * Allocates the memory a tensor's bytes are read into. The default is a plain ArrayBuffer; a
