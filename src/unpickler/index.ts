@@ -195,7 +195,9 @@ export function vmFindings(r: Pick<VmResult, 'calls' | 'imports' | 'error' | 'no
     }
   }
   for (const c of r.calls) {
-    const baseName = c.name.endsWith('()') ? c.name.slice(0, -2) : c.name;
+    // Records name the object a call acts on (`Linear.__new__` for the state of a NEWOBJ result,
+    // `f()` for a call result): the policy judges the imported class, not that synthetic suffix.
+    const baseName = c.name.replace(/(\(\)|\.__new__)+$/, '');
     const v = c.kind === 'persistent_id' ? { cls: 'unknown' as const, qualified: 'persistent_load', reason: 'a persistent id that is not a PyTorch storage' } : policy.classify(c.module, baseName);
     const runtime = VM_RUNTIME_MODULES.test(c.module);
     const cls = runtime ? 'dangerous' : v.cls;

@@ -169,3 +169,13 @@ refuse('maxBytes caps what a load may allocate', async () => {
   assert.is(e.code, 'LIMIT_EXCEEDED');
 });
 refuse.run();
+
+const allow = suite('safeLoad() allow option');
+allow.after(() => closeDefaultPool());
+allow('an allowed class loads as a plain placeholder object with its state', async () => {
+  const r = await safeLoad(join(SCAN_FIXTURES, 'bypass/unknown_class.pkl'), { allow: ['mypackage.models.Config'] });
+  assert.is(r.report.files[0]?.verdict, 'safe');
+  const o = r.object as { __class__: string; state: unknown };
+  assert.is(o.__class__, 'mypackage.models.Config');
+});
+allow.run();

@@ -25,9 +25,18 @@ _imports = []
 _notes = []
 
 
+# repr() of a memo-reference bomb is exponential and of a deep structure recursive: reprlib bounds
+# both depth and items per container, so an argument's text costs O(1) whatever it holds.
+_REPR = __import__("reprlib").Repr()
+_REPR.maxlevel = 4
+_REPR.maxtuple = _REPR.maxlist = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = _REPR.maxdeque = _REPR.maxarray = 8
+_REPR.maxstring = _REPR.maxother = 120
+_REPR.maxlong = 60
+
+
 def _short(value):
     try:
-        text = repr(value)
+        text = _REPR.repr(value)
     except Exception as exc:  # a hostile __repr__ cannot exist here, but stay closed anyway
         text = "<unrepresentable %s>" % type(exc).__name__
     if len(text) > ARG_REPR_CHARS:
@@ -49,10 +58,7 @@ class _InterceptMeta(type):
 
     def __call__(cls, *args, **kwargs):
         _record(cls._mg_module, cls._mg_name, "call", args, kwargs)
-        inst = object.__new__(Intercepted)
-        inst._mg_origin = "%s.%s(%s)" % (cls._mg_module, cls._mg_name, "…" if args or kwargs else "")
-        inst._mg_args = list(args)
-        return inst
+        return _result(cls, "%s.%s(%s)" % (cls._mg_module, cls._mg_name, "…" if args or kwargs else ""), args)
 
     def __repr__(cls):
         return "%s.%s" % (cls._mg_module, cls._mg_name)
@@ -71,10 +77,7 @@ class Intercepted(metaclass=_InterceptMeta):
     def __new__(cls, *args, **kwargs):
         # NEWOBJ / NEWOBJ_EX: cls.__new__(cls, *args)
         _record(cls._mg_module, cls._mg_name, "new", args, kwargs)
-        inst = object.__new__(Intercepted)
-        inst._mg_origin = "%s.%s.__new__(…)" % (cls._mg_module, cls._mg_name)
-        inst._mg_args = list(args)
-        return inst
+        return _result(cls, "%s.%s.__new__(…)" % (cls._mg_module, cls._mg_name), args)
 
     def __setstate__(self, state):
         _record(*self._mg_split(), "setstate", (state,))
@@ -90,10 +93,8 @@ class Intercepted(metaclass=_InterceptMeta):
         _record(*self._mg_split(), "extend", (list(values)[:8],))
 
     def _mg_split(self):
-        origin = object.__getattribute__(self, "_mg_origin")
-        base = origin.split("(", 1)[0]
-        module, _, name = base.rpartition(".")
-        return module or "?", (name or base) + "()"
+        # Calls on a result are attributed to the global that produced it: `mod.Name()`.
+        return object.__getattribute__(self, "_mg_mod"), object.__getattribute__(self, "_mg_nm") + "()"
 
     def __repr__(self):
         try:
@@ -103,6 +104,15 @@ class Intercepted(metaclass=_InterceptMeta):
 
 
 _placeholders = {}
+
+
+def _result(cls, origin, args):
+    inst = object.__new__(Intercepted)
+    inst._mg_origin = origin
+    inst._mg_mod = cls._mg_module
+    inst._mg_nm = cls._mg_name
+    inst._mg_args = list(args)
+    return inst
 
 
 def _placeholder(module, name):
@@ -220,12 +230,29 @@ class Obj:
             self.append(v)
 
 
-class ObjType:
-    def __init__(self, qualified):
-        self.qualified = qualified
+class _PlainMeta(type):
+    """Type of a user-allowed class (`allow`): calling it builds a plain Obj record."""
 
-    def __call__(self, *args, **kwargs):
-        return Obj(self.qualified, args, kwargs)
+    def __call__(cls, *args, **kwargs):
+        return Obj(cls.qualified, args, kwargs)
+
+
+class ObjType(metaclass=_PlainMeta):
+    qualified = "?"
+
+    def __new__(cls, *args, **kwargs):  # NEWOBJ: cls.__new__(cls, *args)
+        return Obj(cls.qualified, args, kwargs)
+
+
+_plain_types = {}
+
+
+def _plain_type(qualified):
+    cls = _plain_types.get(qualified)
+    if cls is None:
+        cls = _PlainMeta("Plain", (ObjType,), {"qualified": qualified})
+        _plain_types[qualified] = cls
+    return cls
 
 
 class StateDict(dict):
@@ -286,7 +313,7 @@ def _reconstructor(cls, base, state=None):
     # copyreg._reconstructor(cls, object, None) is how protocol 0/1 build instances.
     if isinstance(cls, type) and issubclass(cls, Intercepted):
         return cls.__new__(cls)
-    if isinstance(cls, ObjType):
+    if isinstance(cls, type) and issubclass(cls, ObjType):
         return Obj(cls.qualified, ())
     return _placeholder("copyreg", "_reconstructor")(cls, base, state)
 
@@ -384,7 +411,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if mod == "torch" and name in _TORCH_DTYPES:
             return DType(_DTYPE_ALIASES.get(name, name))
         if qualified in self._allowed_plain:
-            return ObjType(qualified)
+            return _plain_type(qualified)
         return _placeholder(module, name)
 
     def persistent_load(self, pid):
@@ -498,7 +525,7 @@ class _Encoder:
             if v.items is not None:
                 out["items"] = self.enc(v.items, d)
             return out
-        if t is ObjType:
+        if isinstance(v, type) and issubclass(v, ObjType):
             return {"t": "global", "id": nid, "name": v.qualified}
         if t is Intercepted:
             return {"t": "intercepted", "id": nid, "origin": object.__getattribute__(v, "_mg_origin")}
@@ -573,4 +600,5 @@ def _mg_run(data, config_json):
     text = json.dumps(out, ensure_ascii=True, allow_nan=False)
     enc.keep = []
     _placeholders.clear()
+    _plain_types.clear()
     return [text, bytes(enc.blob)]
