@@ -20,7 +20,8 @@
           "target_name": "guard-exec",
           "type": "executable",
           "sources": ["native/exec/guard-exec.c"],
-          "cflags": ["-std=gnu11", "-O2"]
+          "cflags": ["-std=gnu11", "-O2", "-pthread"],
+          "ldflags": ["-pthread"]
         }
       ]
     }, {

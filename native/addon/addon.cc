@@ -5,6 +5,8 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <vector>
@@ -265,6 +267,58 @@ Napi::Value ReapOrphans(const Napi::CallbackInfo &info) {
   return out;
 }
 
+// socketPair() → [parentEnd, childEnd]: both close-on-exec; the child end reaches guard-exec
+// through the spawn's stdio array (dup2 clears the flag there).
+Napi::Value SocketPair(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) ThrowSystem(env, "socketpair", errno);
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, sv[0]));
+  out.Set(1u, Napi::Number::New(env, sv[1]));
+  return out;
+}
+
+// recvFd({ fd, timeoutMs }) → the fd passed as SCM_RIGHTS on socket `fd`.
+Napi::Value RecvFd(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowUsage(env, "recvFd", "expects { fd, timeoutMs }");
+  Napi::Object o = info[0].As<Napi::Object>();
+  if (!o.Get("fd").IsNumber()) ThrowUsage(env, "recvFd", "`fd` must be a number");
+  int sock = o.Get("fd").As<Napi::Number>().Int32Value();
+  int timeout = o.Get("timeoutMs").IsNumber() ? o.Get("timeoutMs").As<Napi::Number>().Int32Value() : 5000;
+  struct pollfd pfd = {sock, POLLIN, 0};
+  int pr;
+  do {
+    pr = poll(&pfd, 1, timeout);
+  } while (pr < 0 && errno == EINTR);
+  if (pr < 0) ThrowSystem(env, "poll", errno, "listener socket");
+  if (pr == 0) ThrowSystem(env, "recvmsg", ETIMEDOUT, "listener socket");
+  char byte;
+  struct iovec iov = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = sizeof u.buf;
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) ThrowSystem(env, "recvmsg", errno, "listener socket");
+  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  if (n == 0 || c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+    ThrowSystem(env, "recvmsg", EPROTO, "listener socket: no SCM_RIGHTS");
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) ThrowUsage(env, "closeFd", "expects an fd");
@@ -281,6 +335,8 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("compileFilter", Napi::Function::New(env, CompileFilter, "compileFilter"));
   exports.Set("takeListener", Napi::Function::New(env, TakeListener, "takeListener"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
+  exports.Set("recvFd", Napi::Function::New(env, RecvFd, "recvFd"));
   exports.Set("reapOrphans", Napi::Function::New(env, ReapOrphans, "reapOrphans"));
   exports.Set("Supervisor", Supervisor::Init(env));
   return exports;

@@ -13,8 +13,9 @@
  * Control channel (--ctl FD, a stream socket from the parent):
  *   parent → init    u32 count, then per filter a u32 length and that many bytes of BPF
  *                    (struct sock_filter[]); the last filter is installed with NEW_LISTENER
- *   target → parent  "L <pid> <listener-fd> netns=<0|1> landlock=<abi> pids=<0|1>\n" once the
- *                    filter is installed; the parent takes the listener with pidfd_getfd(2)
+ *   target → parent  the listener fd, as SCM_RIGHTS over --listener-sock (a socketpair end), sent
+ *                    by a helper thread created before any filter, so its sendmsg is never filtered
+ *   target → parent  "L <pid> scm netns=<0|1> landlock=<abi> pids=<0|1>\n" once it is sent
  *   parent → target  "G": go ahead and execve
  *   any    → parent  "E <step> <errno>\n" when a step failed (the process then exits 127)
  *   init   → parent  "X <code> <signal>\n" when the target has been reaped
@@ -44,6 +45,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <pthread.h>
 #include <unistd.h>
 
 /* Landlock ABI constants, declared here so the build does not depend on new kernel headers. */
@@ -102,6 +104,7 @@ struct rlimit_opt {
 
 struct options {
   int ctl;
+  int listener_sock;
   int netns;
   int landlock;
   int landlock_net;
@@ -196,6 +199,7 @@ static rlim_t parse_rlim(const char *s) {
 static void parse_args(int argc, char **argv, struct options *o) {
   memset(o, 0, sizeof *o);
   o->ctl = -1;
+  o->listener_sock = -1;
   o->kill_grace_ms = 2000;
   int i = 1;
   for (; i < argc; i++) {
@@ -206,6 +210,9 @@ static void parse_args(int argc, char **argv, struct options *o) {
       break;
     } else if (strcmp(a, "--ctl") == 0 && v) {
       o->ctl = atoi(v);
+      i++;
+    } else if (strcmp(a, "--listener-sock") == 0 && v) {
+      o->listener_sock = atoi(v);
       i++;
     } else if (strcmp(a, "--netns") == 0) {
       o->netns = 1;
@@ -445,7 +452,7 @@ static int step_landlock(struct options *o) {
   }
   if (attr.handled_access_net) {
     for (int i = 0; i < o->n_ports; i++) {
-      struct ll_net_port_attr np = {LL_NET_CONNECT_TCP, o->allow_ports[i]};
+      struct ll_net_port_attr np = {LL_NET_CONNECT_TCP | LL_NET_BIND_TCP, o->allow_ports[i]};
       if (syscall(__NR_landlock_add_rule, rs, LL_RULE_NET_PORT, &np, 0) != 0)
         die_step("landlock_add_rule(net)", errno);
     }
@@ -453,6 +460,70 @@ static int step_landlock(struct options *o) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die_step("no_new_privs", errno);
   if (syscall(__NR_landlock_restrict_self, rs, 0) != 0) die_step("landlock_restrict_self", errno);
   return abi;
+}
+
+/* The listener hand-off. A thread created before any wall sends the fd: the main thread's own
+ * sendmsg would meet the notify filter before anyone holds its listener. */
+struct handoff {
+  int sock;
+  int to_helper[2];
+  int from_helper[2];
+};
+
+static void *handoff_main(void *arg) {
+  struct handoff *h = arg;
+  int fd = -1, err = 0;
+  if (read_full(h->to_helper[0], &fd, sizeof fd) != 0) return NULL;
+  char byte = 'F';
+  struct iovec iov = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = sizeof u.buf;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  while (sendmsg(h->sock, &mh, MSG_NOSIGNAL) < 0) {
+    if (errno != EINTR) {
+      err = errno;
+      break;
+    }
+  }
+  write_all(h->from_helper[1], (const char *)&err, sizeof err);
+  return NULL;
+}
+
+static void handoff_start(struct handoff *h, int sock) {
+  h->sock = sock;
+  if (pipe2(h->to_helper, O_CLOEXEC) != 0 || pipe2(h->from_helper, O_CLOEXEC) != 0) die_step("pipe2", errno);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  pthread_t t;
+  int rc = pthread_create(&t, &attr, handoff_main, h);
+  if (rc != 0) die_step("pthread_create", rc);
+}
+
+static void handoff_send(struct handoff *h, int listener) {
+  write_all(h->to_helper[1], (const char *)&listener, sizeof listener);
+  int err = 0;
+  if (read_full(h->from_helper[0], &err, sizeof err) != 0) die_step("sendmsg(SCM_RIGHTS)", errno);
+  if (err) die_step("sendmsg(SCM_RIGHTS)", err);
+  close(h->to_helper[0]);
+  close(h->to_helper[1]);
+  close(h->from_helper[0]);
+  close(h->from_helper[1]);
+  close(h->sock);
 }
 
 /* Resolves CMD against PATH now, so that the target makes exactly one execve. */
@@ -487,6 +558,8 @@ __attribute__((noreturn)) static void run_target(struct options *o, struct sock_
     signal(SIGTTOU, SIG_DFL);
   }
   join_cgroup();
+  struct handoff handoff;
+  if (o->listener_sock >= 0) handoff_start(&handoff, o->listener_sock);
   char resolved[PATH_MAX];
   const char *file = resolve_command(o->argv[0], resolved, sizeof resolved);
   if (!file) die_step("execve", ENOENT);
@@ -519,9 +592,13 @@ __attribute__((noreturn)) static void run_target(struct options *o, struct sock_
     if (flags) listener = rc;
   }
   /* From here on every syscall meets the filter; write/read on the control socket are not notified. */
+  if (listener >= 0) {
+    if (o->listener_sock < 0) die_step("listener hand-off", EBADF);
+    handoff_send(&handoff, listener);
+  }
   char line[128];
-  int n = snprintf(line, sizeof line, "L %d %d netns=%d landlock=%d pids=%d\n", (int)getpid(), listener, netns,
-                   landlock, cgroup_dir[0] ? 1 : 0);
+  int n = snprintf(line, sizeof line, "L %d scm netns=%d landlock=%d pids=%d\n", (int)getpid(), netns, landlock,
+                   cgroup_dir[0] ? 1 : 0);
   write_all(o->ctl, line, (size_t)n);
   char go = 0;
   if (read_full(o->ctl, &go, 1) != 0 || go != 'G') die_step("handshake", errno ? errno : EPROTO);
@@ -541,9 +618,11 @@ int main(int argc, char **argv) {
   ctl_fd = o.ctl;
   if (fcntl(o.ctl, F_GETFD) < 0) usage("--ctl is not an open fd");
 
-  /* Step: close inherited fds other than stdio and the control socket. */
+  /* Step: close inherited fds other than stdio, the control socket and the listener socket. */
+  if (o.listener_sock >= 0 && o.listener_sock != o.ctl + 1) usage("--listener-sock must be the fd after --ctl");
+  int keep_last = o.listener_sock >= 0 ? o.listener_sock : o.ctl;
   if (o.ctl > 3) syscall(__NR_close_range, 3, o.ctl - 1, 0);
-  syscall(__NR_close_range, o.ctl + 1, ~0U, 0);
+  syscall(__NR_close_range, keep_last + 1, ~0U, 0);
 
   /* Step: read the compiled filters (the profile's, then the supervisor's notify overlay). */
   uint32_t count = 0;

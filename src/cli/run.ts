@@ -21,6 +21,7 @@ Options:
   --audit               allow everything except the always-denied calls, report it all
   --verbose             stream events to stderr as they happen
   --signal-group        forward signals to CMD's process group
+  --no-netns            deny the network with seccomp + Landlock only (no network namespace)
   -h, --help            this text
 `;
 
@@ -33,14 +34,15 @@ export interface RunCliOptions {
   audit: boolean;
   verbose: boolean;
   signalGroup: boolean;
+  netns: boolean;
   command: string[];
   help: boolean;
 }
 
-const KNOWN = ['--profile', '--report', '--format', '--allow-net', '--write', '--audit', '--verbose', '--signal-group', '--help'];
+const KNOWN = ['--profile', '--report', '--format', '--allow-net', '--write', '--audit', '--verbose', '--signal-group', '--no-netns', '--help'];
 
 export function parseRunArgs(argv: readonly string[]): RunCliOptions {
-  const o: RunCliOptions = { format: 'json', allowNet: [], write: [], audit: false, verbose: false, signalGroup: false, command: [], help: false };
+  const o: RunCliOptions = { format: 'json', allowNet: [], write: [], audit: false, verbose: false, signalGroup: false, netns: true, command: [], help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
@@ -69,6 +71,7 @@ export function parseRunArgs(argv: readonly string[]): RunCliOptions {
       case '--audit': o.audit = true; break;
       case '--verbose': case '-v': o.verbose = true; break;
       case '--signal-group': o.signalGroup = true; break;
+      case '--no-netns': o.netns = false; break;
       case '--help': case '-h': o.help = true; break;
       default:
         if (a.startsWith('-')) {
@@ -117,6 +120,7 @@ export async function main(argv: string[]): Promise<number> {
       audit: o.audit,
       forwardSignals: true,
       signalGroup: o.signalGroup,
+      netns: o.netns,
       ...(onEvent ? { onEvent } : {}),
     });
   } catch (e) {

@@ -105,6 +105,10 @@ export interface NativeAddon {
   compileFilter(spec: NativeFilterSpec): Buffer;
   takeListener(options: { pid: number; fd: number }): number;
   closeFd(fd: number): void;
+  /** A close-on-exec unix socketpair: [parent end, child end]. */
+  socketPair(): [number, number];
+  /** Receives one fd sent with SCM_RIGHTS on `fd`. */
+  recvFd(options: { fd: number; timeoutMs?: number }): number;
   /** Reaps zombies reparented to this process (PID 1), never one of `known` (Node's own children). */
   reapOrphans(options: { known: number[] }): number[];
   Supervisor: new (options: SupervisorOptions) => NativeSupervisor;

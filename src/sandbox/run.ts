@@ -10,7 +10,7 @@ import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { execa } from 'execa';
+import { execa, type Options as ExecaOptions } from 'execa';
 import { GuardError } from '../errors.js';
 import { compilePolicy, PERSONALITY_ALLOWED, type CompiledPolicy } from './filter.js';
 import { guardExecPath, loadNative, type NativeAddon, type NativeEnd, type NativeEvent, type SupervisorOptions } from './native.js';
@@ -179,7 +179,7 @@ function settle(options: RunOptions, profile: SandboxProfile, tmp: string): Sett
 
 function guardExecArgs(s: Settings, options: RunOptions): string[] {
   const mg = s.profile.modelguard;
-  const args = ['--ctl', '3'];
+  const args = ['--ctl', '3', '--listener-sock', '4'];
   if (s.netDeny && allowsNone(s) && options.netns !== false) args.push('--netns');
   if (s.writeCheck || s.netDeny) {
     args.push('--landlock');
@@ -268,8 +268,13 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   });
 
   const env: Record<string, string | undefined> = { ...(options.env ?? process.env), TMPDIR: tmp };
+  // The listener comes back as SCM_RIGHTS on its own socketpair (fd 4 in guard-exec).
+  const [listenerSock, childSock] = native.socketPair();
+  const io = options.stdio ?? 'inherit';
+  // execa's types allow an inherited fd number only for fds 3–9 as values; ours is any number.
+  const stdio = [io, io, io, 'pipe', childSock] as unknown as ExecaOptions['stdio'];
   const child = execa(exe, [...guardExecArgs(s, options), '--', ...command], {
-    stdio: [options.stdio ?? 'inherit', options.stdio ?? 'inherit', options.stdio ?? 'inherit', 'pipe'],
+    stdio,
     buffer: options.stdio === 'pipe',
     reject: false,
     cwd: options.cwd,
@@ -278,6 +283,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     stripFinalNewline: false,
     ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
   });
+  native.closeFd(childSock);
   if (child.pid !== undefined) options.onSpawn?.(child.pid);
   const ctl = child.stdio[3] as unknown as NodeJS.ReadWriteStream & { destroy(): void };
   let setupError: { step: string; errno: number } | undefined;
@@ -297,7 +303,6 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     const parts = line.split(' ');
     if (parts[0] === 'L') {
       const pid = Number(parts[1]);
-      const fd = Number(parts[2]);
       for (const kv of parts.slice(3)) {
         const [k, v] = kv.split('=');
         if (k === 'netns' && v === '1') walls.network = 'netns';
@@ -311,7 +316,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
       if (!walls.pids && profile.modelguard.rlimits.nproc) walls.pids = `RLIMIT_NPROC=${profile.modelguard.rlimits.nproc}`;
       walls.noNewPrivs = true;
       try {
-        const listenerFd = native.takeListener({ pid, fd });
+        const listenerFd = native.recvFd({ fd: listenerSock, timeoutMs: 10_000 });
         let resolveDone!: () => void;
         supervisorDone = new Promise<void>((r) => (resolveDone = r));
         const opts: SupervisorOptions = {
@@ -371,6 +376,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   await Promise.race([supervisorDone, new Promise((r) => setTimeout(r, 2000).unref())]);
   supervisor?.stop();
   ctl.destroy();
+  native.closeFd(listenerSock);
   rmSync(tmp, { recursive: true, force: true });
 
   const res = base();

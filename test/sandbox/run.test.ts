@@ -71,6 +71,16 @@ if (skip) {
     assert.equal([bind.action, bind.args.port, listen.action, listen.args.port], ['denied', 8089, 'denied', 8089]);
   });
 
+  test('without a network namespace, seccomp + Landlock still deny and report egress', () => {
+    const r = guardRun(['--no-netns'], [probe(), 'connect4', '192.0.2.12', '80'], { netns: true });
+    assert.match(r.stdout, 'connect4 errno=ECONNREFUSED');
+    assert.match(String(r.report!.walls.network), /^seccomp/);
+    assert.is(r.report!.walls.landlockNet, true);
+    const u = guardRun(['--no-netns'], [probe(), 'sendto4', '198.51.100.12', '53', 'x'], { netns: true });
+    assert.match(u.stdout, 'sendto4 errno=EPERM');
+    assert.is(u.report!.events.find((e) => e.syscall === 'sendto')!.action, 'denied');
+  });
+
   test('the text summary names every egress destination and DNS name', () => {
     const r = guardRun([], [PYTHON, '-c', "import socket\ntry:\n socket.create_connection(('192.0.2.44', 80), timeout=2)\nexcept OSError as e: print('refused', e.errno)\ntry:\n socket.getaddrinfo('summary.modelguard-test.invalid', 80)\nexcept OSError: print('no name')\n"], { netns: true, timeout: 60_000 });
     assert.match(r.stdout, 'refused 111');
