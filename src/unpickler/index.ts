@@ -179,7 +179,7 @@ export async function vmScanPass(pickleBytes: Uint8Array, opts: VmScanOptions): 
 }
 
 /** Findings for a VM result: intercepted calls by policy class, runtime-module reaches, early stops. */
-export function vmFindings(r: Pick<VmResult, 'calls' | 'imports' | 'error' | 'notes'>, policy: Policy, location?: { member: string }): NewFinding[] {
+export function vmFindings(r: Pick<VmResult, 'calls' | 'imports' | 'error' | 'notes' | 'count'>, policy: Policy, location?: { member: string }): NewFinding[] {
   const out: NewFinding[] = [];
   const add = (f: NewFinding) => {
     if (location) f.location = location;
@@ -213,12 +213,15 @@ export function vmFindings(r: Pick<VmResult, 'calls' | 'imports' | 'error' | 'no
   }
   if (r.error) {
     const limit = /^(limit:|MemoryError|OverflowError|RecursionError)/.test(r.error);
-    add({
-      rule: limit ? 'vm/limit' : 'vm/error',
-      severity: 'high',
-      verdict: limit ? 'suspicious' : 'invalid',
-      message: `CPython's pickle machine stopped: ${r.error}`,
-    });
+    if (limit) {
+      add({ rule: 'vm/limit', severity: 'high', verdict: 'suspicious', message: `CPython's pickle machine stopped at a resource limit: ${r.error}` });
+    } else if (r.count > 0) {
+      // The loader reads the first pickle; bytes after a complete pickle that do not unpickle are
+      // not run by anything (the static pass reports trailing data on its own).
+      add({ rule: 'vm/trailing-data', severity: 'info', verdict: 'safe', message: `after ${r.count} complete pickle(s), the rest of the stream does not unpickle: ${r.error}` });
+    } else {
+      add({ rule: 'vm/error', severity: 'high', verdict: 'invalid', message: `CPython's pickle machine rejects the stream: ${r.error}` });
+    }
   }
   for (const n of r.notes) add({ rule: 'vm/note', severity: 'info', verdict: 'safe', message: n });
   return out;
