@@ -563,21 +563,21 @@ void Supervisor::Handle(const void *raw) {
     ev->fd = static_cast<int>(a[0]);
     ev->has_sockaddr = ReadSockaddr(mem, a[1], a[2], &ev->sockaddr);
     ev->sock_type = SockType(RemoteFd(get_tgid(), ev->fd));
-    if (ev->has_sockaddr && is_inet(ev->sockaddr) && policy_.net_deny && !net_allowed(ev->sockaddr)) {
-      deny = true;
-      denied_binds_[{get_tgid(), ev->fd}] = ev->sockaddr;
+    if (ev->has_sockaddr && is_inet(ev->sockaddr)) {
+      deny = policy_.net_deny && !net_allowed(ev->sockaddr);
+      binds_[{get_tgid(), ev->fd}] = {ev->sockaddr, deny};
     }
     events.push_back(std::move(ev));
   } else if (nr == __NR_listen) {
     auto ev = base();
     ev->fd = static_cast<int>(a[0]);
-    auto it = denied_binds_.find({get_tgid(), ev->fd});
+    auto it = binds_.find({get_tgid(), ev->fd});
     Fd sock = RemoteFd(get_tgid(), ev->fd);
     ev->sock_type = SockType(sock);
-    if (it != denied_binds_.end()) {
+    if (it != binds_.end()) {
       ev->has_sockaddr = true;
-      ev->sockaddr = it->second;
-      ev->note = "its bind was denied";
+      ev->sockaddr = it->second.first;
+      if (it->second.second) ev->note = "its bind was denied";
     } else if (sock.ok()) {
       struct sockaddr_storage ss;
       socklen_t len = sizeof ss;

@@ -87,7 +87,7 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   Policy policy_;
   bool first_exec_done_ = false;
   std::map<std::pair<int, int>, SockAddr> fake_peers_;  // (tgid, fd) → simulated peer
-  std::map<std::pair<int, int>, SockAddr> denied_binds_;
+  std::map<std::pair<int, int>, std::pair<SockAddr, bool>> binds_;  // (tgid, fd) → address, denied
   Napi::ThreadSafeFunction tsfn_;
   std::thread thread_;
   bool joined_ = false;
