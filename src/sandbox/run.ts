@@ -193,6 +193,8 @@ function guardExecArgs(s: Settings, options: RunOptions): string[] {
     for (const a of s.allowNet) if (a.port) args.push('--allow-port', String(a.port));
   }
   for (const [k, v] of Object.entries(mg.rlimits)) if (v !== undefined) args.push('--rlimit', `${k}=${v}`);
+  // RLIMIT_NPROC binds every user but root (who gets the pids cgroup instead).
+  if (mg.pids && mg.rlimits.nproc === undefined && process.getuid?.() !== 0) args.push('--rlimit', `nproc=${mg.pids}`);
   if (mg.pids) args.push('--pids-max', String(mg.pids));
   if (options.signalGroup) args.push('--pgroup');
   return args;
@@ -202,8 +204,18 @@ function allowsNone(s: Settings): boolean {
   return s.allowNet.length === 0;
 }
 
+const compiledCache = new Map<string, CompiledPolicy>();
+
+/** Compiling a profile takes libseccomp ~20 ms; the same profile compiles to the same filters. */
 function compile(native: NativeAddon, s: Settings): CompiledPolicy {
-  return compilePolicy(native, s.profile, { reportNetwork: true, reportExec: true, reportWrites: true });
+  const key = JSON.stringify(s.profile, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+  let c = compiledCache.get(key);
+  if (!c) {
+    c = compilePolicy(native, s.profile, { reportNetwork: true, reportExec: true, reportWrites: true });
+    if (compiledCache.size > 16) compiledCache.clear();
+    compiledCache.set(key, c);
+  }
+  return c;
 }
 
 function frame(filters: readonly Buffer[]): Buffer {
@@ -313,7 +325,8 @@ export async function run(command: readonly string[], options: RunOptions = {}):
         walls.network = 'seccomp+landlock';
         walls.landlockNet = true;
       }
-      if (!walls.pids && profile.modelguard.rlimits.nproc) walls.pids = `RLIMIT_NPROC=${profile.modelguard.rlimits.nproc}`;
+      const nproc = profile.modelguard.rlimits.nproc ?? (process.getuid?.() !== 0 ? profile.modelguard.pids : undefined);
+      if (!walls.pids && nproc) walls.pids = `RLIMIT_NPROC=${nproc}`;
       walls.noNewPrivs = true;
       try {
         const listenerFd = native.recvFd({ fd: listenerSock, timeoutMs: 10_000 });

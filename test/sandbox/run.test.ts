@@ -1,9 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { run, type RunEvent } from '../../src/sandbox/run.js';
-import { guardRun, probe, processesMatching, PYTHON, skipReason, tempDir } from './helpers.js';
+import { CLI, guardRun, probe, processesMatching, PYTHON, skipReason, tempDir } from './helpers.js';
 
 const skip = skipReason();
 if (skip) {
@@ -79,6 +80,24 @@ if (skip) {
     const u = guardRun(['--no-netns'], [probe(), 'sendto4', '198.51.100.12', '53', 'x'], { netns: true });
     assert.match(u.stdout, 'sendto4 errno=EPERM');
     assert.is(u.report!.events.find((e) => e.syscall === 'sendto')!.action, 'denied');
+  });
+
+  test('an unprivileged user gets seccomp + Landlock network denial and RLIMIT_NPROC', () => {
+    const dir = tempDir('nobody');
+    chmodSync(dir, 0o777);
+    const p = join(dir, 'probe');
+    copyFileSync(probe(), p);
+    chmodSync(p, 0o755);
+    const report = join(dir, 'r.json');
+    const asNobody = (args: string[]) => spawnSync('unshare', ['-n', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'env', `HOME=${dir}`, process.execPath, CLI, 'run', '--report', report, ...args], { encoding: 'utf8', cwd: dir });
+    const r = asNobody(['--', p, 'connect4', '192.0.2.21', '80']);
+    assert.match(r.stdout, 'connect4 errno=ECONNREFUSED');
+    const rep = JSON.parse(readFileSync(report, 'utf8')) as { walls: { network: string; pids: string } };
+    assert.is(rep.walls.network, 'seccomp+landlock');
+    assert.match(rep.walls.pids, 'RLIMIT_NPROC');
+    const b = asNobody(['--profile', 'loader', '--', p, 'forkbomb']);
+    const m = /forkbomb children=(\d+) errno=EAGAIN/.exec(b.stdout);
+    assert.ok(m && Number(m[1]) < 512, b.stdout + b.stderr);
   });
 
   test('the text summary names every egress destination and DNS name', () => {
