@@ -83,10 +83,7 @@ export function parseJsonStrict(input: string | Uint8Array, options: JsonParseOp
       if (i >= n) fail('unterminated string');
       const c = buf[i] as number;
       if (c === Q) {
-        // Short ASCII runs (keys, dtypes) are cheaper to build directly than through toString().
-        if (ascii && i - start <= 24) {
-          for (let k = start; k < i; k++) out += String.fromCharCode(buf[k] as number);
-        } else out += buf.toString(ascii ? 'latin1' : 'utf8', start, i);
+        out += buf.toString(ascii ? 'latin1' : 'utf8', start, i);
         i++;
         return out;
       }

@@ -15,7 +15,7 @@ export const SAFETENSORS_MAX_HEADER = 100_000_000;
  * Entries in one header. The reference has no count cap, but real checkpoints hold at most tens of
  * thousands per file; this bounds descriptor memory (~150 bytes each) for a hostile 100 MB header.
  */
-export const SAFETENSORS_MAX_TENSORS = 262_144;
+export const SAFETENSORS_MAX_TENSORS = 131_072;
 /** Dimensions per tensor. */
 export const SAFETENSORS_MAX_RANK = 64;
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FileSource, BufferSource } from '../../src/formats/source.js';
-import { parseSafetensors, validateSafetensors, SafetensorsFormatError } from '../../src/formats/safetensors.js';
+import { parseSafetensors, validateSafetensors, SafetensorsFormatError, SAFETENSORS_MAX_TENSORS } from '../../src/formats/safetensors.js';
 import { fixture, manifestTests } from './manifest-cases.js';
 
 manifestTests('safetensors/', 'safetensors');
@@ -47,7 +47,7 @@ test('an empty header {} with no data is valid', () => {
   assert.is(r.info?.tensors.length, 0);
 });
 
-test('a header with 250 000 tensors is judged within 2 s, and one entry over the cap is invalid', () => {
+test('a header with 100 000 tensors is judged within 2 s, and one entry over the cap is invalid', () => {
   const make = (n: number) => {
     const parts: string[] = [];
     for (let k = 0; k < n; k++) parts.push(`"layer.${k}.weight":{"dtype":"F32","shape":[1],"data_offsets":[${4 * k},${4 * k + 4}]}`);
@@ -56,12 +56,13 @@ test('a header with 250 000 tensors is judged within 2 s, and one entry over the
     len.writeBigUInt64LE(BigInt(header.length));
     return Buffer.concat([len, header, Buffer.alloc(4 * n)]);
   };
+  const bytes = make(100_000);
   const t0 = Date.now();
-  const ok = validateSafetensors(new BufferSource(make(250_000)));
+  const ok = validateSafetensors(new BufferSource(bytes));
   assert.is(ok.problems.length, 0);
-  assert.is(ok.info?.tensors.length, 250_000);
+  assert.is(ok.info?.tensors.length, 100_000);
   assert.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms`);
-  const over = validateSafetensors(new BufferSource(make(262_145)));
+  const over = validateSafetensors(new BufferSource(make(SAFETENSORS_MAX_TENSORS + 1)));
   assert.equal(over.problems.map((p) => p.rule), ['safetensors/too-many-tensors']);
 });
 
