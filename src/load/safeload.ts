@@ -229,7 +229,7 @@ interface LoadContext {
 /** Runs the VM on pickle bytes; its findings join the report and can still refuse the load. */
 async function runVm(ctx: LoadContext, pickle: Uint8Array, member: string | undefined, extra: Partial<VmUnpickleOptions> = {}): Promise<VmResult> {
   const o: VmUnpickleOptions = { pickles: 1, ...extra };
-  if (ctx.options.allow) o.allow = ctx.options.allow.filter((a) => !a.endsWith('.*'));
+  if (ctx.options.allow) o.allow = ctx.options.allow;
   if (ctx.options.timeoutMs) o.timeoutMs = ctx.options.timeoutMs;
   if (ctx.options.pool) o.pool = ctx.options.pool;
   const r = await vmUnpickle(pickle, o);

@@ -179,3 +179,11 @@ allow('an allowed class loads as a plain placeholder object with its state', asy
   assert.is(o.__class__, 'mypackage.models.Config');
 });
 allow.run();
+
+const allowPrefix = suite('safeLoad() allow prefixes');
+allowPrefix.after(() => closeDefaultPool());
+allowPrefix('`mypackage.*` accepts every class under the prefix', async () => {
+  const r = await safeLoad(join(SCAN_FIXTURES, 'bypass/unknown_class.pkl'), { allow: ['mypackage.*'] });
+  assert.is((r.object as { __class__: string }).__class__, 'mypackage.models.Config');
+});
+allowPrefix.run();

@@ -390,7 +390,9 @@ def _normalise(module):
 class RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file, allowed_plain):
         super().__init__(file, encoding="latin1")
-        self._allowed_plain = allowed_plain
+        # `mypkg.*` entries accept every name under the prefix.
+        self._allowed_plain = frozenset(a for a in allowed_plain if not a.endswith(".*"))
+        self._allowed_prefixes = tuple(a[:-1] for a in allowed_plain if a.endswith(".*"))
 
     def find_class(self, module, name):
         # Never imports, never resolves. The answer depends only on the two strings.
@@ -410,7 +412,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return StorageType(qualified, "uint8")
         if mod == "torch" and name in _TORCH_DTYPES:
             return DType(_DTYPE_ALIASES.get(name, name))
-        if qualified in self._allowed_plain:
+        if qualified in self._allowed_plain or any(qualified.startswith(p) for p in self._allowed_prefixes):
             return _plain_type(qualified)
         return _placeholder(module, name)
 
