@@ -29,12 +29,15 @@ export type ScanResult = Report;
 interface Session {
   limits: Limits;
   policy: Policy;
+  vm: boolean;
+  /** Set once any pickle went through the VM: the report's walls then include the isolate. */
+  vmUsed: boolean;
 }
 
 /** Scans a file, a directory (recursively) or in-memory bytes. */
 export async function scan(target: string | Uint8Array | readonly string[], options: ScanOptions = {}): Promise<ScanResult> {
   const started = Date.now();
-  const session: Session = { limits: resolveLimits(options.limits), policy: createPolicy({ allow: options.allow }) };
+  const session: Session = { limits: resolveLimits(options.limits), policy: createPolicy({ allow: options.allow }), vm: options.fast !== true, vmUsed: false };
   const files: FileReport[] = [];
   let repository: Report['repository'];
   if (typeof target === 'string' || Array.isArray(target)) {
@@ -71,7 +74,7 @@ export async function scan(target: string | Uint8Array | readonly string[], opti
     tool: { name: 'modelguard', version: VERSION },
     files,
     summary: summarize(files, Date.now() - started),
-    walls: { isolate: false, mode: 'static' },
+    walls: session.vmUsed ? { isolate: true, mode: 'isolate-only' } : { isolate: false, mode: 'static' },
   };
   if (repository) report.repository = repository;
   return report;
@@ -144,6 +147,7 @@ async function scanSource(src: ByteSource, name: string, filePath: string | unde
     try {
       const refined = await handler.scan(ctx);
       if (refined) format = refined;
+      if (stats.vm) session.vmUsed = true;
     } catch (e) {
       const err = toGuardError(e, 'INTERNAL', { path: name, format });
       sink.add({ rule: 'scan/failed', severity: 'high', verdict: 'error', message: `analysis could not finish: ${err.message}` });
@@ -184,6 +188,7 @@ function makeContext(
     name,
     limits: session.limits,
     policy: session.policy,
+    vm: session.vm,
     depth,
     stats,
     async scanNested(child: ByteSource, member: string, childSink: FindingSink, hint?: NestedHint): Promise<string> {

@@ -16,6 +16,8 @@ export interface FormatContext {
   /** Container nesting depth (0 for the file itself). */
   depth: number;
   stats: Record<string, number | string>;
+  /** Run the restricted-unpickler VM pass on pickles (false with `--fast`). */
+  vm: boolean;
   /** Set when a container hands a member over with expectations. */
   hint?: NestedHint;
   /**

@@ -9,6 +9,10 @@ import { DEFAULT_POLICY } from './policy.js';
 
 /** PyTorch's legacy (pre-1.6) serialization starts with a pickled int: this magic number. */
 export const TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+/** Time budget for the VM pass on one stream. */
+export const VM_TIMEOUT_MS = 20_000;
+/** VM findings kept per intercepted target (the rest are counted in the stats). */
+const VM_FINDINGS_PER_TARGET = 3;
 /** The legacy format holds exactly this many pickles before raw storage bytes. */
 const TORCH_LEGACY_PICKLES = 5;
 
@@ -109,7 +113,57 @@ export async function scanPickleStream(ctx: FormatContext): Promise<string | voi
     sink.add({ rule: 'pytorch/legacy-incomplete', severity: 'medium', verdict: 'invalid', message: `PyTorch legacy file holds ${pickles.length} of the ${TORCH_LEGACY_PICKLES} pickles the loader reads` });
   }
   reportPickles(pickles, imports, sink, ctx);
+  if (ctx.vm && !probeOnlyData(pickles, probeOnly)) await vmPass(ctx, pickles, imports, format);
   return format;
+}
+
+function probeOnlyData(pickles: readonly PickleAnalysis[], probeOnly: boolean): boolean {
+  return probeOnly && pickles.every((p) => p.imports.size === 0 && p.error !== undefined);
+}
+
+/**
+ * The VM pass: CPython's own pickle machine (Pyodide in an isolate in a worker process) runs the
+ * same bytes with every import intercepted. Its findings are added as they are; an import the VM
+ * made that the static pass did not see is a disagreement finding, and the VM's reading wins.
+ */
+async function vmPass(ctx: FormatContext, pickles: readonly PickleAnalysis[], imports: Map<string, ImportSite>, format: StreamSummary['format']): Promise<void> {
+  const { sink, source: src } = ctx;
+  if (format === 'joblib') {
+    sink.add({ rule: 'vm/not-applicable', severity: 'info', verdict: 'safe', message: 'joblib inline arrays are read by joblib, not pickle.load: the static pass (which follows joblib) is authoritative here' });
+    return;
+  }
+  const last = pickles[pickles.length - 1];
+  const end = format === 'pytorch-legacy' && last ? last.end : src.size;
+  if (end > ctx.limits.maxPickleBytes) {
+    sink.add({ rule: 'vm/skipped', severity: 'low', verdict: 'safe', message: `pickle stream of ${end} bytes exceeds maxPickleBytes; only the static pass ran` });
+    return;
+  }
+  const { vmScanPass } = await import('../../unpickler/index.js');
+  const bytes = src.read(0, end);
+  const r = await vmScanPass(bytes, { policy: ctx.policy, pickles: format === 'pytorch-legacy' ? TORCH_LEGACY_PICKLES : ctx.limits.maxPicklesPerStream, timeoutMs: Math.min(ctx.limits.maxScanMs, VM_TIMEOUT_MS) });
+  ctx.stats.vm = 1;
+  // One call per class is the evidence; a model with a thousand layers must not flood the report.
+  const perTarget = new Map<string, number>();
+  for (const f of r.findings) {
+    const key = `${f.rule}\0${(f.evidence ?? f.message).split('(')[0]}`;
+    const n = (perTarget.get(key) ?? 0) + 1;
+    perTarget.set(key, n);
+    if (n <= VM_FINDINGS_PER_TARGET) sink.add(f);
+  }
+  const seen = new Set<string>();
+  for (const imp of r.imports) {
+    const v = ctx.policy.classify(imp.module, imp.name);
+    if (seen.has(v.qualified) || imports.has(v.qualified)) continue;
+    seen.add(v.qualified);
+    if (v.cls === 'allowed') continue;
+    sink.add({
+      rule: 'scan/vm-disagrees',
+      severity: v.cls === 'dangerous' ? 'critical' : 'high',
+      verdict: v.cls === 'dangerous' ? 'malicious' : 'suspicious',
+      message: `CPython's pickle machine imported \`${v.qualified}\` where the static reading saw no such import: the stream is built to mislead static scanners (${v.reason})`,
+      evidence: `find_class(${JSON.stringify(imp.module)}, ${JSON.stringify(imp.name)})`,
+    });
+  }
 }
 
 export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<string, ImportSite>, sink: FindingSink, ctx: FormatContext): void {

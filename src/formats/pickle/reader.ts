@@ -47,6 +47,12 @@ export class StreamReader {
   }
 
   byte(): number {
+    // Hot path: one opcode byte from the current window, no allocation.
+    const off = this.pos - this.bufStart;
+    if (off >= 0 && off < this.buf.length && this.pos < this.end) {
+      this.pos++;
+      return this.buf[off] as number;
+    }
     if (this.pos >= this.end) throw new PickleError('pickle data was truncated', this.pos, 'truncated');
     const w = this.window(1);
     if (w.length < 1) throw new PickleError('pickle data was truncated', this.pos, 'truncated');
