@@ -1,13 +1,7 @@
-import type { Finding, Location, Severity, Verdict } from './model.js';
+import type { Finding, Location } from './model.js';
 
-export interface NewFinding {
-  rule: string;
-  severity: Severity;
-  verdict: Verdict;
-  message: string;
-  location?: Location;
-  evidence?: string;
-}
+/** What a pass hands to a sink: a finding before the sink places it inside its member. */
+export type NewFinding = Finding;
 
 /** Caps the number of findings per file so a hostile file cannot flood the report. */
 export const MAX_FINDINGS_PER_FILE = 500;

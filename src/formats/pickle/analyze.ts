@@ -1,4 +1,5 @@
 import type { Policy, GlobalClass } from './policy.js';
+import type { Finding } from '../../report/model.js';
 import { HIGHEST_PROTOCOL, OPCODES } from './opcodes.js';
 import { PickleError, type StreamReader } from './reader.js';
 import { KEPT_CHARS, pushItem, render, type Value } from './values.js';
@@ -18,14 +19,8 @@ export interface ImportSite {
   calls: string[];
 }
 
-export interface StructuralIssue {
-  rule: string;
-  severity: 'info' | 'low' | 'medium' | 'high' | 'critical';
-  verdict: 'safe' | 'suspicious' | 'invalid' | 'malicious';
-  message: string;
-  offset: number;
-  evidence?: string;
-}
+/** A finding about the stream's structure, located by its byte offset in the stream. */
+export type StructuralIssue = Omit<Finding, 'location'> & { offset: number };
 
 export interface PickleAnalysis {
   start: number;
