@@ -291,18 +291,46 @@ Supervisor::Supervisor(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Superv
       policy_.allow.push_back(na);
     }
   }
-  Napi::Value verdicts = o.Get("verdicts");
-  if (verdicts.IsArray()) {
-    Napi::Array a = verdicts.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); i++) {
-      Napi::Object e = a.Get(i).As<Napi::Object>();
-      policy_.verdicts[e.Get("nr").ToNumber().Int32Value()] = e.Get("errno").ToNumber().Int32Value();
-    }
-  }
   Napi::Value denied = o.Get("alwaysDenied");
   if (denied.IsArray()) {
     Napi::Array a = denied.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); i++) policy_.always_denied.insert(a.Get(i).ToNumber().Int32Value());
+  }
+  Napi::Value cond = o.Get("conditionallyDenied");
+  if (cond.IsArray()) {
+    Napi::Array a = cond.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Object e = a.Get(i).As<Napi::Object>();
+      auto &slot = policy_.cond_denied[e.Get("nr").ToNumber().Int32Value()];
+      slot.first = e.Get("index").ToNumber().Int32Value();
+      Napi::Array vals = e.Get("values").As<Napi::Array>();
+      for (uint32_t j = 0; j < vals.Length(); j++) slot.second.insert(vals.Get(j).ToNumber().Uint32Value());
+    }
+  }
+  policy_.default_errno = o.Get("defaultErrno").ToNumber().Int32Value();
+  Napi::Value rules = o.Get("profileRules");
+  if (rules.IsArray()) {
+    Napi::Array a = rules.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Object e = a.Get(i).As<Napi::Object>();
+      ProfileRule r;
+      std::string act = e.Get("action").ToString().Utf8Value();
+      r.action = act == "allow" ? 0 : act == "errno" ? 1 : 2;
+      r.err = e.Get("errno").ToNumber().Int32Value();
+      Napi::Array conds = e.Get("conds").As<Napi::Array>();
+      for (uint32_t j = 0; j < conds.Length(); j++) {
+        Napi::Object c = conds.Get(j).As<Napi::Object>();
+        Cond cd;
+        cd.index = c.Get("index").ToNumber().Int32Value();
+        std::string op = c.Get("op").ToString().Utf8Value();
+        cd.op = op == "ne" ? 1 : op == "lt" ? 2 : op == "le" ? 3 : op == "eq" ? 4 : op == "ge" ? 5 : op == "gt" ? 6 : 7;
+        bool lossless;
+        cd.a = c.Get("a").IsBigInt() ? c.Get("a").As<Napi::BigInt>().Uint64Value(&lossless) : static_cast<uint64_t>(c.Get("a").ToNumber().Int64Value());
+        cd.b = c.Get("b").IsBigInt() ? c.Get("b").As<Napi::BigInt>().Uint64Value(&lossless) : static_cast<uint64_t>(c.Get("b").ToNumber().Int64Value());
+        r.conds.push_back(cd);
+      }
+      policy_.profile_rules[e.Get("nr").ToNumber().Int32Value()].push_back(r);
+    }
   }
   Napi::Value persona = o.Get("personalityAllowed");
   if (persona.IsArray()) {
@@ -351,6 +379,8 @@ static Napi::Value ToJs(Napi::Env env, const Event &ev) {
   o.Set("nr", Napi::Number::New(env, ev.nr));
   o.Set("action", ev.denied ? "denied" : "allowed");
   if (ev.simulated) o.Set("simulated", Napi::Boolean::New(env, true));
+  if (ev.by_profile) o.Set("byProfile", Napi::Boolean::New(env, true));
+  if (ev.always) o.Set("alwaysDenied", Napi::Boolean::New(env, true));
   if (ev.err) o.Set("errno", Napi::Number::New(env, ev.err));
   Napi::Array args = Napi::Array::New(env, 6);
   for (uint32_t i = 0; i < 6; i++) args.Set(i, Napi::BigInt::New(env, ev.args[i]));
@@ -427,6 +457,33 @@ void Supervisor::Loop() {
   tsfn_.Release();
 }
 
+// What the profile says about this call: 0 allow, else the errno to answer (kill rules: EPERM).
+static int ProfileVerdict(const Policy &p, int nr, const uint64_t *args) {
+  auto it = p.profile_rules.find(nr);
+  if (it == p.profile_rules.end()) return p.default_errno;
+  int err = -1;
+  for (const auto &r : it->second) {
+    bool match = true;
+    for (const auto &c : r.conds) {
+      uint64_t v = c.index >= 0 && c.index < 6 ? args[c.index] : 0;
+      switch (c.op) {
+        case 1: match = v != c.a; break;
+        case 2: match = v < c.a; break;
+        case 3: match = v <= c.a; break;
+        case 4: match = v == c.a; break;
+        case 5: match = v >= c.a; break;
+        case 6: match = v > c.a; break;
+        default: match = (v & c.a) == c.b; break;
+      }
+      if (!match) break;
+    }
+    if (!match) continue;
+    if (r.action == 0) return 0;
+    if (err < 0) err = r.action == 1 ? r.err : EPERM;
+  }
+  return err >= 0 ? err : p.default_errno;
+}
+
 void Supervisor::Handle(const void *raw) {
   const auto *req = static_cast<const struct seccomp_notif *>(raw);
   struct seccomp_notif_resp resp;
@@ -483,9 +540,43 @@ void Supervisor::Handle(const void *raw) {
     return policy_.net_deny;
   };
 
-  if (policy_.always_denied.count(nr)) {
+  const int pv = ProfileVerdict(policy_, nr, a);
+  bool by_profile = false;
+  bool always = false;
+  auto cd = policy_.cond_denied.find(nr);
+  if (policy_.always_denied.count(nr) ||
+      (cd != policy_.cond_denied.end() && cd->second.second.count(static_cast<uint32_t>(a[cd->second.first])))) {
     deny = true;
+    always = true;
     events.push_back(base());
+  } else if (nr == __NR_personality) {
+    if (policy_.personality_allowed.count(static_cast<uint32_t>(a[0])) == 0) {
+      deny = true;
+      always = true;
+    } else if (pv != 0) {
+      deny = true;
+      by_profile = true;
+      err = pv;
+    }
+    events.push_back(base());
+  } else if (pv != 0) {
+    // The profile denies it: decode it anyway, for the report, and answer with its errno.
+    deny = true;
+    by_profile = true;
+    err = pv;
+    auto ev = base();
+    if (nr == __NR_connect || nr == __NR_bind) {
+      ev->fd = static_cast<int>(a[0]);
+      ev->has_sockaddr = ReadSockaddr(mem, a[1], a[2], &ev->sockaddr);
+    } else if (nr == __NR_sendto && a[4] != 0) {
+      ev->fd = static_cast<int>(a[0]);
+      ev->has_sockaddr = ReadSockaddr(mem, a[4], a[5], &ev->sockaddr);
+    } else if (nr == __NR_execve || nr == __NR_execveat || nr == __NR_open || nr == __NR_creat || nr == __NR_openat ||
+               nr == __NR_openat2) {
+      uint64_t p = nr == __NR_execve || nr == __NR_open || nr == __NR_creat ? a[0] : a[1];
+      ev->has_path = mem.String(p, &ev->path);
+    }
+    events.push_back(std::move(ev));
   } else if (nr == __NR_connect) {
     auto ev = base();
     ev->fd = static_cast<int>(a[0]);
@@ -589,9 +680,6 @@ void Supervisor::Handle(const void *raw) {
     bool inet = ev->sock_type == "tcp" || ev->sock_type == "udp" || (ev->has_sockaddr && is_inet(ev->sockaddr));
     deny = inet && policy_.net_deny && !(ev->has_sockaddr && net_allowed(ev->sockaddr));
     events.push_back(std::move(ev));
-  } else if (nr == __NR_personality) {
-    deny = policy_.personality_allowed.count(static_cast<uint32_t>(a[0])) == 0;
-    events.push_back(base());
   } else if (nr == __NR_socket) {
     events.push_back(base());
   } else if (nr == __NR_execve || nr == __NR_execveat) {
@@ -653,12 +741,7 @@ void Supervisor::Handle(const void *raw) {
       events.push_back(std::move(ev));
     }
   } else {
-    auto it = policy_.verdicts.find(nr);
-    if (it != policy_.verdicts.end() && it->second != 0) {
-      deny = true;
-      err = it->second;
-    }
-    events.push_back(base());
+    events.push_back(base());  // allowed by the profile, reported (the report list)
   }
 
   if (simulate) {
@@ -674,6 +757,8 @@ void Supervisor::Handle(const void *raw) {
     if (deny) {
       e->denied = true;
       e->err = err;
+      e->by_profile = by_profile;
+      e->always = always;
     }
     if (simulate) {
       e->denied = true;

@@ -22,6 +22,19 @@ struct NetAllow {
   int port = 0;               // 0: any port
 };
 
+struct Cond {
+  int index = 0;
+  int op = 0;  // 1 ne, 2 lt, 3 le, 4 eq, 5 ge, 6 gt, 7 masked_eq
+  uint64_t a = 0;
+  uint64_t b = 0;
+};
+
+struct ProfileRule {
+  int action = 0;  // 0 allow, 1 errno, 2 kill
+  int err = 0;
+  std::vector<Cond> conds;
+};
+
 struct Policy {
   int first_exec_pid = 0;
   bool net_deny = true;
@@ -32,9 +45,11 @@ struct Policy {
   std::vector<std::string> write_allowed;
   std::vector<std::string> unix_allowed;
   bool write_check = true;
-  std::map<int, int> verdicts;  // syscall nr → 0 allow, errno to deny
   std::set<int> always_denied;
+  std::map<int, std::pair<int, std::set<uint32_t>>> cond_denied;  // nr → (arg index, low-32 values)
   std::set<uint32_t> personality_allowed;
+  int default_errno = 1;  // for calls no profile rule allows; 0: allowed
+  std::map<int, std::vector<ProfileRule>> profile_rules;
 };
 
 struct SockAddr {
@@ -50,6 +65,8 @@ struct Event {
   int nr = 0;
   bool denied = false;
   bool simulated = false;
+  bool by_profile = false;
+  bool always = false;
   int err = 0;
   uint64_t args[6] = {0, 0, 0, 0, 0, 0};
   int fd = -1;

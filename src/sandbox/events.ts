@@ -90,7 +90,6 @@ function hex(v: bigint): string {
 
 export interface DecodeContext {
   syscallName(nr: number): string;
-  alwaysDenied: ReadonlySet<number>;
 }
 
 /** One report event per native event. */
@@ -160,7 +159,8 @@ export function toRunEvent(ev: NativeEvent, ctx: DecodeContext): RunEvent {
       if (!ev.sockaddr && ev.path === undefined) out.args.raw = a.map(hex);
   }
   if (ev.action === 'denied') {
-    if (ctx.alwaysDenied.has(ev.nr)) out.reason = 'always denied';
+    if (ev.alwaysDenied) out.reason = 'always denied';
+    else if (ev.byProfile) out.reason = 'denied by the profile';
     else if (ev.simulated) out.reason = 'simulated: nothing was sent';
     else if (out.egress || ev.sockaddr) out.reason = 'network denied';
     else if (syscall.startsWith('exec')) out.reason = 'exec after the first is denied';

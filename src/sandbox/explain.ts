@@ -35,7 +35,7 @@ export function explainProfile(profile: SandboxProfile, native: NativeAddon | nu
     const c = compilePolicy(native, profile, { reportNetwork: true, reportExec: true, reportWrites: true });
     rules = c.specs[0]!.rules.length;
     skipped = c.skipped;
-    lines.push(`  compiled: ${rules} libseccomp rules (${c.filters[0]!.length / 8} BPF instructions) + notify overlay on ${c.notified.size} syscalls (${c.filters[1]!.length / 8} instructions)`);
+    lines.push(`  compiled: ${rules} libseccomp rules, ${c.filters[0]!.length / 8} BPF instructions; default ${c.mode === 'notify-default' ? `notify: calls the profile does not allow are denied (errno ${c.defaultErrno}) and reported` : 'allow'}; ${c.notified.size} syscalls decoded by the supervisor`);
     if (c.excluded) lines.push(`  ${c.excluded} rule groups do not apply here (includes/excludes: arch, caps, minKernel)`);
     if (c.enosys.length) lines.push(`  syscalls ${c.enosys[0]}–${c.enosys[c.enosys.length - 1]} (newer than the profile) answer ENOSYS`);
     if (skipped.length) warnings.push(`unknown to this kernel/libseccomp, skipped: ${skipped.join(', ')}`);

@@ -1,14 +1,20 @@
 /**
- * Turns a profile into two seccomp filters and the supervisor's answer table.
+ * Turns a profile into one seccomp filter (with the notification listener) and the table the
+ * supervisor answers from.
  *
- *   filter 1, the profile: the OCI rules with runc's semantics, unknown names skipped, syscalls
- *            newer than the profile answered ENOSYS, foreign architectures and x32 killed. The
- *            calls modelguard always denies are *allowed* here so that filter 2 can report them.
- *   filter 2, the overlay: default allow, SCMP_ACT_NOTIFY for the rare calls the supervisor
- *            decodes (network, exec, write-opens, always-denied, the profile's report list).
- *
- * The kernel runs both and keeps the most severe answer (KILL > ERRNO > NOTIFY > ALLOW), so a
- * call the profile denies stays denied without a round trip, and hot calls never leave BPF.
+ * Profiles whose default denies (loader, inference, Docker's):
+ *   default action NOTIFY — every call the profile does not allow reaches the supervisor, which
+ *   denies it with the profile's errno *and reports it*; the profile's ALLOW rules stay in BPF, so
+ *   hot calls never leave the kernel. Calls modelguard decodes (network, exec, write-opens,
+ *   always-denied, personality, the report list) get no ALLOW rule: they are notified and the
+ *   supervisor applies the profile's own rules to them (`profileRules`), then its policy.
+ *   `openat`/`open` keep an ALLOW rule for opens without write flags; `ioctl` keeps ALLOW rules for
+ *   every 32-bit request but TIOCSTI/TIOCLINUX (as masked blocks: the kernel reads an int).
+ * Profiles whose default allows (audit):
+ *   default ALLOW; NOTIFY rules for what modelguard decodes and always denies; the profile's other
+ *   rules stay as they are.
+ * Everywhere: syscalls newer than the profile answer ENOSYS; foreign architectures and x32 are
+ * killed (libseccomp's bad-arch action).
  */
 import { release } from 'node:os';
 import type { CompareOp, NativeAddon, NativeCondition, NativeFilterSpec, NativeRule, RuleAction } from './native.js';
@@ -43,11 +49,25 @@ const O_WRONLY = 0o1n;
 const O_RDWR = 0o2n;
 const O_CREAT = 0o100n;
 const O_TRUNC = 0o1000n;
+const WRITE_BITS = [O_WRONLY, O_RDWR, O_CREAT, O_TRUNC];
+const WRITE_MASK = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
+
+/** A profile rule as the supervisor evaluates it for a notified call. */
+export interface SupervisorRule {
+  nr: number;
+  action: 'allow' | 'errno' | 'kill';
+  errno: number;
+  conds: NativeCondition[];
+}
 
 export interface CompiledPolicy {
-  /** The two BPF programs, in installation order. */
+  /** The BPF program, installed with a notification listener. */
   filters: Buffer[];
   specs: NativeFilterSpec[];
+  /** `notify` when the profile's default denies (every such call is reported), `allow` otherwise. */
+  mode: 'notify-default' | 'allow-default';
+  /** errno for calls no profile rule allows (0: allowed). */
+  defaultErrno: number;
   /** Names the profile listed that this kernel/libseccomp does not know (skipped, like runc). */
   skipped: string[];
   /** Rules left out by includes/excludes. */
@@ -55,11 +75,14 @@ export interface CompiledPolicy {
   /** Numbers answered ENOSYS because they are newer than anything the profile names. */
   enosys: number[];
   alwaysDenied: number[];
-  conditionallyDenied: number[];
-  /** Syscalls the overlay notifies, with their nr. */
+  /** nr → argument index and low-32-bit values that are always denied. */
+  conditionallyDenied: { nr: number; index: number; values: number[] }[];
+  /** Syscalls the supervisor decodes, with their nr. */
   notified: Map<string, number>;
-  /** Answer for notified calls outside the built-in kinds (the profile's report list). */
-  verdicts: { nr: number; errno: number }[];
+  /** The profile's rules, for the supervisor to apply to notified calls. */
+  profileRules: SupervisorRule[];
+  /** Calls from the report list (allowed by the profile, reported). */
+  reportOnly: number[];
 }
 
 const NATIVE_ARCH: Record<string, string[]> = {
@@ -146,23 +169,79 @@ export interface CompileOptions {
   maxNr?: number;
 }
 
+/** Masked blocks covering every 32-bit value of an argument except `denied` (upper half zero). */
+export function allowExcept32(index: number, denied: readonly bigint[]): NativeCondition[] {
+  const sorted = [...new Set(denied)].sort((a, b) => (a < b ? -1 : 1));
+  const gaps: [bigint, bigint][] = [];
+  let lo = 0n;
+  for (const d of sorted) {
+    if (d > lo) gaps.push([lo, d - 1n]);
+    lo = d + 1n;
+  }
+  if (lo <= 0xffffffffn) gaps.push([lo, 0xffffffffn]);
+  const out: NativeCondition[] = [];
+  const FULL = 0xffffffffffffffffn;
+  for (let [a, b] of gaps) {
+    while (a <= b) {
+      let k = 0n;
+      while (k < 32n && (a & ((1n << (k + 1n)) - 1n)) === 0n && a + (1n << (k + 1n)) - 1n <= b) k++;
+      out.push({ index, op: 'masked_eq', a: FULL ^ ((1n << k) - 1n), b: a });
+      a += 1n << k;
+    }
+  }
+  return out;
+}
+
 export function compilePolicy(native: NativeAddon, profile: SandboxProfile, options: CompileOptions): CompiledPolicy {
   const skipped = new Set<string>();
-  const resolve = (name: string): number => {
-    const nr = native.resolveSyscall(name);
-    if (nr < 0) skipped.add(name);
-    return nr;
-  };
+  const nrOf = (name: string): number => native.resolveSyscall(name);
   const mg = profile.modelguard;
+  const defaultAct = ociAction(profile.defaultAction, undefined, profile.defaultErrnoRet);
+  const allowDefault = defaultAct.action === 'allow';
+
   const alwaysDenied = new Set<number>();
   for (const n of ALWAYS_DENIED) {
-    const nr = native.resolveSyscall(n);
+    const nr = nrOf(n);
     if (nr >= 0) alwaysDenied.add(nr);
   }
+  const condDenied = new Map<number, { index: number; values: bigint[] }>();
+  for (const c of CONDITIONALLY_DENIED) {
+    const nr = nrOf(c.name);
+    if (nr < 0) continue;
+    const e = condDenied.get(nr) ?? { index: c.index, values: [] };
+    e.values.push(c.value);
+    condDenied.set(nr, e);
+  }
+  // The calls the supervisor decodes.
+  const notified = new Map<string, number>();
+  const mark = (name: string): void => {
+    const nr = nrOf(name);
+    if (nr >= 0) notified.set(name, nr);
+  };
+  for (const nr of alwaysDenied) notified.set(native.syscallName(nr) ?? String(nr), nr);
+  mark('personality');
+  mark('prctl');
+  if (options.reportNetwork) for (const n of NETWORK_CALLS) mark(n);
+  if (options.reportExec) for (const n of EXEC_CALLS) mark(n);
+  if (options.reportWrites) for (const n of ['creat', 'openat2']) mark(n);
+  const reportOnly: number[] = [];
+  for (const name of mg.report) {
+    const nr = nrOf(name);
+    if (nr < 0) skipped.add(name);
+    else if (![...notified.values()].includes(nr)) {
+      notified.set(name, nr);
+      reportOnly.push(nr);
+    }
+  }
+  const fullyNotified = new Set(notified.values());
+  const openNr = nrOf('open');
+  const openatNr = nrOf('openat');
+  const ioctlNr = nrOf('ioctl');
+  const flagIndex = new Map<number, number>([[openNr, 1], [openatNr, 2]]);
 
-  // Filter 1: the profile.
-  const defaultAct = ociAction(profile.defaultAction, undefined, profile.defaultErrnoRet);
-  const rules: NativeRule[] = [];
+  // The profile's rules, resolved.
+  const profileRules: SupervisorRule[] = [];
+  const bpf: NativeRule[] = [];
   const named = new Set<number>();
   let excluded = 0;
   let maxKnown = -1;
@@ -172,77 +251,113 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
       continue;
     }
     const act = ociAction(r.action, r.errnoRet, profile.defaultErrnoRet);
-    // libseccomp refuses (EACCES) a rule whose action is the default one; it would change nothing.
+    // A rule that says what the default says changes nothing (and libseccomp refuses it).
     const redundant = act.action === defaultAct.action && act.errno === defaultAct.errno;
     for (const name of r.names) {
-      const nr = resolve(name);
-      if (nr < 0) continue;
+      const nr = nrOf(name);
+      if (nr < 0) {
+        skipped.add(name);
+        continue;
+      }
       named.add(nr);
       maxKnown = Math.max(maxKnown, nr);
-      if (alwaysDenied.has(nr) || redundant) continue;
-      for (const conds of expandArgs(r.args)) rules.push({ nr, name, ...act, args: conds });
+      if (redundant) continue;
+      for (const conds of expandArgs(r.args)) {
+        const sup: SupervisorRule = { nr, action: act.action === 'allow' || act.action === 'log' ? 'allow' : act.action === 'errno' ? 'errno' : 'kill', errno: act.errno ?? 0, conds };
+        profileRules.push(sup);
+        if (fullyNotified.has(nr)) continue; // decided by the supervisor
+        if (!allowDefault && act.action === 'allow' && flagIndex.has(nr) && options.reportWrites) {
+          // Opens without write flags stay in BPF; the rest reach the supervisor.
+          const idx = flagIndex.get(nr)!;
+          if (conds.some((c) => c.index === idx)) continue;
+          bpf.push({ nr, name, action: 'allow', args: [...conds, { index: idx, op: 'masked_eq', a: WRITE_MASK, b: 0n }] });
+          continue;
+        }
+        if (condDenied.has(nr)) {
+          const cd = condDenied.get(nr)!;
+          if (allowDefault || act.action !== 'allow') continue; // decided by the supervisor
+          if (conds.some((c) => c.index === cd.index)) {
+            // Explicit values: keep those that are not denied.
+            if (conds.some((c) => c.index === cd.index && c.op === 'eq' && cd.values.includes(c.a & 0xffffffffn))) continue;
+            if (conds.every((c) => c.index !== cd.index || c.op === 'eq')) bpf.push({ nr, name, action: 'allow', args: conds });
+            continue;
+          }
+          if (nr === ioctlNr) for (const block of allowExcept32(cd.index, cd.values)) bpf.push({ nr, name, action: 'allow', args: [...conds, block] });
+          continue;
+        }
+        if (allowDefault && flagIndex.has(nr) && options.reportWrites) continue; // overlay below
+        bpf.push({ nr, name, ...act, args: conds });
+      }
     }
   }
-  for (const nr of alwaysDenied) {
-    named.add(nr);
-    if (defaultAct.action !== 'allow') rules.push({ nr, name: native.syscallName(nr) ?? String(nr), action: 'allow' });
-  }
-  const enosys: number[] = [];
-  if (defaultAct.action !== 'allow') {
-    for (let nr = maxKnown + 1; nr < (options.maxNr ?? 1024); nr++) {
-      if (named.has(nr)) continue;
-      enosys.push(nr);
-      rules.push({ nr, action: 'errno', errno: ENOSYS });
-    }
-  }
-  const profileSpec: NativeFilterSpec = { defaultAction: defaultAct, rules, optimize: true };
+  for (const nr of alwaysDenied) named.add(nr);
 
-  // Filter 2: the notify overlay (default allow, every rule NOTIFY, so no rule can shadow another).
-  const notified = new Map<string, number>();
-  const overlay: NativeRule[] = [];
-  const notify = (name: string, args: NativeCondition[] = []): number => {
-    const nr = native.resolveSyscall(name);
-    if (nr < 0) return nr;
-    notified.set(name, nr);
-    overlay.push({ nr, name, action: 'notify', args });
-    return nr;
-  };
-  for (const nr of alwaysDenied) notify(native.syscallName(nr)!);
-  const conditionallyDenied = new Set<number>();
-  for (const c of CONDITIONALLY_DENIED) {
-    const nr = notify(c.name, [{ index: c.index, op: 'masked_eq', a: 0xffffffffn, b: c.value }]);
-    if (nr >= 0) conditionallyDenied.add(nr);
-  }
-  notify('personality');
-  if (options.reportNetwork) for (const n of NETWORK_CALLS) notify(n);
-  if (options.reportExec) for (const n of EXEC_CALLS) notify(n);
-  if (options.reportWrites) {
-    for (const bit of [O_WRONLY, O_RDWR, O_CREAT, O_TRUNC]) {
-      notify('open', [{ index: 1, op: 'masked_eq', a: bit, b: bit }]);
-      notify('openat', [{ index: 2, op: 'masked_eq', a: bit, b: bit }]);
+  // Calls newer than anything the profile names answer ENOSYS (runc does the same).
+  const enosys: number[] = [];
+  if (!allowDefault) {
+    for (let nr = maxKnown + 1; nr < (options.maxNr ?? 1024); nr++) {
+      if (named.has(nr) || fullyNotified.has(nr)) continue;
+      enosys.push(nr);
+      bpf.push({ nr, action: 'errno', errno: ENOSYS });
     }
-    notify('creat');
-    notify('openat2');
   }
-  const verdicts: { nr: number; errno: number }[] = [];
-  const builtin = new Set([...notified.keys()]);
-  for (const name of mg.report) {
-    if (builtin.has(name)) continue;
-    const nr = notify(name);
-    if (nr < 0) skipped.add(name);
-    else verdicts.push({ nr, errno: 0 });
+
+  if (allowDefault) {
+    // Overlay on an allowing default: notify what the supervisor decodes or always denies.
+    for (const nr of fullyNotified) bpf.push({ nr, name: native.syscallName(nr) ?? String(nr), action: 'notify' });
+    for (const [nr, cd] of condDenied) {
+      if (fullyNotified.has(nr)) continue;
+      for (const v of cd.values) bpf.push({ nr, action: 'notify', args: [{ index: cd.index, op: 'masked_eq', a: 0xffffffffn, b: v }] });
+    }
+    if (options.reportWrites) {
+      for (const [nr, idx] of flagIndex) {
+        if (nr < 0) continue;
+        for (const bit of WRITE_BITS) bpf.push({ nr, action: 'notify', args: [{ index: idx, op: 'masked_eq', a: bit, b: bit }] });
+      }
+    }
   }
-  const overlaySpec: NativeFilterSpec = { defaultAction: { action: 'allow' }, rules: overlay };
-  const filters = [native.compileFilter(profileSpec), native.compileFilter(overlaySpec)];
+  const spec: NativeFilterSpec = { defaultAction: allowDefault ? { action: 'allow' } : { action: 'notify' }, rules: bpf, optimize: true };
+  const filters = [native.compileFilter(spec)];
   return {
     filters,
-    specs: [profileSpec, overlaySpec],
+    specs: [spec],
+    mode: allowDefault ? 'allow-default' : 'notify-default',
+    defaultErrno: allowDefault ? 0 : defaultAct.action === 'errno' ? (defaultAct.errno ?? EPERM) : EPERM,
     skipped: [...skipped].sort(),
     excluded,
     enosys,
     alwaysDenied: [...alwaysDenied],
-    conditionallyDenied: [...conditionallyDenied],
+    conditionallyDenied: [...condDenied].map(([nr, cd]) => ({ nr, index: cd.index, values: cd.values.map(Number) })),
     notified,
-    verdicts,
+    profileRules,
+    reportOnly,
   };
+}
+
+/**
+ * What the profile says about a call the supervisor sees: 0 allow, else the errno (the addon's
+ * ProfileVerdict does the same; `guard profile check` and the tests use this one).
+ */
+export function profileVerdict(policy: Pick<CompiledPolicy, 'profileRules' | 'defaultErrno'>, nr: number, args: readonly bigint[]): number {
+  const rules = policy.profileRules.filter((r) => r.nr === nr);
+  if (rules.length === 0) return policy.defaultErrno;
+  let err = -1;
+  for (const r of rules) {
+    const match = r.conds.every((c) => {
+      const v = BigInt.asUintN(64, args[c.index] ?? 0n);
+      switch (c.op) {
+        case 'ne': return v !== c.a;
+        case 'lt': return v < c.a;
+        case 'le': return v <= c.a;
+        case 'eq': return v === c.a;
+        case 'ge': return v >= c.a;
+        case 'gt': return v > c.a;
+        case 'masked_eq': return (v & c.a) === c.b;
+      }
+    });
+    if (!match) continue;
+    if (r.action === 'allow') return 0;
+    if (err < 0) err = r.action === 'errno' ? r.errno : EPERM;
+  }
+  return err >= 0 ? err : policy.defaultErrno;
 }

@@ -55,6 +55,10 @@ export interface NativeEvent {
   nr: number;
   action: 'denied' | 'allowed';
   simulated?: boolean;
+  /** Denied because the profile does not allow it. */
+  byProfile?: boolean;
+  /** Denied because modelguard always denies it. */
+  alwaysDenied?: boolean;
   errno?: number;
   args: bigint[];
   fd?: number;
@@ -86,8 +90,13 @@ export interface SupervisorOptions {
   writeAllowed: string[];
   /** Unix socket paths that may be connected to while the network is denied. */
   unixAllowed: string[];
-  verdicts: { nr: number; errno: number }[];
   alwaysDenied: number[];
+  /** Denied when the argument's low 32 bits are one of `values`. */
+  conditionallyDenied: { nr: number; index: number; values: number[] }[];
+  /** errno for calls no profile rule allows (0: allowed). */
+  defaultErrno: number;
+  /** The profile's rules, applied by the supervisor to the calls it sees. */
+  profileRules: { nr: number; action: 'allow' | 'errno' | 'kill'; errno: number; conds: NativeCondition[] }[];
   /** personality() values let through (low 32 bits). */
   personalityAllowed: number[];
   onEvent: (event: NativeEvent | NativeEnd) => void;

@@ -251,13 +251,10 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     }
     return n;
   };
-  const alwaysDenied = new Set([...policy.alwaysDenied, ...policy.conditionallyDenied]);
-  const personalityNr = policy.notified.get('personality');
-  const reasonAlways = new Set([...alwaysDenied, ...(personalityNr !== undefined ? [personalityNr] : [])]);
   const events: RunEvent[] = [];
   const started = Date.now();
   const walls: RunWalls = {
-    seccomp: `${profile.name}: ${policy.specs[0]!.rules.length} rules, default ${profile.defaultAction}; overlay notifies ${policy.notified.size} syscalls`,
+    seccomp: `${profile.name}: ${policy.specs[0]!.rules.length} BPF rules, default ${policy.mode === 'notify-default' ? `notify (denied with errno ${policy.defaultErrno} and reported)` : 'allow'}; ${policy.notified.size} syscalls decoded by the supervisor`,
     notify: false,
     noNewPrivs: false,
     architectures: 'native only (foreign architectures and x32 are killed)',
@@ -306,7 +303,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
 
   const onNative = (ev: NativeEvent | NativeEnd): void => {
     if (ev.type === 'end') return;
-    const re = toRunEvent(ev, { syscallName, alwaysDenied: reasonAlways });
+    const re = toRunEvent(ev, { syscallName });
     events.push(re);
     options.onEvent?.(re);
   };
@@ -343,8 +340,10 @@ export async function run(command: readonly string[], options: RunOptions = {}):
           writeCheck: s.writeCheck,
           writeAllowed: s.write,
           unixAllowed: profile.modelguard.unixSockets,
-          verdicts: policy.verdicts,
-          alwaysDenied: [...alwaysDenied],
+          alwaysDenied: policy.alwaysDenied,
+          conditionallyDenied: policy.conditionallyDenied,
+          defaultErrno: policy.defaultErrno,
+          profileRules: policy.profileRules,
           personalityAllowed: PERSONALITY_ALLOWED.map(Number),
           onEvent: (ev) => {
             if (ev.type === 'end') resolveDone();

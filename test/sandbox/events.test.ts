@@ -30,7 +30,7 @@ test('previews payloads as printable text', () => {
 });
 
 const names: Record<number, string> = { 42: 'connect', 44: 'sendto', 59: 'execve', 257: 'openat', 101: 'ptrace' };
-const ctx = { syscallName: (n: number) => names[n] ?? `syscall_${n}`, alwaysDenied: new Set([101]) };
+const ctx = { syscallName: (n: number) => names[n] ?? `syscall_${n}` };
 const base = (nr: number, extra: Partial<NativeEvent>): NativeEvent => ({ type: 'syscall', time: 0, pid: 7, nr, action: 'denied', errno: 1, args: [0n, 0n, 0n, 0n, 0n, 0n], ...extra });
 
 test('turns a notified sendto to port 53 into an egress event with the DNS name', () => {
@@ -43,7 +43,7 @@ test('turns a notified sendto to port 53 into an egress event with the DNS name'
 test('exec and write events carry argv and path; summaries list them', () => {
   const ex = toRunEvent(base(59, { path: '/bin/sh', argv: ['sh', '-c', 'id'] }), ctx);
   const wr = toRunEvent(base(257, { path: '/etc/x', flags: 0o101 }), ctx);
-  const pt = toRunEvent(base(101, {}), ctx);
+  const pt = toRunEvent(base(101, { alwaysDenied: true }), ctx);
   assert.equal(wr.args.flags, ['O_WRONLY', 'O_CREAT']);
   assert.is(pt.reason, 'always denied');
   const s = summarize([ex, wr, pt]);

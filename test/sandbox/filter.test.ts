@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, evaluate } from '../../src/sandbox/bpf.js';
-import { compilePolicy, expandArgs } from '../../src/sandbox/filter.js';
+import { allowExcept32, compilePolicy, expandArgs, profileVerdict, type CompiledPolicy } from '../../src/sandbox/filter.js';
 import { loadNative } from '../../src/sandbox/native.js';
 import { loadProfile, parseProfile } from '../../src/sandbox/profile.js';
 import { ROOT, skipReason } from './helpers.js';
@@ -16,13 +16,17 @@ if (skip || process.arch !== 'x64') {
   const native = loadNative();
   const nr = (n: string): number => native.resolveSyscall(n);
   const opts = { reportNetwork: true, reportExec: true, reportWrites: true };
-  /** The kernel keeps the most severe answer of all installed filters. */
-  const PRECEDENCE = ['kill_process', 'kill_thread', 'trap', 'errno', 'notify', 'trace', 'log', 'allow'];
+  /** The BPF answer; for notified calls, `answer` adds what the profile (via the supervisor) says. */
   const combined = (filters: Buffer[], name: string | number, args: bigint[] = [], arch = AUDIT_ARCH_X86_64) => {
     const n = typeof name === 'number' ? name : nr(name);
-    const vs = filters.map((f) => evaluate(f, { nr: n, arch, args }));
-    vs.sort((a, b) => PRECEDENCE.indexOf(a.action) - PRECEDENCE.indexOf(b.action));
-    return vs[0]!;
+    return evaluate(filters[0]!, { nr: n, arch, args });
+  };
+  const answer = (c: CompiledPolicy, name: string | number, args: bigint[] = []) => {
+    const n = typeof name === 'number' ? name : nr(name);
+    const v = evaluate(c.filters[0]!, { nr: n, arch: AUDIT_ARCH_X86_64, args });
+    if (v.action !== 'notify') return v;
+    const e = profileVerdict(c, n, args);
+    return e === 0 ? { action: 'allow' as const, via: 'supervisor' } : { action: 'errno' as const, errno: e, via: 'supervisor' };
   };
 
   test('expandArgs: different indexes AND, a repeated index ORs (runc)', () => {
@@ -50,7 +54,7 @@ if (skip || process.arch !== 'x64') {
       for (const n of ['ptrace', 'io_uring_setup', 'io_uring_enter', 'seccomp', 'bpf', 'mount', 'unshare', 'setns', 'userfaultfd', 'perf_event_open', 'keyctl', 'process_vm_readv', 'kexec_load', 'init_module'])
         assert.is(combined(filters, n).action, 'notify', `${p.name}: ${n}`);
       assert.is(combined(filters, 'prctl', [22n]).action, 'notify', 'PR_SET_SECCOMP');
-      assert.is(combined(filters, 'prctl', [15n]).action, 'allow', 'PR_SET_NAME');
+      assert.is(profileVerdict(compilePolicy(native, p, opts), nr('prctl'), [15n]), 0, 'PR_SET_NAME is allowed by the supervisor');
       assert.is(combined(filters, 'ioctl', [0n, 0x5412n]).action, 'notify', 'TIOCSTI');
       assert.is(combined(filters, 'ioctl', [0n, 0x1_0000_5412n]).action, 'notify', 'TIOCSTI with high bits');
       assert.is(combined(filters, 'ioctl', [0n, 0x5401n]).action, 'allow', 'TCGETS');
@@ -63,11 +67,19 @@ if (skip || process.arch !== 'x64') {
     assert.is(combined(filters, nr('getpid') | 0x40000000).action, 'kill_process');
   });
 
-  test('syscalls newer than the profile answer ENOSYS; older unlisted ones the default', () => {
-    const { filters, enosys } = compilePolicy(native, loadProfile('loader'), opts);
-    assert.ok(enosys.length > 100);
-    assert.equal(combined(filters, 1000), { action: 'errno', errno: 38 });
-    assert.equal(combined(filters, 'syslog'), { action: 'errno', errno: 1 });
+  test('syscalls newer than the profile answer ENOSYS; older unlisted ones are notified, denied and reported', () => {
+    const c = compilePolicy(native, loadProfile('loader'), opts);
+    assert.ok(c.enosys.length > 100);
+    assert.equal(combined(c.filters, 1000), { action: 'errno', errno: 38 });
+    assert.is(combined(c.filters, 'syslog').action, 'notify');
+    assert.equal(answer(c, 'syslog'), { action: 'errno', errno: 1, via: 'supervisor' });
+  });
+
+  test('ioctl stays in BPF for every request but TIOCSTI/TIOCLINUX, high bits included', () => {
+    const c = compilePolicy(native, loadProfile('inference'), opts);
+    for (const v of [0n, 0x5401n, 0x5411n, 0x5413n, 0x541bn, 0x541dn, 0xc0045401n, 0xffffffffn]) assert.is(combined(c.filters, 'ioctl', [3n, v]).action, 'allow', v.toString(16));
+    for (const v of [0x5412n, 0x541cn, 0x1_0000_5412n, 0x1_0000_0000n]) assert.is(combined(c.filters, 'ioctl', [3n, v]).action, 'notify', v.toString(16));
+    assert.is(allowExcept32(1, [5n]).length > 0, true);
   });
 
   test("Docker's default profile compiles and keeps its semantics", () => {
@@ -77,33 +89,30 @@ if (skip || process.arch !== 'x64') {
     assert.ok(c.skipped.includes('mmap2'), 'unknown names are skipped');
     // clone: allowed only without namespace flags ((flags & 0x7E020000) == 0)
     assert.is(combined(f, 'clone', [0x11n]).action, 'allow');
-    assert.equal(combined(f, 'clone', [0x10000000n]), { action: 'errno', errno: 1 });
+    assert.equal(answer(c, 'clone', [0x10000000n]), { action: 'errno', errno: 1, via: 'supervisor' });
     // clone3 → ENOSYS so libc falls back to clone; socket: anything but AF_VSOCK
     assert.equal(combined(f, 'clone3'), { action: 'errno', errno: 38 });
-    assert.is(combined(f, 'socket', [2n]).action, 'notify');
-    assert.equal(combined(f, 'socket', [40n]), { action: 'errno', errno: 1 });
-    // personality: listed values only, the rest hits the default
-    assert.is(combined(f, 'personality', [8n]).action, 'notify');
-    assert.equal(combined(f, 'personality', [0x400000n]), { action: 'errno', errno: 1 });
+    assert.equal(answer(c, 'socket', [2n]), { action: 'allow', via: 'supervisor' });
+    assert.equal(answer(c, 'socket', [40n]), { action: 'errno', errno: 1, via: 'supervisor' });
     // caps-only rules do not apply: the sandbox has no extra capabilities
-    assert.equal(combined(f, 'chroot'), { action: 'errno', errno: 1 });
+    assert.equal(answer(c, 'chroot'), { action: 'errno', errno: 1, via: 'supervisor' });
     assert.is(combined(f, 'arch_prctl').action, 'allow');
   });
 
   test('MASKED_EQ follows OCI: (arg & value) == valueTwo', () => {
     const p = parseProfile({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['getpid', 'read', 'write', 'exit_group'], action: 'SCMP_ACT_ALLOW' }, { names: ['fcntl'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, value: 0xf0, valueTwo: 0x10, op: 'SCMP_CMP_MASKED_EQ' }] }] });
-    const { filters } = compilePolicy(native, p, opts);
-    assert.is(combined(filters, 'fcntl', [0n, 0x13n]).action, 'allow');
-    assert.is(combined(filters, 'fcntl', [0n, 0x23n]).action, 'errno');
+    const c = compilePolicy(native, p, opts);
+    assert.is(answer(c, 'fcntl', [0n, 0x13n]).action, 'allow');
+    assert.is(answer(c, 'fcntl', [0n, 0x23n]).action, 'errno');
   });
 
   test('a repeated index ORs and different indexes AND in the compiled filter', () => {
     const p = parseProfile({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['fcntl'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, value: 1, op: 'SCMP_CMP_EQ' }, { index: 1, value: 2, op: 'SCMP_CMP_EQ' }, { index: 0, value: 5, op: 'SCMP_CMP_EQ' }] }] });
-    const { filters } = compilePolicy(native, p, opts);
-    assert.is(combined(filters, 'fcntl', [5n, 1n]).action, 'allow');
-    assert.is(combined(filters, 'fcntl', [5n, 2n]).action, 'allow');
-    assert.is(combined(filters, 'fcntl', [5n, 3n]).action, 'errno');
-    assert.is(combined(filters, 'fcntl', [6n, 1n]).action, 'errno');
+    const c = compilePolicy(native, p, opts);
+    assert.is(combined(c.filters, 'fcntl', [5n, 1n]).action, 'allow');
+    assert.is(combined(c.filters, 'fcntl', [5n, 2n]).action, 'allow');
+    assert.is(answer(c, 'fcntl', [5n, 3n]).action, 'errno');
+    assert.is(answer(c, 'fcntl', [6n, 1n]).action, 'errno');
   });
 
   test.run();

@@ -192,6 +192,14 @@ if (skip) {
     assert.match(r.stdout ?? '', 'personality_query errno=0');
   });
 
+  test('reports a call the profile does not allow, denied with the profile’s errno', async () => {
+    const r = await run([probe(), 'raw', '103'], { stdio: 'pipe', profile: 'loader' }); // syslog(2)
+    assert.match(r.stdout ?? '', 'raw errno=EPERM');
+    const ev = r.events.find((e) => e.syscall === 'syslog')!;
+    assert.equal([ev.action, ev.reason, ev.errno], ['denied', 'denied by the profile', 'EPERM']);
+    assert.ok(r.summary.deniedSyscalls.includes('syslog'));
+  });
+
   test('answers ENOSYS for syscalls newer than the profile knows', async () => {
     for (const nr of ['460', '1000']) {
       const r = await run([probe(), 'newer_syscall', nr], { stdio: 'pipe' });
