@@ -19,6 +19,8 @@
  *   parent → target  "G": go ahead and execve
  *   any    → parent  "E <step> <errno>\n" when a step failed (the process then exits 127)
  *   init   → parent  "X <code> <signal>\n" when the target has been reaped
+ * --keep-fd FD (repeatable) keeps another inherited fd open in the target across execve: the
+ * unpickler worker's Node IPC channel travels this way.
  * Every policy decision (which syscalls, which paths) is made by the caller; this file only
  * applies what its arguments say.
  */
@@ -120,6 +122,9 @@ struct options {
   int n_ports;
   struct rlimit_opt rlimits[16];
   int n_rlimits;
+  /* --keep-fd: extra inherited fds the target keeps open across execve (e.g. Node's IPC channel). */
+  int keep_fds[8];
+  int n_keep;
   char **argv;
 };
 
@@ -172,7 +177,7 @@ __attribute__((noreturn)) static void die_step(const char *step, int err) {
 __attribute__((noreturn)) static void usage(const char *why) {
   fprintf(stderr, "guard-exec: %s\nusage: guard-exec --ctl FD [--netns] [--landlock] [--write PATH]... "
                   "[--read PATH]... [--landlock-net] [--allow-port N]... [--rlimit NAME=SOFT[:HARD]]... "
-                  "[--pids-max N] [--pgroup] -- CMD ARGS...\n", why);
+                  "[--pids-max N] [--pgroup] [--keep-fd FD]... -- CMD ARGS...\n", why);
   exit(2);
 }
 
@@ -213,6 +218,11 @@ static void parse_args(int argc, char **argv, struct options *o) {
       i++;
     } else if (strcmp(a, "--listener-sock") == 0 && v) {
       o->listener_sock = atoi(v);
+      i++;
+    } else if (strcmp(a, "--keep-fd") == 0 && v) {
+      int fd = atoi(v);
+      if (o->n_keep >= 8 || fd < 3) usage("bad --keep-fd (at most 8, each >= 3)");
+      o->keep_fds[o->n_keep++] = fd;
       i++;
     } else if (strcmp(a, "--netns") == 0) {
       o->netns = 1;
@@ -263,6 +273,30 @@ static void parse_args(int argc, char **argv, struct options *o) {
   if (o->ctl < 0) usage("--ctl is required");
   if (i >= argc) usage("no command");
   o->argv = &argv[i];
+}
+
+/* Closes every fd >= 3 except the control socket, the listener socket and the --keep-fd list. */
+static void close_inherited(const struct options *o) {
+  int keep[12];
+  int n = 0;
+  keep[n++] = o->ctl;
+  if (o->listener_sock >= 0) keep[n++] = o->listener_sock;
+  for (int i = 0; i < o->n_keep; i++) {
+    if (fcntl(o->keep_fds[i], F_GETFD) < 0) usage("--keep-fd is not an open fd");
+    keep[n++] = o->keep_fds[i];
+  }
+  for (int i = 1; i < n; i++) /* insertion sort: at most 10 entries */
+    for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  unsigned from = 3;
+  for (int i = 0; i < n; i++) {
+    if ((unsigned)keep[i] > from) syscall(__NR_close_range, from, (unsigned)keep[i] - 1, 0);
+    if ((unsigned)keep[i] + 1 > from) from = (unsigned)keep[i] + 1;
+  }
+  syscall(__NR_close_range, from, ~0U, 0);
 }
 
 /* ---- init side ------------------------------------------------------------------------- */
@@ -620,9 +654,7 @@ int main(int argc, char **argv) {
 
   /* Step: close inherited fds other than stdio, the control socket and the listener socket. */
   if (o.listener_sock >= 0 && o.listener_sock != o.ctl + 1) usage("--listener-sock must be the fd after --ctl");
-  int keep_last = o.listener_sock >= 0 ? o.listener_sock : o.ctl;
-  if (o.ctl > 3) syscall(__NR_close_range, 3, o.ctl - 1, 0);
-  syscall(__NR_close_range, keep_last + 1, ~0U, 0);
+  close_inherited(&o);
 
   /* Step: read the compiled filters (the profile's, then the supervisor's notify overlay). */
   uint32_t count = 0;
@@ -655,5 +687,7 @@ int main(int argc, char **argv) {
   pid_t child = fork();
   if (child < 0) die_step("fork", errno);
   if (child == 0) run_target(&o, progs, count, &old_mask);
+  /* The kept fds belong to the target; init holding them would hide the target's exit from the peer. */
+  for (int i = 0; i < o.n_keep; i++) close(o.keep_fds[i]);
   return run_init(&o, child, &blocked);
 }
