@@ -1,5 +1,6 @@
-// modelguard's native addon: compile a rule list to BPF with libseccomp, take the listener fd
-// from guard-exec's target, and run the notification supervisor. Policy lives in TypeScript.
+// modelguard's native addon: compile a rule list to BPF with libseccomp, receive the listener fd
+// from guard-exec (SCM_RIGHTS), run the notification supervisor, reap orphans as PID 1.
+// Policy lives in TypeScript.
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,12 +16,6 @@
 #include "seccomp_dl.h"
 #include "supervisor.h"
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
 
 namespace mg {
 
@@ -222,21 +217,6 @@ Napi::Value CompileFilter(const Napi::CallbackInfo &info) {
   return Napi::Buffer<uint8_t>::Copy(env, buf.data(), buf.size());
 }
 
-// takeListener({ pid, fd }) → a duplicate of fd `fd` of process `pid` in this process.
-Napi::Value TakeListener(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) ThrowUsage(env, "takeListener", "expects { pid, fd }");
-  Napi::Object o = info[0].As<Napi::Object>();
-  if (!o.Get("pid").IsNumber() || !o.Get("fd").IsNumber()) ThrowUsage(env, "takeListener", "`pid` and `fd` must be numbers");
-  int pid = o.Get("pid").As<Napi::Number>().Int32Value();
-  int fd = o.Get("fd").As<Napi::Number>().Int32Value();
-  Fd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd.ok()) ThrowSystem(env, "pidfd_open", errno, "pid " + std::to_string(pid));
-  int got = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0));
-  if (got < 0) ThrowSystem(env, "pidfd_getfd", errno, "pid " + std::to_string(pid) + " fd " + std::to_string(fd));
-  return Napi::Number::New(env, got);
-}
-
 // reapOrphans({ known: [pid…] }) → pids reaped. For guard as PID 1: reaps zombies that were
 // reparented to this process, never one Node spawned itself (libuv reaps those by pid), so it
 // does not race Node's own child handling. It peeks with WNOWAIT before reaping.
@@ -333,7 +313,6 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("resolveSyscall", Napi::Function::New(env, ResolveSyscall, "resolveSyscall"));
   exports.Set("syscallName", Napi::Function::New(env, SyscallName, "syscallName"));
   exports.Set("compileFilter", Napi::Function::New(env, CompileFilter, "compileFilter"));
-  exports.Set("takeListener", Napi::Function::New(env, TakeListener, "takeListener"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd, "recvFd"));

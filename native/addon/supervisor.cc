@@ -242,7 +242,8 @@ bool WriteFlags(uint64_t flags) {
 }  // namespace
 
 Napi::Function Supervisor::Init(Napi::Env env) {
-  return DefineClass(env, "Supervisor", {InstanceMethod("stop", &Supervisor::Stop)});
+  return DefineClass(env, "Supervisor", {InstanceMethod("stop", &Supervisor::Stop), InstanceMethod("ref", &Supervisor::Ref),
+                                          InstanceMethod("unref", &Supervisor::Unref)});
 }
 
 static std::vector<std::string> StringArray(Napi::Env env, Napi::Object o, const char *key) {
@@ -344,7 +345,10 @@ Supervisor::Supervisor(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Superv
   if (!wake_.ok()) ThrowSystem(env, "eventfd", errno);
 
   tsfn_ = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "modelguard-supervisor", 0, 1,
-                                        [this](Napi::Env) { Join(); });
+                                        [this](Napi::Env) {
+                                          finalized_ = true;
+                                          Join();
+                                        });
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -358,6 +362,16 @@ Supervisor::~Supervisor() {
 
 void Supervisor::Join() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+Napi::Value Supervisor::Ref(const Napi::CallbackInfo &info) {
+  if (!finalized_) tsfn_.Ref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value Supervisor::Unref(const Napi::CallbackInfo &info) {
+  if (!finalized_) tsfn_.Unref(info.Env());
+  return info.Env().Undefined();
 }
 
 Napi::Value Supervisor::Stop(const Napi::CallbackInfo &info) {
@@ -765,11 +779,13 @@ void Supervisor::Handle(const void *raw) {
       e->simulated = true;
     }
   }
-  // Answer first: the target waits on us, JavaScript does not have to.
+  // Queue the events, then answer. Queuing never waits for JavaScript (the queue is unbounded), and
+  // it orders every event before anything the target does next: the unpickler pool relies on a
+  // denied call's event reaching JavaScript no later than the worker's reply to that call.
+  for (auto &e : events) Emit(std::move(e));
   if (ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0 && errno != ENOENT) {
     // ENOENT: the target died or was interrupted meanwhile; nothing to answer.
   }
-  for (auto &e : events) Emit(std::move(e));
 }
 
 }  // namespace mg

@@ -94,6 +94,10 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
 
  private:
   Napi::Value Stop(const Napi::CallbackInfo &info);
+  // ref()/unref(): whether a live supervisor keeps Node's event loop alive (the unpickler pool
+  // unrefs idle walled workers). No-ops once the thread-safe function is finalized.
+  Napi::Value Ref(const Napi::CallbackInfo &info);
+  Napi::Value Unref(const Napi::CallbackInfo &info);
   void Loop();
   void Handle(const void *notif);
   void Emit(std::unique_ptr<Event> ev);
@@ -108,6 +112,7 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   Napi::ThreadSafeFunction tsfn_;
   std::thread thread_;
   bool joined_ = false;
+  bool finalized_ = false;  // main thread only: set by the thread-safe function's finalizer
 };
 
 }  // namespace mg

@@ -104,6 +104,9 @@ export interface SupervisorOptions {
 
 export interface NativeSupervisor {
   stop(): void;
+  /** Whether the live supervisor keeps the event loop alive (default: it does). */
+  ref(): void;
+  unref(): void;
 }
 
 export interface NativeAddon {
@@ -112,7 +115,6 @@ export interface NativeAddon {
   resolveSyscall(name: string): number;
   syscallName(nr: number): string | null;
   compileFilter(spec: NativeFilterSpec): Buffer;
-  takeListener(options: { pid: number; fd: number }): number;
   closeFd(fd: number): void;
   /** A close-on-exec unix socketpair: [parent end, child end]. */
   socketPair(): [number, number];
