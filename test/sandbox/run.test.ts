@@ -4,7 +4,7 @@ import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { run, type RunEvent } from '../../src/sandbox/run.js';
-import { CLI, guardRun, probe, processesMatching, PYTHON, skipReason, tempDir } from './helpers.js';
+import { CLI, guardRun, probe, processesMatching, PYTHON, ROOT, skipReason, tempDir } from './helpers.js';
 
 const skip = skipReason();
 if (skip) {
@@ -198,6 +198,17 @@ if (skip) {
     const ev = r.events.find((e) => e.syscall === 'syslog')!;
     assert.equal([ev.action, ev.reason, ev.errno], ['denied', 'denied by the profile', 'EPERM']);
     assert.ok(r.summary.deniedSyscalls.includes('syslog'));
+  });
+
+  test("runs PyTorch under Docker's default profile unchanged, reporting what Docker silently denies", async () => {
+    const docker = join(ROOT, 'test', 'fixtures', 'sandbox', 'docker-default.json');
+    const code = "import torch\nprint(float(torch.ones(3, 3).sum()))";
+    const r = await run([PYTHON, '-c', code], { stdio: 'pipe', profile: docker });
+    assert.is(r.exitCode, 0, r.stderr);
+    assert.is((r.stdout ?? '').trim(), '9.0');
+    assert.is(r.profile, 'docker-default');
+    // Docker allows mbind/get_mempolicy only with CAP_SYS_NICE; libtorch tries them at start-up.
+    for (const e of r.events.filter((x) => x.action === 'denied' && x.syscall !== 'connect')) assert.is(e.reason, 'denied by the profile');
   });
 
   test('answers ENOSYS for syscalls newer than the profile knows', async () => {
