@@ -112,6 +112,19 @@ torch.save({"weight": torch.ones(2), "extra": Payload()}, sys.argv[1])
     assert.match(no.stdout, 'connect4 errno=ECONNREFUSED');
   });
 
+  test('without libseccomp, guard run exits 2 saying the kernel sandbox is unavailable; the rest works', () => {
+    const lib = ['/usr/lib/x86_64-linux-gnu/libseccomp.so.2', '/lib/x86_64-linux-gnu/libseccomp.so.2', '/usr/lib/aarch64-linux-gnu/libseccomp.so.2', '/usr/lib64/libseccomp.so.2'].find((p) => existsSync(p));
+    assert.ok(lib, 'libseccomp.so.2 not found');
+    // A private mount namespace hides the library from this one command only.
+    const script = `mount --bind /dev/null "$(readlink -f ${lib})" && "$0" ${CLI} run -- /bin/echo SHOULD-NOT-RUN; echo "run=$?"; "$0" ${CLI} profile check loader >/dev/null; echo "check=$?"`;
+    const r = spawnSync('unshare', ['-m', 'sh', '-c', script, process.execPath], { encoding: 'utf8' });
+    assert.match(r.stdout, 'run=2');
+    assert.match(r.stdout, 'check=0');
+    assert.not.match(r.stdout, 'SHOULD-NOT-RUN');
+    assert.match(r.stderr, 'the kernel sandbox is unavailable');
+    assert.match(r.stderr, 'libseccomp.so.2');
+  });
+
   test('a profile file that does not exist is exit 2 with the reason', () => {
     const r = spawnSync(process.execPath, [CLI, 'run', '--profile', 'infrence', '--', '/bin/true'], { encoding: 'utf8' });
     assert.is(r.status, 2);
