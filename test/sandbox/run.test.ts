@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { run, type RunEvent } from '../../src/sandbox/run.js';
 import { CLI, guardRun, probe, processesMatching, PYTHON, ROOT, skipReason, tempDir } from './helpers.js';
 
@@ -149,6 +149,19 @@ if (skip) {
     assert.is(r.summary.denied, 0);
     const r2 = await run(['/bin/sh', '-c', `${probe()} write "$TMPDIR/x"`], { stdio: 'pipe', profile: 'audit' });
     assert.match(r2.stdout ?? '', 'write errno=0');
+  });
+
+  test('x-modelguard fs.read confines reads with Landlock', async () => {
+    const { parseProfile, loadProfile } = await import('../../src/sandbox/profile.js');
+    const base = loadProfile('loader');
+    const dir = dirname(probe());
+    const json = JSON.parse(readFileSync(base.source, 'utf8')) as { 'x-modelguard': { fs: { read: string[] } } };
+    json['x-modelguard'].fs.read = [dir, '/usr', '/lib', '/lib64', '/etc'];
+    const p = parseProfile(json, 'read-confined.json');
+    const ok = await run([probe(), 'read', '/etc/hostname'], { stdio: 'pipe', profile: p });
+    assert.match(ok.stdout ?? '', 'read errno=0');
+    const no = await run([probe(), 'read', '/proc/self/status'], { stdio: 'pipe', profile: p });
+    assert.match(no.stdout ?? '', 'read errno=EACCES');
   });
 
   test('reads stay allowed everywhere and are not reported', async () => {
