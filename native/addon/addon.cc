@@ -39,6 +39,21 @@ const char *ErrnoCode(int err) {
     case ENOMEM: return "ENOMEM";
     case EOPNOTSUPP: return "EOPNOTSUPP";
     case ECANCELED: return "ECANCELED";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case EPROTO: return "EPROTO";
+    case ENXIO: return "ENXIO";
+    case ECHILD: return "ECHILD";
+    case EAGAIN: return "EAGAIN";
+    case ENOTSOCK: return "ENOTSOCK";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case E2BIG: return "E2BIG";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case ENOSPC: return "ENOSPC";
+    case EROFS: return "EROFS";
+    case EPIPE: return "EPIPE";
+    case EIO: return "EIO";
+    case ENFILE: return "ENFILE";
     default: return nullptr;
   }
 }
