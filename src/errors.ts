@@ -14,6 +14,8 @@ export type GuardErrorCode =
   | 'WORKER_CRASHED'
   | 'SANDBOX_UNAVAILABLE'
   | 'SANDBOX_SETUP'
+  /** A walled process (the unpickler worker) attempted what its walls deny. */
+  | 'SANDBOX_VIOLATION'
   | 'PROFILE_INVALID'
   | 'NATIVE'
   | 'INTERNAL';

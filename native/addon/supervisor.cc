@@ -428,7 +428,13 @@ void Supervisor::Emit(std::unique_ptr<Event> ev) {
   Event *raw = ev.release();
   napi_status st = tsfn_.BlockingCall(raw, [](Napi::Env env, Napi::Function fn, Event *e) {
     std::unique_ptr<Event> owned(e);
-    if (env != nullptr && fn != nullptr) fn.Call({ToJs(env, *owned)});
+    if (env == nullptr || fn == nullptr) return;
+    try {
+      fn.Call({ToJs(env, *owned)});
+    } catch (const Napi::Error &) {
+      // JavaScript cannot run (environment teardown) or the callback threw: drop the event rather
+      // than let the exception reach libuv, which would terminate the process.
+    }
   });
   if (st != napi_ok) delete raw;  // napi_closing: the environment is going away
 }

@@ -38,13 +38,35 @@ export interface FileReport {
   stats?: Record<string, number | string>;
 }
 
+/** An attempt the kernel walls reported (the shape of the sandbox's RunEvent). */
+export interface WallEvent {
+  time: string;
+  pid: number;
+  syscall: string;
+  action: string;
+  args: Record<string, unknown>;
+  egress?: { protocol: string; address: string; port: number; family?: string; dnsName?: string; dnsType?: string };
+  path?: string;
+  argv?: string[];
+  errno?: string;
+  reason?: string;
+}
+
+/** Which layers were up for the work behind a report. */
 export interface Walls {
   isolate: boolean;
+  /** seccomp profile name, null when no filter was installed. */
   seccomp?: string | null;
+  /** `netns`, `seccomp+landlock`, `seccomp`; null when nothing denied the network. */
   network?: string | null;
+  /** Landlock ABI in force, null when none. */
   landlock?: number | null;
   rlimits?: Record<string, number> | null;
   mode: 'static' | 'isolate-only' | 'walled';
+  /** Why the work ran isolate-only. */
+  reason?: string;
+  /** What the walls reported: denied attempts of a VM worker (any makes the work fail). */
+  events?: WallEvent[];
 }
 
 export interface ScanSummary {

@@ -138,6 +138,7 @@ export function spawnWalled(command: readonly string[], options: WalledSpawnOpti
   }
   let supervisor: NativeSupervisor | undefined;
   let wantRef = true;
+  let exited = false;
   let listenerOpen = true;
   const closeListenerSock = (): void => {
     if (listenerOpen) native.closeFd(listenerSock);
@@ -154,6 +155,8 @@ export function spawnWalled(command: readonly string[], options: WalledSpawnOpti
       ctl?.ref?.();
     },
     unref() {
+      // After exit the supervisor stays ref'd until its last event is delivered (see 'exit' below).
+      if (exited) return;
       wantRef = false;
       supervisor?.unref();
       ctl?.unref?.();
@@ -199,10 +202,15 @@ export function spawnWalled(command: readonly string[], options: WalledSpawnOpti
             profileRules: policy.profileRules,
             personalityAllowed: PERSONALITY_ALLOWED.map(Number),
             onEvent: (ev: NativeEvent | NativeEnd) => {
-              if (ev.type === 'end') return;
-              const re = toRunEvent(ev, { syscallName });
-              events.push(re);
-              options.onEvent?.(re);
+              // Never throw back into the addon's thread-safe call.
+              try {
+                if (ev.type === 'end') return;
+                const re = toRunEvent(ev, { syscallName });
+                events.push(re);
+                options.onEvent?.(re);
+              } catch {
+                /* a consumer's bug must not take the process down */
+              }
             },
           });
           native.closeFd(listenerFd);
@@ -222,8 +230,11 @@ export function spawnWalled(command: readonly string[], options: WalledSpawnOpti
   ctl?.on('error', () => {});
   ctl?.write(frame(policy.filters));
   child.once('exit', () => {
+    exited = true;
     closeListenerSock();
-    // The filter's last user is gone: the supervisor thread ends by itself; make sure it does.
+    // The filter's last user is gone: make sure the supervisor thread ends, and keep the event loop
+    // alive until its last event is delivered (an event delivered during teardown aborts).
+    supervisor?.ref();
     supervisor?.stop();
     ctl?.destroy();
   });

@@ -93,6 +93,8 @@ export interface VmResult {
   blob: Uint8Array;
   boot?: { ms: number; snapshot: boolean; built: boolean };
   runMs: number;
+  /** Test-only (PoolOptions.testBreakout): what the worker's breakout attempt achieved. */
+  breakout?: string;
 }
 
 export interface VmUnpickleOptions {
@@ -123,6 +125,7 @@ export async function vmUnpickle(pickle: Uint8Array, options: VmUnpickleOptions 
   }
   const out: VmResult = { ...parsed, blob: reply.blob, runMs: reply.runMs };
   if (reply.boot) out.boot = reply.boot;
+  if (reply.breakout !== undefined) out.breakout = reply.breakout;
   return out;
 }
 
@@ -166,6 +169,12 @@ export async function vmScanPass(pickleBytes: Uint8Array, opts: VmScanOptions): 
     r = await vmUnpickle(pickleBytes, o);
   } catch (e) {
     const err = e instanceof GuardError ? e : new GuardError('INTERNAL', String(e));
+    if (err.code === 'SANDBOX_VIOLATION') {
+      // Something in the worker got past Pyodide and the isolate: the file attacked the parser.
+      const f: NewFinding = { rule: 'vm/wall-violation', severity: 'critical', verdict: 'malicious', message: `the kernel walls around the unpickler stopped an escape: ${err.message}` };
+      if (location) f.location = location;
+      return { calls: [], imports: [], error: err.message, findings: [f], pickles: 0 };
+    }
     const f: NewFinding = {
       rule: err.code === 'TIMEOUT' ? 'vm/timeout' : err.code === 'WORKER_CRASHED' ? 'vm/crash' : 'vm/failed',
       severity: 'high',

@@ -1,6 +1,8 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GuardError } from '../errors.js';
+import type { RunEvent } from '../sandbox/events.js';
+import { buildSnapshotWalled, currentJournal, describeEvent, journalNote, launchWorker, violations, wallsOf, type LaunchedWorker, type LaunchOptions, type WallsJournal, type WallsMode } from './walls.js';
 import { DEFAULT_WASM_MAX_PAGES } from './assets.js';
 import { DEFAULT_ISOLATE_HEAP_MB, BOOT_TIMEOUT_MS } from './isolate.js';
 import type { RunReply, RunRequest, WorkerConfig } from './protocol.js';
@@ -20,6 +22,14 @@ export interface PoolOptions {
   cacheDir?: string | false;
   /** V8 old-space limit of each worker process (MiB). */
   workerHeapMb?: number;
+  /**
+   * Kernel walls around the workers (src/unpickler/walls.ts): `auto` (default; env
+   * MODELGUARD_WALLS overrides) raises them where the native layer is present, `on` fails without
+   * them, `off` runs isolate-only.
+   */
+  walls?: WallsMode;
+  /** @internal Test-only: the worker breaks out of the VM on every call (see worker.ts). */
+  testBreakout?: 'exec' | 'connect';
 }
 
 export interface VmCall {
@@ -33,15 +43,21 @@ export interface VmReply {
   blob: Uint8Array;
   boot?: RunReply['boot'];
   runMs: number;
+  /** Test-only (testBreakout): what the breakout attempt achieved. */
+  breakout?: string;
 }
 
 interface Pending {
+  journal: WallsJournal | undefined;
   req: RunRequest;
   resolve: (r: VmReply) => void;
   reject: (e: GuardError) => void;
 }
 
 interface Worker {
+  launched: LaunchedWorker;
+  /** Wall events not yet charged to a call (any denied one fails the next answer). */
+  events: RunEvent[];
   child: ChildProcess;
   busy: Pending | undefined;
   timer: NodeJS.Timeout | undefined;
@@ -61,6 +77,10 @@ export class UnpicklerPool {
   private readonly size: number;
   private readonly config: WorkerConfig;
   private readonly execArgv: string[];
+  private readonly walls: WallsMode;
+  private readonly breakout: string | undefined;
+  /** Set once the snapshot is known to exist or a walled one-shot build has finished. */
+  private snapshotReady: Promise<void> | true | undefined;
 
   constructor(options: PoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.size ?? 1));
@@ -71,14 +91,18 @@ export class UnpicklerPool {
       cacheDir: options.cacheDir === false ? '' : (options.cacheDir ?? cacheDir()),
     };
     this.execArgv = [`--max-old-space-size=${options.workerHeapMb ?? 512}`];
+    const envWalls = process.env.MODELGUARD_WALLS;
+    this.walls = options.walls ?? (envWalls === 'on' || envWalls === 'off' ? envWalls : 'auto');
+    this.breakout = options.testBreakout;
   }
 
   /** Runs the restricted unpickler on `pickle`. */
   run(call: VmCall): Promise<VmReply> {
     if (this.closed) return Promise.reject(new GuardError('USAGE', 'the unpickler pool is closed; create a new one', { context: { step: 'vm' } }));
     const req: RunRequest = { type: 'run', id: this.nextId++, pickle: call.pickle, config: call.config, timeoutMs: call.timeoutMs ?? DEFAULT_VM_TIMEOUT_MS };
+    const journal = currentJournal();
     return new Promise<VmReply>((resolve, reject) => {
-      this.queue.push({ req, resolve, reject });
+      this.queue.push({ journal, req, resolve, reject });
       this.dispatch();
     });
   }
@@ -106,50 +130,81 @@ export class UnpicklerPool {
     await Promise.all(exits);
   }
 
-  private spawn(): Worker {
+  private launchOptions(onEvent: (e: RunEvent) => void): LaunchOptions {
     const entry = fileURLToPath(new URL('./worker.js', import.meta.url));
-    const child = fork(entry, [], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      execArgv: this.execArgv,
-      env: { ...process.env, MODELGUARD_WORKER_CONFIG: JSON.stringify(this.config), MODELGUARD_WORKER_PREWARM: '1' },
-    });
+    const env: Record<string, string | undefined> = { ...process.env, MODELGUARD_WORKER_CONFIG: JSON.stringify(this.config), MODELGUARD_WORKER_PREWARM: '1' };
+    delete env.MODELGUARD_TEST_BREAKOUT;
+    if (this.breakout) env.MODELGUARD_TEST_BREAKOUT = this.breakout;
+    return { entry, execArgv: this.execArgv, env, cacheDir: this.config.cacheDir, maxPages: this.config.maxPages, walls: this.walls, onEvent };
+  }
+
+  private spawn(): Worker {
+    const events: RunEvent[] = [];
+    const launched = launchWorker(this.launchOptions((e) => events.push(e)));
+    const child = launched.child;
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString('utf8')).slice(-4000);
     });
     const worker: Worker = {
+      launched,
+      events,
       child,
       busy: undefined,
       timer: undefined,
       exited: new Promise<void>((resolve) => child.once('exit', () => resolve())),
     };
-    child.on('message', (msg: RunReply | { type: 'ready' }) => {
+    const onMessage = (msg: RunReply | { type: 'ready' }): void => {
       if (msg.type !== 'result') return;
       const p = worker.busy;
       if (!p || p.req.id !== msg.id) return;
+      // Every wall event of this call is queued before the worker could answer (the supervisor
+      // queues, then answers the kernel); they are delivered by now or in this loop turn.
+      const denied = violations(worker.events.splice(0));
+      journalNote(p.journal, wallsOf(launched), denied);
+      if (denied.length > 0) {
+        // The worker tried something the walls refused: its answer is not trusted, it is not reused.
+        worker.busy = undefined;
+        this.finish(worker);
+        worker.child.kill('SIGKILL');
+        const err = new GuardError('SANDBOX_VIOLATION', `the unpickler worker tried what its walls deny (it was killed; its answer is discarded): ${denied.map(describeEvent).join('; ')}`, {
+          context: { step: 'vm', events: denied },
+        });
+        p.reject(err);
+        return;
+      }
       this.finish(worker);
       if (msg.ok) {
         const reply: VmReply = { json: msg.json ?? '', blob: msg.blob ?? new Uint8Array(0), runMs: msg.runMs ?? 0 };
         if (msg.boot) reply.boot = msg.boot;
+        if (msg.breakout !== undefined) reply.breakout = msg.breakout;
         p.resolve(reply);
       } else {
         const code = (msg.error?.code ?? 'INTERNAL') as GuardError['code'];
         p.reject(new GuardError(code, msg.error?.message ?? 'unpickler worker failed', { context: { step: 'vm' } }));
       }
       this.dispatch();
-    });
+    };
+    // Walled: take the answer one turn later, after any event the same poll phase delivered.
+    child.on('message', launched.walled ? (msg: RunReply) => setImmediate(() => onMessage(msg)) : onMessage);
     child.once('exit', (code, signal) => {
       const i = this.workers.indexOf(worker);
       if (i >= 0) this.workers.splice(i, 1);
       const p = worker.busy;
       this.finish(worker);
       if (p) {
+        const denied = violations(worker.events.splice(0));
+        journalNote(p.journal, wallsOf(launched), denied);
         const why = signal ? `signal ${signal}` : `exit code ${code}`;
+        const setup = launched.walled?.setupError;
         p.reject(
-          new GuardError('WORKER_CRASHED', `the unpickler worker died (${why})${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, {
-            context: { step: 'vm', pid: child.pid },
-          }),
+          denied.length > 0
+            ? new GuardError('SANDBOX_VIOLATION', `the unpickler worker tried what its walls deny and died (${why}): ${denied.map(describeEvent).join('; ')}`, { context: { step: 'vm', events: denied } })
+            : setup
+              ? setup
+              : new GuardError('WORKER_CRASHED', `the unpickler worker died (${why})${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, {
+                  context: { step: 'vm', pid: child.pid },
+                }),
         );
       }
       if (!this.closed) this.dispatch();
@@ -170,12 +225,14 @@ export class UnpicklerPool {
   }
 
   private idle(worker: Worker): void {
+    worker.launched.walled?.unref();
     worker.child.unref();
     (worker.child.channel as { unref?: () => void } | undefined)?.unref?.();
     (worker.child.stderr as { unref?: () => void } | null)?.unref?.();
   }
 
   private activate(worker: Worker): void {
+    worker.launched.walled?.ref();
     worker.child.ref();
     (worker.child.channel as { ref?: () => void } | undefined)?.ref?.();
   }
@@ -185,9 +242,30 @@ export class UnpicklerPool {
       let worker = this.workers.find((w) => !w.busy);
       if (!worker) {
         if (this.workers.length >= this.size) return;
-        worker = this.spawn();
+        if (this.snapshotReady !== true) {
+          // Walled workers never write: a missing snapshot is built first by a one-shot worker.
+          if (!this.snapshotReady) {
+            this.snapshotReady = buildSnapshotWalled(this.launchOptions(() => {})).finally(() => {
+              this.snapshotReady = true;
+              this.dispatch();
+            });
+          }
+          return;
+        }
+        try {
+          worker = this.spawn();
+        } catch (e) {
+          const p = this.queue.shift() as Pending;
+          p.reject(e instanceof GuardError ? e : new GuardError('SANDBOX_SETUP', String(e), { cause: e, context: { step: 'walls' } }));
+          continue;
+        }
       }
       const p = this.queue.shift() as Pending;
+      if (p.journal?.requireWalls && !worker.launched.walled) {
+        journalNote(p.journal, wallsOf(worker.launched));
+        p.reject(new GuardError('SANDBOX_UNAVAILABLE', `requireWalls: the unpickler worker runs isolate-only (${worker.launched.unwalledReason ?? 'kernel walls unavailable'})`, { context: { step: 'walls' } }));
+        continue;
+      }
       worker.busy = p;
       this.activate(worker);
       // The VM enforces timeoutMs itself; the watchdog adds the boot allowance and kills the

@@ -28,6 +28,8 @@ export interface RunReply {
   /** How the isolate that served this call was started. */
   boot?: { ms: number; snapshot: boolean; built: boolean };
   runMs?: number;
+  /** Test-only: what the worker's deliberate breakout attempt achieved (PoolOptions.testBreakout). */
+  breakout?: string;
 }
 
 export interface ReadyMessage {

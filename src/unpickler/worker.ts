@@ -4,6 +4,8 @@
  * time. An isolate that timed out or ran out of memory is disposed and replaced on the next call.
  * A V8 crash takes this process down, never the caller.
  */
+import { execFileSync } from 'node:child_process';
+import { connect } from 'node:net';
 import { loadAssets } from './assets.js';
 import { VmIsolate } from './isolate.js';
 import type { RunReply, RunRequest, WorkerConfig } from './protocol.js';
@@ -43,6 +45,32 @@ function boot(): VmIsolate {
   return v;
 }
 
+/**
+ * Test-only (PoolOptions.testBreakout, passed as MODELGUARD_TEST_BREAKOUT, which the pool strips
+ * from the environment it inherits): code in this process, outside the VM, does what an escape
+ * from Pyodide and the isolate would: start a program, or dial out. Harmless payloads only.
+ */
+async function breakOut(kind: string): Promise<string> {
+  try {
+    if (kind === 'exec') return `exec ok: ${execFileSync('/bin/echo', ['modelguard-breakout'], { encoding: 'utf8' }).trim()}`;
+    if (kind === 'connect') {
+      return await new Promise<string>((resolve) => {
+        const s = connect({ host: '192.0.2.1', port: 9 });
+        const done = (r: string): void => {
+          s.destroy();
+          resolve(r);
+        };
+        s.setTimeout(1500, () => done('connect: timed out'));
+        s.once('connect', () => done('connect ok'));
+        s.once('error', (e: NodeJS.ErrnoException) => done(`connect failed: ${e.code ?? e.message}`));
+      });
+    }
+    return `unknown breakout ${kind}`;
+  } catch (e) {
+    return `${kind} failed: ${(e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e))}`;
+  }
+}
+
 function handle(req: RunRequest): RunReply {
   try {
     let fresh = false;
@@ -65,11 +93,24 @@ function handle(req: RunRequest): RunReply {
 
 process.on('message', (msg: RunRequest) => {
   if (!msg || msg.type !== 'run') return;
+  const breakout = process.env.MODELGUARD_TEST_BREAKOUT;
+  if (breakout) {
+    void breakOut(breakout).then((outcome) => process.send?.({ ...handle(msg), breakout: outcome }));
+    return;
+  }
   const reply = handle(msg);
   process.send?.(reply);
 });
 process.on('disconnect', () => process.exit(0));
 process.send?.({ type: 'ready' });
+if (process.env.MODELGUARD_WORKER_SNAPSHOT_ONLY === '1') {
+  // The one-shot walled build (walls.ts): the only worker allowed to write the cache; it serves nothing.
+  try {
+    boot();
+  } finally {
+    process.exit(0);
+  }
+}
 if (process.env.MODELGUARD_WORKER_PREWARM === '1') {
   // Boot before the first request arrives; requests queue behind it in the event loop.
   setImmediate(() => {
