@@ -555,7 +555,9 @@ void Supervisor::Handle(const void *raw) {
       }
       return false;
     }
-    if (!is_inet(ev.sockaddr)) return policy_.unix_deny && ev.sockaddr.family == "unix";
+    if (ev.sockaddr.family == "netlink") return false;
+    if (ev.sockaddr.family == "unix") return policy_.unix_deny;
+    if (!is_inet(ev.sockaddr)) return policy_.net_deny;  // packet, vsock…: denied with the network
     if (net_allowed(ev.sockaddr)) return false;
     return policy_.net_deny;
   };

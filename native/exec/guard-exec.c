@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
@@ -112,6 +113,7 @@ struct options {
   int landlock_net;
   int landlock_scope;
   int pgroup;
+  int keep_caps;
   long pids_max;
   int kill_grace_ms;
   const char *write_paths[MAX_LIST];
@@ -232,6 +234,8 @@ static void parse_args(int argc, char **argv, struct options *o) {
       o->landlock_net = 1;
     } else if (strcmp(a, "--landlock-scope") == 0) {
       o->landlock_scope = 1;
+    } else if (strcmp(a, "--keep-caps") == 0) {
+      o->keep_caps = 1;
     } else if (strcmp(a, "--pgroup") == 0) {
       o->pgroup = 1;
     } else if (strcmp(a, "--write") == 0 && v) {
@@ -560,6 +564,23 @@ static void handoff_send(struct handoff *h, int listener) {
   close(h->sock);
 }
 
+/* Step: no capabilities survive the execve, not even root's (the bounding set goes first: root
+ * regains every capability in it at execve). Without CAP_SETPCAP there is nothing to drop. */
+static void step_drop_capabilities(void) {
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) die_step("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", errno);
+  for (int cap = 0; cap <= 63; cap++) {
+    if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+      if (errno == EPERM) break; /* not privileged: nothing to drop */
+      die_step("prctl(PR_CAPBSET_DROP)", errno);
+    }
+  }
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  if (syscall(SYS_capset, &hdr, data) != 0) die_step("capset", errno);
+}
+
 /* Resolves CMD against PATH now, so that the target makes exactly one execve. */
 static const char *resolve_command(const char *cmd, char *buf, size_t size) {
   if (strchr(cmd, '/')) return cmd;
@@ -614,6 +635,7 @@ __attribute__((noreturn)) static void run_target(struct options *o, struct sock_
     if (want.rlim_cur == RLIM_INFINITY || want.rlim_cur > want.rlim_max) want.rlim_cur = want.rlim_max;
     if (setrlimit(o->rlimits[i].resource, &want) != 0) die_step("setrlimit", errno);
   }
+  if (!o->keep_caps) step_drop_capabilities();
   int landlock = o->landlock ? step_landlock(o) : 0;
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die_step("no_new_privs", errno);
   /* Step: seccomp last. Earlier filters are plain; the last one carries the notification listener.

@@ -27,6 +27,7 @@ export function explainProfile(profile: SandboxProfile, native: NativeAddon | nu
   if (mg.unixSockets.length) lines.push(`  unix sockets reachable while the network is denied: ${mg.unixSockets.join(', ')}`);
   const rl = Object.entries(mg.rlimits).map(([k, v]) => `${k}=${v}`);
   lines.push(`  rlimits: ${rl.length ? rl.join(', ') : 'none'}; processes: ${mg.pids ?? 'unbounded'}`);
+  lines.push(`  capabilities: ${mg.keepCapabilities ? "the user's are kept" : 'none survive the execve, not even root\'s'}; no_new_privs always`);
   if (mg.report.length) lines.push(`  also reported: ${mg.report.join(', ')}`);
   lines.push(`  always denied and reported: ${ALWAYS_DENIED.join(', ')}, ${CONDITIONALLY_DENIED.map((c) => c.why).join(', ')}, personality other than the default`);
   let rules = 0;

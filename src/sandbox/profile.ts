@@ -78,6 +78,8 @@ export interface ModelguardSection {
    * cache by default). Every other unix connect is refused and reported.
    */
   unixSockets: string[];
+  /** Keep the user's capabilities (default: none survive, not even root's). */
+  keepCapabilities: boolean;
 }
 
 export interface SandboxProfile {
@@ -170,12 +172,13 @@ const SECTION_DEFAULTS: ModelguardSection = {
   report: [],
   auditWrites: false,
   unixSockets: [],
+  keepCapabilities: false,
 };
 
 function parseSection(source: string, v: unknown): ModelguardSection {
   if (v === undefined) return structuredClone(SECTION_DEFAULTS);
   if (!isObject(v)) throw invalid(source, '`x-modelguard` must be an object');
-  checkKeys(source, 'x-modelguard', v, ['description', 'network', 'exec', 'fs', 'rlimits', 'pids', 'report', 'auditWrites', 'unixSockets']);
+  checkKeys(source, 'x-modelguard', v, ['description', 'network', 'exec', 'fs', 'rlimits', 'pids', 'report', 'auditWrites', 'unixSockets', 'keepCapabilities']);
   const s = structuredClone(SECTION_DEFAULTS);
   if (v.description !== undefined) {
     if (typeof v.description !== 'string') throw invalid(source, '`x-modelguard.description` must be a string');
@@ -209,6 +212,10 @@ function parseSection(source: string, v: unknown): ModelguardSection {
     s.pids = v.pids;
   }
   if (v.report !== undefined) s.report = stringList(source, 'x-modelguard.report', v.report);
+  if (v.keepCapabilities !== undefined) {
+    if (typeof v.keepCapabilities !== 'boolean') throw invalid(source, '`x-modelguard.keepCapabilities` must be a boolean');
+    s.keepCapabilities = v.keepCapabilities;
+  }
   if (v.unixSockets !== undefined) s.unixSockets = stringList(source, 'x-modelguard.unixSockets', v.unixSockets);
   if (v.auditWrites !== undefined) {
     if (typeof v.auditWrites !== 'boolean') throw invalid(source, '`x-modelguard.auditWrites` must be a boolean');

@@ -69,6 +69,8 @@ export interface RunWalls {
   landlockNet: boolean;
   rlimits: Partial<Record<RlimitName, number>>;
   pids: string | null;
+  /** `dropped`: no capability survives the execve (bounding set cleared), `kept` otherwise. */
+  capabilities: 'dropped' | 'kept';
   write: string[];
 }
 
@@ -197,6 +199,7 @@ function guardExecArgs(s: Settings, options: RunOptions): string[] {
   if (mg.pids && mg.rlimits.nproc === undefined && process.getuid?.() !== 0) args.push('--rlimit', `nproc=${mg.pids}`);
   if (mg.pids) args.push('--pids-max', String(mg.pids));
   if (options.signalGroup) args.push('--pgroup');
+  if (mg.keepCapabilities) args.push('--keep-caps');
   return args;
 }
 
@@ -263,6 +266,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     landlockNet: false,
     rlimits: { ...profile.modelguard.rlimits },
     pids: null,
+    capabilities: profile.modelguard.keepCapabilities ? 'kept' : 'dropped',
     write: s.writeCheck ? s.write : ['(audit: writes reported, not refused)'],
   };
   const base = (): RunResult => ({

@@ -249,6 +249,16 @@ if (skip) {
     assert.equal(processesMatching(`${probe()} forkbomb`), []);
   });
 
+  test('the command keeps no capability, even as root; no_new_privs and seccomp are on', async () => {
+    const r = await run([probe(), 'caps'], { stdio: 'pipe' });
+    const out = r.stdout ?? '';
+    for (const k of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) assert.match(out, new RegExp(`${k}:\\s+0000000000000000`), k);
+    assert.match(out, /NoNewPrivs:\s+1/);
+    assert.match(out, /Seccomp:\s+2/);
+    const p = await run([probe(), 'packet'], { stdio: 'pipe' });
+    assert.match(p.stdout ?? '', 'packet errno=EPERM');
+  });
+
   test('leaks no file descriptor into the command', async () => {
     const r = await run([probe(), 'fds'], { stdio: 'pipe' });
     assert.equal((r.stdout ?? '').trim().split('\n'), ['fd 0', 'fd 1', 'fd 2']);
