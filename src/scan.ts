@@ -10,6 +10,7 @@ import type { FormatContext, NestedHint } from './formats/types.js';
 import { createPolicy, type Policy } from './formats/pickle/policy.js';
 import { directoryChecks } from './formats/repository.js';
 import { VERSION } from './version.js';
+import { enforceRequireWalls, reportWalls, withWallsJournal } from './unpickler/walls.js';
 
 export interface ScanOptions {
   /** Limit overrides (bytes, counts, time). */
@@ -22,6 +23,8 @@ export interface ScanOptions {
   onProgress?: (done: number, total: number, path: string) => void;
   /** Display name used when scanning bytes. */
   name?: string;
+  /** Fail (SANDBOX_UNAVAILABLE) rather than run the VM without the kernel walls (isolate-only). */
+  requireWalls?: boolean;
 }
 
 export type ScanResult = Report;
@@ -36,6 +39,16 @@ interface Session {
 
 /** Scans a file, a directory (recursively) or in-memory bytes. */
 export async function scan(target: string | Uint8Array | readonly string[], options: ScanOptions = {}): Promise<ScanResult> {
+  return withWallsJournal({ requireWalls: options.requireWalls === true }, (journal) =>
+    scanInner(target, options).then((report) => {
+      report.walls = reportWalls(journal);
+      enforceRequireWalls(journal, options.requireWalls);
+      return report;
+    }),
+  );
+}
+
+async function scanInner(target: string | Uint8Array | readonly string[], options: ScanOptions): Promise<ScanResult> {
   const started = Date.now();
   const session: Session = { limits: resolveLimits(options.limits), policy: createPolicy({ allow: options.allow }), vm: options.fast !== true, vmUsed: false };
   const files: FileReport[] = [];

@@ -1,5 +1,6 @@
 import { GuardError } from '../errors.js';
 import { convertToSafetensors, type ConvertResult } from '../load/convert.js';
+import { wallsLine } from '../report/render.js';
 import { parseArgs } from './args.js';
 import { LOAD_SPEC, loadOptions, reportFailure } from './load.js';
 
@@ -14,6 +15,7 @@ Options:
   --allow-suspicious     convert files whose verdict is suspicious (never malicious)
   --timeout MS           time limit of the unpickler VM
   --max-bytes N          refuse to allocate more than N bytes of tensors
+  --require-walls        fail (exit 2) rather than run the unpickler without the kernel walls
 
 Exit codes: 0 written, 1 refused (unsafe), 2 usage, I/O or format error.
 `;
@@ -33,5 +35,6 @@ export async function main(argv: string[]): Promise<number> {
     return reportFailure(e, 'convert');
   }
   process.stdout.write(`wrote ${out}: ${r.tensors} tensors, ${r.bytes} bytes (from ${r.load.format}, sha256 ${String(r.load.metadata.sha256).slice(0, 16)}…)\n`);
+  if (r.load.report.walls) process.stdout.write(`walls: ${wallsLine(r.load.report.walls)}\n`);
   return 0;
 }

@@ -1,7 +1,7 @@
 import { GuardError } from '../errors.js';
 import { safeLoad, type LoadResult, type SafeLoadOptions } from '../load/safeload.js';
 import { isTensor, type Tensor } from '../load/graph.js';
-import { renderText } from '../report/render.js';
+import { renderText, wallsLine } from '../report/render.js';
 import type { Report } from '../report/model.js';
 import { parseArgs } from './args.js';
 
@@ -18,6 +18,7 @@ Options:
   --timeout MS           time limit of the unpickler VM (default 30000)
   --max-bytes N          refuse to allocate more than N bytes of tensors
   --no-values            do not print non-tensor values
+  --require-walls        fail (exit 2) rather than run the unpickler without the kernel walls
 
 Exit codes: 0 loaded, 1 refused (unsafe), 2 usage, I/O or format error.
 `;
@@ -36,6 +37,7 @@ export function loadOptions(options: Record<string, string | string[] | boolean>
     if (!(n > 0)) throw new GuardError('USAGE', `option \`--timeout\` takes a positive number of milliseconds (got \`${options.timeout}\`)`);
     o.timeoutMs = n;
   }
+  if (options['require-walls'] === true) o.requireWalls = true;
   if (typeof options['max-bytes'] === 'string') {
     const n = Number(options['max-bytes']);
     if (!Number.isSafeInteger(n) || n <= 0) throw new GuardError('USAGE', `option \`--max-bytes\` takes a positive integer (got \`${options['max-bytes']}\`)`);
@@ -49,12 +51,13 @@ export const LOAD_SPEC = {
   'allow-suspicious': {},
   timeout: { value: true },
   'max-bytes': { value: true },
+  'require-walls': {},
   help: { short: 'h' },
 } as const;
 
 /** Prints why a load was refused and returns the exit code. */
 export function reportFailure(e: unknown, command: string): number {
-  if (e instanceof GuardError && e.code === 'UNSAFE_MODEL') {
+  if (e instanceof GuardError && (e.code === 'UNSAFE_MODEL' || e.code === 'SANDBOX_VIOLATION')) {
     const report = (e as GuardError & { report?: Report }).report;
     process.stderr.write(`guard ${command}: refused: ${e.message}\n`);
     if (report) process.stderr.write(renderText(report, { color: false }));
@@ -130,6 +133,7 @@ export async function main(argv: string[]): Promise<number> {
       values: Object.fromEntries(values(r.object)),
       metadata: r.metadata,
       verdict: r.report.files[0]?.verdict,
+      walls: r.report.walls,
     };
     process.stdout.write(`${JSON.stringify(out, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Map ? Object.fromEntries(v) : v), 2)}\n`);
     return 0;
@@ -144,5 +148,6 @@ export async function main(argv: string[]): Promise<number> {
   }
   const basis = r.report.files[0]?.basis;
   process.stdout.write(`\nverdict: ${r.report.files[0]?.verdict ?? 'unknown'}${basis ? ` (${basis})` : ''}\n`);
+  if (r.report.walls) process.stdout.write(`walls: ${wallsLine(r.report.walls)}\n`);
   return 0;
 }

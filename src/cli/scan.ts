@@ -16,6 +16,7 @@ Options:
   --fail-on LEVEL            suspicious | invalid | malicious (default suspicious)
   --allow NAME               accept a qualified global (module.name or module.*); repeatable
   --fast                     static pass only (skip the VM pass)
+  --require-walls            fail (exit 2) rather than run the VM without the kernel walls
   --verbose                  show informational findings too
   --no-color                 plain text even on a terminal
 
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
       'fail-on': { value: true },
       allow: { value: true, multiple: true },
       fast: {},
+      'require-walls': {},
       verbose: { short: 'v' },
       'no-color': {},
       help: { short: 'h' },
@@ -49,6 +51,7 @@ export async function main(argv: string[]): Promise<number> {
   const report = await scan(positionals, {
     allow: (options.allow as string[] | undefined) ?? [],
     fast: options.fast === true,
+    requireWalls: options['require-walls'] === true,
     onProgress: tty
       ? (done, total, path) => {
           const now = Date.now();

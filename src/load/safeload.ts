@@ -14,6 +14,7 @@ import { vmFindings, vmUnpickle, type UnpicklerPool, type VmNode, type VmResult,
 import { brandTensor, GraphBuilder, type StorageLocation, type StorageResolver, type Tensor } from './graph.js';
 import { byteswap, dtypeInfo, FROM_SAFETENSORS, fromNumpyDescr } from './dtypes.js';
 import { allocTensor, runReads, type ReadJob } from './reader.js';
+import { currentJournal, enforceRequireWalls, reportWalls, withWallsJournal } from '../unpickler/walls.js';
 
 export type { Tensor } from './graph.js';
 export type { TensorData } from './dtypes.js';
@@ -40,6 +41,8 @@ export interface SafeLoadOptions {
   name?: string;
   /** Add `metadata.sha256`: the hash of the bytes that were scanned and loaded. */
   sha256?: boolean;
+  /** Fail (SANDBOX_UNAVAILABLE) rather than run the VM without the kernel walls (isolate-only). */
+  requireWalls?: boolean;
 }
 
 export interface LoadResult {
@@ -67,12 +70,30 @@ interface Input {
  */
 export async function safeLoad(target: string | Uint8Array, options: SafeLoadOptions = {}): Promise<LoadResult> {
   checkOptions(options);
+  return withWallsJournal({ requireWalls: options.requireWalls === true }, async (journal) => {
+    let result: LoadResult;
+    try {
+      result = await safeLoadInner(target, options);
+    } catch (e) {
+      // A load that failed still says which walls were up and what they stopped.
+      const report = (e as { report?: Report }).report;
+      if (report) report.walls = reportWalls(journal);
+      throw e;
+    }
+    result.report.walls = reportWalls(journal);
+    enforceRequireWalls(journal, options.requireWalls);
+    return result;
+  });
+}
+
+async function safeLoadInner(target: string | Uint8Array, options: SafeLoadOptions): Promise<LoadResult> {
   const input = openInput(target, options);
   try {
     const scanOpts: Parameters<typeof scan>[1] = {};
     if (options.allow) scanOpts.allow = options.allow;
     if (options.limits) scanOpts.limits = options.limits;
     if (typeof target !== 'string' && options.name) scanOpts.name = options.name;
+    if (options.requireWalls) scanOpts.requireWalls = true;
     const report = await scan(typeof target === 'string' ? target : target, scanOpts);
     if (input.stat && input.fd !== undefined) sameFile(input, target as string);
     refuseIfUnsafe(report, options, input.path);
@@ -124,7 +145,7 @@ async function loadFormat(ctx: LoadContext): Promise<LoadResult> {
   }
 }
 
-const KNOWN_OPTIONS = new Set(['allow', 'allowSuspicious', 'timeoutMs', 'maxBytes', 'limits', 'pool', 'name', 'sha256']);
+const KNOWN_OPTIONS = new Set(['requireWalls', 'allow', 'allowSuspicious', 'timeoutMs', 'maxBytes', 'limits', 'pool', 'name', 'sha256']);
 
 function checkOptions(options: SafeLoadOptions): void {
   for (const k of Object.keys(options)) {
@@ -232,7 +253,13 @@ async function runVm(ctx: LoadContext, pickle: Uint8Array, member: string | unde
   if (ctx.options.allow) o.allow = ctx.options.allow;
   if (ctx.options.timeoutMs) o.timeoutMs = ctx.options.timeoutMs;
   if (ctx.options.pool) o.pool = ctx.options.pool;
-  const r = await vmUnpickle(pickle, o);
+  let r: VmResult;
+  try {
+    r = await vmUnpickle(pickle, o);
+  } catch (e) {
+    if (e instanceof GuardError && !(e as { report?: Report }).report) (e as GuardError & { report: Report }).report = ctx.report;
+    throw e;
+  }
   const policy = createPolicy(ctx.options.allow ? { allow: ctx.options.allow } : {});
   const findings = vmFindings(r, policy, member !== undefined ? { member } : undefined);
   if (findings.length > 0) {
@@ -247,7 +274,7 @@ async function runVm(ctx: LoadContext, pickle: Uint8Array, member: string | unde
     ctx.report.summary = summarize(ctx.report.files, ctx.report.summary.durationMs);
     refuseIfUnsafe(ctx.report, ctx.options, ctx.input.path);
   }
-  ctx.report.walls = { ...(ctx.report.walls ?? { mode: 'static' }), isolate: true, mode: 'isolate-only' };
+  ctx.report.walls = reportWalls(currentJournal());
   if (r.error) {
     throw new GuardError('INVALID_MODEL', `${ctx.input.path}: CPython's pickle machine could not load the pickle: ${r.error}`, { context: { path: ctx.input.path, step: 'vm', ...(member ? { member } : {}) } });
   }

@@ -53,5 +53,11 @@ export function wallsLine(w: NonNullable<Report['walls']>): string {
   if (w.network !== undefined) parts.push(`network=${w.network ?? 'open'}`);
   if (w.landlock !== undefined) parts.push(`landlock=${w.landlock === null ? 'none' : `ABI ${w.landlock}`}`);
   if (w.rlimits) parts.push(`rlimits=${Object.entries(w.rlimits).map(([k, v]) => `${k}:${v}`).join(',')}`);
+  if (w.reason) parts.push(`(${w.reason})`);
+  if (w.events && w.events.length > 0) {
+    const e = w.events[0]!;
+    const what = e.argv ? `${e.syscall} ${e.argv.join(' ')}` : e.egress ? `${e.syscall} ${e.egress.address}:${e.egress.port}` : e.path ? `${e.syscall} ${e.path}` : e.syscall;
+    parts.push(`stopped=${w.events.length} (${what} ${e.action}${e.errno ? ` ${e.errno}` : ''}${w.events.length > 1 ? ', …' : ''})`);
+  }
   return parts.join(' ');
 }
