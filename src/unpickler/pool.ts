@@ -29,7 +29,7 @@ export interface PoolOptions {
    */
   walls?: WallsMode;
   /** @internal Test-only: the worker breaks out of the VM on every call (see worker.ts). */
-  testBreakout?: 'exec' | 'connect';
+  testBreakout?: 'exec' | 'connect' | 'read' | 'write';
 }
 
 export interface VmCall {

@@ -5,6 +5,7 @@
  * A V8 crash takes this process down, never the caller.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { loadAssets } from './assets.js';
 import { VmIsolate } from './isolate.js';
@@ -64,6 +65,13 @@ async function breakOut(kind: string): Promise<string> {
         s.once('connect', () => done('connect ok'));
         s.once('error', (e: NodeJS.ErrnoException) => done(`connect failed: ${e.code ?? e.message}`));
       });
+    }
+    if (kind === 'read') return `read ok: ${readFileSync('/etc/hostname', 'utf8').trim().length} bytes`;
+    if (kind === 'write') {
+      const p = `/tmp/modelguard-breakout-${process.pid}`;
+      writeFileSync(p, 'harmless');
+      unlinkSync(p);
+      return 'write ok';
     }
     return `unknown breakout ${kind}`;
   } catch (e) {
