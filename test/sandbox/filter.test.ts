@@ -75,11 +75,15 @@ if (skip || process.arch !== 'x64') {
     assert.equal(answer(c, 'syslog'), { action: 'errno', errno: 1, via: 'supervisor' });
   });
 
-  test('ioctl stays in BPF for every request but TIOCSTI/TIOCLINUX, high bits included', () => {
-    const c = compilePolicy(native, loadProfile('inference'), opts);
+  test('inference-gpu: ioctl stays in BPF for every request but TIOCSTI/TIOCLINUX, high bits included', () => {
+    const c = compilePolicy(native, loadProfile('inference-gpu'), opts);
     for (const v of [0n, 0x5401n, 0x5411n, 0x5413n, 0x541bn, 0x541dn, 0xc0045401n, 0xffffffffn]) assert.is(combined(c.filters, 'ioctl', [3n, v]).action, 'allow', v.toString(16));
     for (const v of [0x5412n, 0x541cn, 0x1_0000_5412n, 0x1_0000_0000n]) assert.is(combined(c.filters, 'ioctl', [3n, v]).action, 'notify', v.toString(16));
     assert.is(allowExcept32(1, [5n]).length > 0, true);
+    // inference (CPU) allows terminal, socket and file ioctls only; others are denied and reported
+    const cpu = compilePolicy(native, loadProfile('inference'), opts);
+    assert.is(combined(cpu.filters, 'ioctl', [1n, 0x5413n]).action, 'allow');
+    assert.equal(answer(cpu, 'ioctl', [3n, 0xc0044600n]), { action: 'errno', errno: 1, via: 'supervisor' });
   });
 
   test("Docker's default profile compiles and keeps its semantics", () => {

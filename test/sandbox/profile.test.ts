@@ -21,7 +21,10 @@ test('the built-in profiles say what the issue asks of them', () => {
   assert.is(loader.modelguard.network, 'deny');
   assert.is(loader.modelguard.exec, 'first');
   assert.equal(loader.modelguard.fs.write, ['$TMPDIR']);
+  const cpu = loadProfile('inference');
+  assert.ok(cpu.syscalls.find((r) => r.names.includes('ioctl'))!.args.length > 0, 'inference: listed ioctls only');
   const gpu = loadProfile('inference-gpu');
+  assert.equal(gpu.syscalls.find((r) => r.names.includes('ioctl'))!.args, [], 'inference-gpu: driver ioctls');
   assert.ok(gpu.modelguard.fs.write.includes('/dev/nvidiactl'));
   assert.ok(gpu.modelguard.fs.write.includes('/dev/nvidia-uvm'));
   const audit = loadProfile('audit');
