@@ -192,6 +192,8 @@ export interface RunSummary {
   blockedExecs: { path?: string; argv?: string[] }[];
   blockedWrites: string[];
   deniedSyscalls: string[];
+  /** Events beyond the result's limit (counted, not kept). */
+  dropped?: number;
 }
 
 export function summarize(events: readonly RunEvent[]): RunSummary {

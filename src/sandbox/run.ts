@@ -19,6 +19,9 @@ import { summarize, toRunEvent, type RunEvent, type RunSummary } from './events.
 
 export type { RunEvent, RunSummary, Egress, EventAction } from './events.js';
 
+/** Events kept in a result; later ones are counted (summary.dropped) and still streamed to onEvent. */
+export const MAX_EVENTS = 100_000;
+
 /** Signals forwarded to the command when `forwardSignals` is on. */
 export const FORWARDED_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
 
@@ -53,6 +56,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Try a fresh network namespace first (default true). */
   netns?: boolean;
+  /** Keep at most this many events in the result (default MAX_EVENTS). */
+  maxEvents?: number;
   /** Called with the launcher's pid once it is spawned (the only child Node starts for a run). */
   onSpawn?: (pid: number) => void;
 }
@@ -255,6 +260,8 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     return n;
   };
   const events: RunEvent[] = [];
+  const maxEvents = options.maxEvents ?? MAX_EVENTS;
+  let dropped = 0;
   const started = Date.now();
   const walls: RunWalls = {
     seccomp: `${profile.name}: ${policy.specs[0]!.rules.length} BPF rules, default ${policy.mode === 'notify-default' ? `notify (denied with errno ${policy.defaultErrno} and reported)` : 'allow'}; ${policy.notified.size} syscalls decoded by the supervisor`,
@@ -308,7 +315,8 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   const onNative = (ev: NativeEvent | NativeEnd): void => {
     if (ev.type === 'end') return;
     const re = toRunEvent(ev, { syscallName });
-    events.push(re);
+    if (events.length < maxEvents) events.push(re);
+    else dropped++;
     options.onEvent?.(re);
   };
 
@@ -409,6 +417,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     options.onEvent?.(ev);
   }
   res.summary = summarize(events);
+  if (dropped) res.summary.dropped = dropped;
   if (options.stdio === 'pipe') {
     res.stdout = String(result.stdout ?? '');
     res.stderr = String(result.stderr ?? '');
