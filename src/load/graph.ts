@@ -16,7 +16,12 @@ export type StorageLocation = { kind: 'file'; offset: number; size: number } | {
 
 export interface StorageResolver {
   locate(key: string): StorageLocation;
+  /** A byte range of the loaded file (joblib's inline arrays). */
+  locateRange?(offset: number, size: number): StorageLocation;
 }
+
+/** An ndarray node; joblib arrays carry a file range instead of inline bytes. */
+type NdarrayNode = Extract<VmNode, { t: 'ndarray' }> & { file?: { o: number; n: number } };
 
 /** Marker for values the loader could not turn into data (intercepted calls, plain allowlisted objects). */
 export interface OpaqueObject {
@@ -60,6 +65,8 @@ export class GraphBuilder {
   private readonly memo = new Map<number, unknown>();
   private readonly jobs: ReadJob[] = [];
   private readonly gathers: GatherJob[] = [];
+  /** Fix-ups that need the bytes read first (byte swaps of file-backed arrays). */
+  private readonly posts: Array<() => void> = [];
   private totalBytes = 0;
 
   constructor(
@@ -79,9 +86,11 @@ export class GraphBuilder {
       if (fd === undefined) throw new GuardError('INTERNAL', 'file reads queued without a file', { context: { step: 'read' } });
       await runReads(fd, this.jobs, path);
     }
+    for (const p of this.posts) p();
     for (const g of this.gathers) gather(g);
     this.jobs.length = 0;
     this.gathers.length = 0;
+    this.posts.length = 0;
   }
 
   private charge(bytes: number): void {
@@ -301,8 +310,9 @@ export class GraphBuilder {
 
   private readonly storageById = new Map<number, VmStorageNode>();
 
-  private ndarray(n: Extract<VmNode, { t: 'ndarray' }>, name: string, depth: number): unknown {
+  private ndarray(n: NdarrayNode, name: string, depth: number): unknown {
     const shape = n.shape.map((x) => nonNegInt(x, 'array dimension'));
+    if (n.file) return this.fileArray(n, n.file, shape);
     if (!n.data) {
       return opaque('numpy.ndarray', { dtype: n.dtype.spec, shape, objects: n.objects === undefined ? null : this.node(n.objects, name, depth) });
     }
@@ -333,6 +343,53 @@ export class GraphBuilder {
       const t2: Tensor = brandTensor({ dtype: dt.dtype, shape, data: info.make(out, 0, numel) });
       gather({ tensor: t2, src: dest, offset: 0, shape, stride, size: info.size });
       return t2;
+    }
+    return tensor;
+  }
+
+  /** A joblib inline array: read from the file straight into its buffer (F order gathered after). */
+  private fileArray(n: NdarrayNode, range: { o: number; n: number }, shape: number[]): unknown {
+    const descr = numpyDescrFromSpec(n.dtype.spec, n.dtype.order);
+    const dt = n.dtype.fields ? undefined : fromNumpyDescr(descr);
+    const info = dt ? dtypeInfo(dt.dtype) : undefined;
+    if (!this.storages?.locateRange) throw new GuardError('INVALID_MODEL', 'an inline array where the format has none', { context: { step: 'tensor' } });
+    if (!dt || !info) {
+      // Strings, records, datetimes: kept as raw bytes with their NumPy dtype.
+      this.charge(range.n);
+      const loc = this.storages.locateRange(range.o, range.n);
+      const bytes = new Uint8Array(range.n);
+      if (loc.kind === 'file') this.jobs.push({ fileOffset: loc.offset, length: range.n, dest: bytes, destOffset: 0 });
+      else bytes.set(loc.bytes.subarray(0, range.n));
+      return opaque('numpy.ndarray', { dtype: descr, shape, bytes });
+    }
+    let numel = 1;
+    for (const s of shape) numel *= s;
+    const bytes = numel * info.size;
+    if (bytes !== range.n) throw new GuardError('INVALID_MODEL', `joblib array of shape [${shape}] ${descr} spans ${range.n} bytes`, { context: { step: 'tensor' } });
+    this.charge(bytes);
+    const loc = this.storages.locateRange(range.o, range.n);
+    const fortran = n.fortran && shape.length > 1;
+    const buf = allocTensor(bytes);
+    let raw = new Uint8Array(buf);
+    const tensor: Tensor = brandTensor({ dtype: dt.dtype, shape, data: info.make(buf, 0, numel) });
+    if (fortran) {
+      this.charge(bytes);
+      raw = new Uint8Array(bytes);
+    }
+    if (loc.kind === 'file') this.jobs.push({ fileOffset: loc.offset, length: bytes, dest: raw, destOffset: 0 });
+    else raw.set(loc.bytes.subarray(0, bytes));
+    if (dt.bigEndian) {
+      const unit = dt.dtype.startsWith('complex') ? info.size / 2 : info.size;
+      this.posts.push(() => byteswap(raw, unit));
+    }
+    if (fortran) {
+      const stride: number[] = [];
+      let acc = 1;
+      for (const s of shape) {
+        stride.push(acc);
+        acc *= s;
+      }
+      this.gathers.push({ tensor, src: raw, offset: 0, shape, stride, size: info.size });
     }
     return tensor;
   }

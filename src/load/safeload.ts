@@ -131,6 +131,8 @@ async function loadFormat(ctx: LoadContext): Promise<LoadResult> {
         return await loadTorchLegacy(ctx);
       case 'pickle':
         return await loadPickle(ctx);
+      case 'joblib':
+        return await loadJoblib(ctx);
       case 'numpy':
         return await loadNpy(ctx);
       case 'npz':
@@ -440,6 +442,27 @@ async function loadPickle(ctx: LoadContext): Promise<LoadResult> {
   if (src.size > ctx.limits.maxPickleBytes) throw new GuardError('LIMIT_EXCEEDED', `pickle of ${src.size} bytes exceeds maxPickleBytes`, { context: { path: ctx.input.path } });
   const r = await runVm(ctx, src.read(0, src.size), undefined);
   return build(ctx, r, (r.objects ?? [null])[0] as VmNode, undefined, 'pickle', {});
+}
+
+/**
+ * joblib: the pickle stream has each array's raw bytes right after its NumpyArrayWrapper. The VM
+ * reads the stream with the pure-Python unpickler joblib uses, records each array's file range and
+ * skips it; the bytes are read from the file into the array's buffer here.
+ */
+async function loadJoblib(ctx: LoadContext): Promise<LoadResult> {
+  const src = ctx.input.src;
+  if (src.size > ctx.limits.maxPickleBytes) throw new GuardError('LIMIT_EXCEEDED', `joblib file of ${src.size} bytes exceeds maxPickleBytes`, { context: { path: ctx.input.path } });
+  const r = await runVm(ctx, src.read(0, src.size), undefined, { joblib: true });
+  const storages: StorageResolver = {
+    locate(key) {
+      throw new GuardError('INVALID_MODEL', `joblib file references a PyTorch storage (${key})`, { context: { path: ctx.input.path } });
+    },
+    locateRange(offset, size) {
+      if (offset < 0 || offset + size > src.size) throw new GuardError('INVALID_MODEL', 'joblib array runs past the end of the file', { context: { path: ctx.input.path, offset } });
+      return ctx.input.fd !== undefined ? { kind: 'file', offset, size } : { kind: 'memory', bytes: src.read(offset, size) };
+    },
+  };
+  return build(ctx, r, (r.objects ?? [null])[0] as VmNode, storages, 'joblib', {});
 }
 
 /** Reads a plain (non-object) .npy from `src` at `base` (absolute file offset when from the file). */

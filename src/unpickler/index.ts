@@ -102,6 +102,8 @@ export interface VmUnpickleOptions {
   pickles?: number;
   /** Load pickles until the data ends (up to `pickles`). */
   all?: boolean;
+  /** Read the stream like joblib: pure-Python unpickler, inline arrays after NumpyArrayWrapper. */
+  joblib?: boolean;
   /** Qualified names accepted as plain placeholder objects. */
   allow?: readonly string[];
   /** Return the object graph (default true). */
@@ -114,7 +116,7 @@ export async function vmUnpickle(pickle: Uint8Array, options: VmUnpickleOptions 
   const pool = options.pool ?? defaultPool();
   const reply = await pool.run({
     pickle,
-    config: { pickles: options.pickles ?? 1, all: options.all === true, allow: [...(options.allow ?? [])], graph: options.graph !== false },
+    config: { pickles: options.pickles ?? 1, all: options.all === true, allow: [...(options.allow ?? [])], graph: options.graph !== false, joblib: options.joblib === true },
     timeoutMs: options.timeoutMs ?? DEFAULT_VM_TIMEOUT_MS,
   });
   let parsed: Omit<VmResult, 'blob' | 'runMs' | 'boot'>;
@@ -139,6 +141,8 @@ export interface VmScanOptions {
   timeoutMs?: number;
   /** Number of consecutive pickles in the stream to run (default: all, up to 64). */
   pickles?: number;
+  /** The stream is a joblib file: read it like joblib (inline array bytes are skipped, not parsed as opcodes). */
+  joblib?: boolean;
   pool?: UnpicklerPool;
 }
 
@@ -164,7 +168,7 @@ export async function vmScanPass(pickleBytes: Uint8Array, opts: VmScanOptions): 
   const location = opts.member !== undefined ? { member: opts.member } : undefined;
   let r: VmResult;
   try {
-    const o: VmUnpickleOptions = { pickles: opts.pickles ?? 64, all: true, graph: false, timeoutMs: opts.timeoutMs ?? DEFAULT_VM_TIMEOUT_MS };
+    const o: VmUnpickleOptions = { pickles: opts.joblib ? 1 : (opts.pickles ?? 64), all: true, graph: false, timeoutMs: opts.timeoutMs ?? DEFAULT_VM_TIMEOUT_MS, joblib: opts.joblib === true };
     if (opts.pool) o.pool = opts.pool;
     r = await vmUnpickle(pickleBytes, o);
   } catch (e) {

@@ -148,4 +148,15 @@ vm('the allowlisted stand-ins build plain values', async () => {
   assert.equal(r.objects, [{ t: 'dict', id: 0, ordered: true, k: ['a', 'b'], v: [{ t: 'set', id: 1, v: [1] }, { t: 'tuple', id: 2, v: [2, 3] }] }]);
 });
 
+vm('joblib streams are read like joblib: inline arrays skipped, object-array payloads intercepted', async () => {
+  const benign = await vmScanPass(readFileSync(join(SCAN_FIXTURES_DIR, 'real/numpy_arrays.joblib')), { policy, pool, joblib: true });
+  assert.is(benign.error, undefined);
+  assert.equal(benign.findings, []);
+  const evil = await vmScanPass(readFileSync(join(SCAN_FIXTURES_DIR, 'attack/joblib_object_payload.joblib')), { policy, pool, joblib: true });
+  assert.ok(evil.findings.some((f) => f.verdict === 'malicious' && /system\('echo modelguard-fixture'\)/.test(f.message)), JSON.stringify(evil.findings));
+  // Without joblib mode the C unpickler runs into the raw array bytes.
+  const plain = await vmScanPass(readFileSync(join(SCAN_FIXTURES_DIR, 'real/numpy_arrays.joblib')), { policy, pool });
+  assert.ok(plain.error);
+});
+
 vm.run();

@@ -170,6 +170,7 @@ class NDArray:
 
     def __init__(self, *args):
         self.shape, self.dtype, self.fortran, self.data, self.objects = None, None, False, None, None
+        self.file_offset, self.nbytes = None, None
 
     def __setstate__(self, state):
         # (version, shape, dtype, is_fortran, rawdata) or without version
@@ -387,9 +388,10 @@ def _normalise(module):
     return module
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, allowed_plain):
-        super().__init__(file, encoding="latin1")
+class _Restricted:
+    """find_class / persistent_load shared by the C unpickler and the pure-Python one (joblib)."""
+
+    def _mg_init(self, allowed_plain):
         # `mypkg.*` entries accept every name under the prefix.
         self._allowed_plain = frozenset(a for a in allowed_plain if not a.endswith(".*"))
         self._allowed_prefixes = tuple(a[:-1] for a in allowed_plain if a.endswith(".*"))
@@ -428,6 +430,96 @@ class RestrictedUnpickler(pickle.Unpickler):
             return Storage(str(key), dtype, str(location), int(numel) if isinstance(numel, int) else -1, view)
         _record("pickle", "persistent_load", "persistent_id", (pid,))
         return _placeholder("pickle", "persistent_load")(pid)
+
+
+class RestrictedUnpickler(_Restricted, pickle.Unpickler):
+    """CPython's C unpickler (what torch.load and pickle.load use)."""
+
+    def __init__(self, file, allowed_plain):
+        pickle.Unpickler.__init__(self, file, encoding="latin1")
+        self._mg_init(allowed_plain)
+
+
+class JoblibWrapper:
+    """joblib.numpy_pickle.NumpyArrayWrapper: its BUILD is followed by the raw array bytes."""
+
+    def __init__(self, *args):
+        self.state = {}
+
+    def __setstate__(self, state):
+        self.state = state if isinstance(state, dict) else {}
+
+
+_STANDINS["joblib.numpy_pickle.NumpyArrayWrapper"] = JoblibWrapper
+
+
+def _np_itemsize(spec):
+    import re
+    m = re.match(r"^([<>|=]?)([a-zA-Z])(\d*)$", spec or "")
+    if not m:
+        return None, False
+    kind, size = m.group(2), m.group(3)
+    if kind == "O":
+        return 0, True
+    if kind == "b" and not size:
+        return 1, False
+    if kind == "?":
+        return 1, False
+    if not size:
+        return None, False
+    return int(size) * (4 if kind == "U" else 1), False
+
+
+class JoblibUnpickler(_Restricted, pickle._Unpickler):
+    """The pure-Python unpickler joblib itself uses; after a NumpyArrayWrapper's BUILD it reads the
+    array the way joblib does. Plain arrays are not copied: their file offset is recorded and
+    skipped, and the host reads the bytes from the file. Object arrays are a nested pickle, loaded
+    by the restricted C unpickler."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file, allowed_plain):
+        pickle._Unpickler.__init__(self, file, encoding="latin1")
+        self._mg_init(allowed_plain)
+        self._mg_file = file
+
+    def load_build(self):
+        pickle._Unpickler.load_build(self)
+        top = self.stack[-1]
+        if isinstance(top, JoblibWrapper):
+            self.stack[-1] = self._mg_read_array(top.state)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _mg_read_array(self, st):
+        f = self._mg_file
+        dt = st.get("dtype")
+        spec = dt.spec if isinstance(dt, NPDType) else str(dt)
+        itemsize, is_object = _np_itemsize(spec)
+        shape = tuple(st.get("shape") or ())
+        arr = NDArray()
+        arr.shape, arr.dtype, arr.fortran = shape, dt if isinstance(dt, NPDType) else NPDType(spec), st.get("order") == "F"
+        if is_object:
+            nested = RestrictedUnpickler(f, self._allowed_plain | frozenset(p + "*" for p in self._allowed_prefixes)).load()
+            return nested
+        if itemsize is None:
+            raise pickle.UnpicklingError("joblib array with unsupported dtype %r" % (spec,))
+        if st.get("numpy_array_alignment_bytes") is not None:
+            pad = f.read(1)
+            if len(pad) != 1:
+                raise pickle.UnpicklingError("joblib array padding truncated")
+            f.seek(pad[0], 1)
+        count = 1
+        for d in shape:
+            count *= int(d)
+        nbytes = count * itemsize
+        start = f.tell()
+        total = f.seek(0, 2)
+        if start + nbytes > total:
+            raise pickle.UnpicklingError("joblib array data runs past the end of the file")
+        f.seek(start + nbytes)
+        arr.file_offset, arr.nbytes = start, nbytes
+        return arr
 
 
 # ----- graph encoding ---------------------------------------------------------------------------
@@ -506,6 +598,8 @@ class _Encoder:
                    "dtype": self.enc_dtype(dt)}
             if v.data is not None:
                 out["data"] = self.blob_ref(v.data)
+            elif v.file_offset is not None:
+                out["file"] = {"o": v.file_offset, "n": v.nbytes}
             else:
                 out["objects"] = self.enc(v.objects or [], d)
             return out
@@ -573,7 +667,7 @@ def _mg_run(data, config_json):
         for _ in range(int(config.get("pickles", 1))):
             if config.get("all") and f.tell() >= len(data):
                 break
-            u = RestrictedUnpickler(f, allowed_plain)
+            u = JoblibUnpickler(f, allowed_plain) if config.get("joblib") else RestrictedUnpickler(f, allowed_plain)
             obj = u.load()
             end = f.tell()
             results.append(obj)
