@@ -1,7 +1,7 @@
 /** modelguard public API. */
 export { scan, type ScanOptions, type ScanResult } from './scan.js';
 export { GuardError, isGuardError, type GuardErrorCode, type GuardErrorContext } from './errors.js';
-export type { Finding, FileReport, Report, Severity, Verdict, Location, Walls, FailOn } from './report/model.js';
+export type { Finding, FileReport, Report, Severity, Verdict, Location, Walls, WallEvent, FailOn } from './report/model.js';
 export { DEFAULT_LIMITS, type Limits } from './limits.js';
 export { renderText, renderJson, renderSarif } from './report/render.js';
 export { VERSION } from './version.js';
@@ -9,3 +9,5 @@ export { run, RunError, type RunOptions, type RunResult, type RunEvent, type Run
 export { loadProfile, parseProfile, type SandboxProfile } from './sandbox/profile.js';
 export { safeLoad, DEFAULT_MAX_LOAD_BYTES, type SafeLoadOptions, type LoadResult, type Tensor, type TensorData } from './load/safeload.js';
 export { closeDefaultPool as closeUnpicklerPool } from './unpickler/pool.js';
+export { UnpicklerPool, prepareUnpickler, type PoolOptions } from './unpickler/index.js';
+export type { WallsMode } from './unpickler/walls.js';

@@ -81,6 +81,9 @@ export class UnpicklerPool {
   private readonly breakout: string | undefined;
   /** Set once the snapshot is known to exist or a walled one-shot build has finished. */
   private snapshotReady: Promise<void> | true | undefined;
+  /** This pool's walled one-shot build made the snapshot: the first answer says `built`. */
+  private builtHere = false;
+  private rebuilding = false;
 
   constructor(options: PoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.size ?? 1));
@@ -176,7 +179,17 @@ export class UnpicklerPool {
       this.finish(worker);
       if (msg.ok) {
         const reply: VmReply = { json: msg.json ?? '', blob: msg.blob ?? new Uint8Array(0), runMs: msg.runMs ?? 0 };
-        if (msg.boot) reply.boot = msg.boot;
+        if (msg.boot) {
+          reply.boot = msg.boot;
+          if (this.builtHere) reply.boot = { ...msg.boot, built: true };
+          this.builtHere = false;
+          // A walled worker cannot repair the cache: it booted without a usable snapshot, so a
+          // one-shot walled builder (which may write the cache) replaces it in the background.
+          if (launched.walled && msg.boot.built && !this.rebuilding) {
+            this.rebuilding = true;
+            void buildSnapshotWalled(this.launchOptions(() => {}), { force: true, background: true }).finally(() => (this.rebuilding = false));
+          }
+        }
         if (msg.breakout !== undefined) reply.breakout = msg.breakout;
         p.resolve(reply);
       } else {
@@ -245,10 +258,14 @@ export class UnpicklerPool {
         if (this.snapshotReady !== true) {
           // Walled workers never write: a missing snapshot is built first by a one-shot worker.
           if (!this.snapshotReady) {
-            this.snapshotReady = buildSnapshotWalled(this.launchOptions(() => {})).finally(() => {
-              this.snapshotReady = true;
-              this.dispatch();
-            });
+            this.snapshotReady = buildSnapshotWalled(this.launchOptions(() => {}))
+              .then((built) => {
+                this.builtHere = built;
+              })
+              .finally(() => {
+                this.snapshotReady = true;
+                this.dispatch();
+              });
           }
           return;
         }

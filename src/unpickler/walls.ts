@@ -170,7 +170,7 @@ export function launchWorker(o: LaunchOptions, extraEnv: Record<string, string> 
     profile: WORKER_PROFILE,
     read: workerReadList(o.entry, o.cacheDir),
     write,
-    env: workerEnv({ ...o.env, ...extraEnv }),
+    env: workerEnv({ ...o.env, ...(write.length === 0 ? { MODELGUARD_WORKER_CACHE_RO: '1' } : {}), ...extraEnv }),
     onEvent: o.onEvent,
   });
   return { child: walled.child, walled };
@@ -178,15 +178,30 @@ export function launchWorker(o: LaunchOptions, extraEnv: Record<string, string> 
 
 /**
  * Builds the snapshot in a one-shot walled worker that may write the cache folder, when walls are
- * used and the snapshot is missing. Resolves when done (a failed build leaves workers to boot cold).
+ * used and the snapshot is missing (or, with `force`, when a serving worker found it unusable: the
+ * builder's own boot discards a corrupt file and writes a fresh one). Resolves true when it built
+ * one; a failed build leaves workers to boot cold. `background`: the builder does not keep the
+ * caller alive.
  */
-export async function buildSnapshotWalled(o: LaunchOptions): Promise<void> {
-  if (!o.cacheDir || o.walls === 'off' || wallsUnavailableReason() !== undefined) return;
+export async function buildSnapshotWalled(o: LaunchOptions, opts: { force?: boolean; background?: boolean } = {}): Promise<boolean> {
+  if (!o.cacheDir || o.walls === 'off' || wallsUnavailableReason() !== undefined) return false;
   const snap = expectedSnapshotPath(o.cacheDir, o.maxPages);
-  if (!snap || existsSync(snap)) return;
-  const w = launchWorker(o, { MODELGUARD_WORKER_SNAPSHOT_ONLY: '1', MODELGUARD_WORKER_PREWARM: '0' }, [o.cacheDir]);
+  if (!snap || (existsSync(snap) && !opts.force)) return false;
+  let w: LaunchedWorker;
+  try {
+    w = launchWorker(o, { MODELGUARD_WORKER_SNAPSHOT_ONLY: '1', MODELGUARD_WORKER_PREWARM: '0' }, [o.cacheDir]);
+  } catch {
+    return false;
+  }
   w.child.stderr?.resume();
+  if (opts.background) {
+    w.walled?.unref();
+    w.child.unref();
+    (w.child.stderr as { unref?: () => void } | null)?.unref?.();
+    (w.child.channel as { unref?: () => void } | undefined)?.unref?.();
+  }
   await new Promise<void>((r) => w.child.once('exit', () => r()));
+  return existsSync(snap);
 }
 
 /** The report's `walls` for work served by this worker. */

@@ -16,6 +16,8 @@ import { GuardError } from '../errors.js';
 const config = JSON.parse(process.env.MODELGUARD_WORKER_CONFIG ?? '{}') as Partial<WorkerConfig>;
 let vm: VmIsolate | undefined;
 let lastBoot: RunReply['boot'];
+/** Set by walls.ts for walled serving workers: the snapshot cache is read-only to them. */
+const cacheReadOnly = process.env.MODELGUARD_WORKER_CACHE_RO === '1';
 
 function boot(): VmIsolate {
   const assets = loadAssets(config.maxPages);
@@ -29,14 +31,15 @@ function boot(): VmIsolate {
         lastBoot = { ms: v.bootMs, snapshot: true, built: false };
         return v;
       } catch {
-        discardSnapshot(assets, dir);
+        if (!cacheReadOnly) discardSnapshot(assets, dir);
       }
     }
     const started = Date.now();
     const maker = VmIsolate.boot(assets, { ...opts, forSnapshot: true });
     const made = maker.makeSnapshot();
     maker.dispose();
-    writeSnapshot(assets, made, dir);
+    // A walled serving worker may not write: the pool has a one-shot walled builder repair the cache.
+    if (!cacheReadOnly) writeSnapshot(assets, made, dir);
     const v = VmIsolate.boot(assets, { ...opts, snapshot: made });
     lastBoot = { ms: Date.now() - started, snapshot: true, built: true };
     return v;
