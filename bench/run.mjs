@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // bench/run: wall time of a PyTorch CPU inference and of /bin/true, bare against `guard run`,
 // interleaved in one process so both sides see the same machine state. Prints medians, min and
-// the ratio; `--reps N` (default 9), `--json` for machine-readable output.
+// the ratio (of medians, and of minima, which a busy machine disturbs less); `--reps N`
+// (default 9), `--json` for machine-readable output.
 //   guard CLI   `node dist/src/cli/main.js run -- CMD` (includes Node start-up)
 //   run() API   `run(CMD)` from an already-running Node process (library use)
 import { spawnSync } from 'node:child_process';
@@ -66,6 +67,8 @@ async function bench(name, cmd) {
     guardApiMs: { median: median(guardApi), min: min(guardApi) },
     ratioCli: median(guardCli) / median(bare),
     ratioApi: median(guardApi) / median(bare),
+    ratioCliMin: min(guardCli) / min(bare),
+    ratioApiMin: min(guardApi) / min(bare),
     spreadBarePct: ((Math.max(...bare) - min(bare)) / median(bare)) * 100,
   };
 }
@@ -77,6 +80,6 @@ if (asJson) {
   const f = (x) => x.toFixed(1).padStart(8);
   process.stdout.write(`bench/run (${reps} interleaved reps, medians in ms; min in brackets)\n`);
   for (const r of results) {
-    process.stdout.write(`${r.name.padEnd(22)} bare ${f(r.bareMs.median)} [${r.bareMs.min.toFixed(1)}]  guard CLI ${f(r.guardCliMs.median)} [${r.guardCliMs.min.toFixed(1)}] ×${r.ratioCli.toFixed(3)}  run() API ${f(r.guardApiMs.median)} [${r.guardApiMs.min.toFixed(1)}] ×${r.ratioApi.toFixed(3)}  (bare spread ${r.spreadBarePct.toFixed(0)}%)\n`);
+    process.stdout.write(`${r.name.padEnd(22)} bare ${f(r.bareMs.median)} [${r.bareMs.min.toFixed(1)}]  guard CLI ${f(r.guardCliMs.median)} [${r.guardCliMs.min.toFixed(1)}] ×${r.ratioCli.toFixed(3)}  run() API ${f(r.guardApiMs.median)} [${r.guardApiMs.min.toFixed(1)}] ×${r.ratioApi.toFixed(3)}  (bare spread ${r.spreadBarePct.toFixed(0)}%; ratios of minima: CLI ×${r.ratioCliMin.toFixed(3)}, API ×${r.ratioApiMin.toFixed(3)})\n`);
   }
 }
