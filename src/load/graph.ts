@@ -208,18 +208,22 @@ export class GraphBuilder {
         return v;
       }
       case 'obj': {
-        const fields: Record<string, unknown> = {};
-        const v = opaque(n.cls, fields);
+        // Registered before its children so cycles through it resolve.
+        const v = opaque(n.cls, {});
         this.memo.set(n.id, v);
-        fields.args = n.args.map((a, i) => this.node(a, child(String(i)), d));
-        if (n.kwargs !== undefined) fields.kwargs = this.node(n.kwargs, child('kwargs'), d);
-        if (n.state !== undefined) fields.state = this.node(n.state, name, d);
-        if (n.items !== undefined) fields.items = this.node(n.items, child('items'), d);
+        setField(v, 'args', n.args.map((a, i) => this.node(a, child(String(i)), d)));
+        if (n.kwargs !== undefined) setField(v, 'kwargs', this.node(n.kwargs, child('kwargs'), d));
+        if (n.state !== undefined) setField(v, 'state', this.node(n.state, name, d));
+        if (n.items !== undefined) setField(v, 'items', this.node(n.items, child('items'), d));
         return v;
       }
       case 'intercepted': {
+        // Never-run call: its arguments and the state BUILD gave it are kept as data.
+        const ext = n as typeof n & { args?: VmNode[]; state?: VmNode };
         const v = opaque('intercepted', { origin: n.origin });
         this.memo.set(n.id, v);
+        if (ext.args) setField(v, 'args', ext.args.map((a, i) => this.node(a, child(`args.${i}`), d)));
+        if (ext.state !== undefined) setField(v, 'state', this.node(ext.state, name, d));
         return v;
       }
       case 'repr': {
@@ -444,6 +448,10 @@ function opaque(cls: string, fields: Record<string, unknown>): OpaqueObject {
   Object.defineProperty(o, '__class__', { value: cls, enumerable: true });
   for (const [k, v] of Object.entries(fields)) Object.defineProperty(o, k, { value: v, enumerable: true, writable: true });
   return o as OpaqueObject;
+}
+
+function setField(o: OpaqueObject, key: string, value: unknown): void {
+  Object.defineProperty(o, key, { value, enumerable: true, writable: true });
 }
 
 /** Registers a tensor object so `isTensor` recognises it. */

@@ -175,8 +175,18 @@ allow.after(() => closeDefaultPool());
 allow('an allowed class loads as a plain placeholder object with its state', async () => {
   const r = await safeLoad(join(SCAN_FIXTURES, 'bypass/unknown_class.pkl'), { allow: ['mypackage.models.Config'] });
   assert.is(r.report.files[0]?.verdict, 'safe');
-  const o = r.object as { __class__: string; state: unknown };
+  const o = r.object as { __class__: string; state: unknown; args: unknown[] };
   assert.is(o.__class__, 'mypackage.models.Config');
+  assert.equal(o.args, []);
+  assert.ok('state' in o);
+});
+
+allow('a whole-module pickle loaded with allowSuspicious keeps its parameters by attribute path', async () => {
+  const r = await safeLoad(join(SCAN_FIXTURES, 'real/torch_full_model.pt'), { allowSuspicious: true });
+  assert.ok(r.tensors.has('_modules.0._parameters.weight'), [...r.tensors.keys()].join(' '));
+  const o = r.object as { __class__: string; state: { _modules: unknown } };
+  assert.is(o.__class__, 'intercepted');
+  assert.ok(o.state._modules);
 });
 allow.run();
 

@@ -624,7 +624,13 @@ class _Encoder:
         if isinstance(v, type) and issubclass(v, ObjType):
             return {"t": "global", "id": nid, "name": v.qualified}
         if t is Intercepted:
-            return {"t": "intercepted", "id": nid, "origin": object.__getattribute__(v, "_mg_origin")}
+            out = {"t": "intercepted", "id": nid, "origin": object.__getattribute__(v, "_mg_origin")}
+            d_ = object.__getattribute__(v, "__dict__")
+            if d_.get("_mg_args"):
+                out["args"] = [self.enc(x, d) for x in d_["_mg_args"]]
+            if "_mg_state" in d_:
+                out["state"] = self.enc(d_["_mg_state"], d)
+            return out
         if isinstance(v, type) and issubclass(v, Intercepted):
             return {"t": "global", "id": nid, "name": "%s.%s" % (v._mg_module, v._mg_name), "intercepted": True}
         if v is object:
