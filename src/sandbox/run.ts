@@ -7,7 +7,7 @@
  *   RunResult (the report's JSON contract).
  */
 import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { execa, type Options as ExecaOptions } from 'execa';
@@ -408,7 +408,9 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     res.exitCode = exitInfo.code;
     res.signal = exitInfo.signal ? (SIGNAL_NAMES[exitInfo.signal] ?? `SIG${exitInfo.signal}`) : null;
   } else {
-    res.exitCode = result.exitCode ?? (result.signal ? 128 + (Object.entries(SIGNAL_NAMES).find(([, n]) => n === result.signal)?.[0] ? Number(Object.entries(SIGNAL_NAMES).find(([, n]) => n === result.signal)![0]) : 0) : -1);
+    // guard-exec itself was killed before it could report: fall back to what Node saw.
+    const signo = result.signal ? (constants.signals as Record<string, number>)[result.signal] : undefined;
+    res.exitCode = result.exitCode ?? (signo !== undefined ? 128 + signo : -1);
     res.signal = result.signal ?? null;
   }
   if (res.signal === 'SIGSYS') {
