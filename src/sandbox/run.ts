@@ -107,7 +107,9 @@ export class RunError extends GuardError {
   }
 }
 
-const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 4: 'SIGILL', 5: 'SIGTRAP', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 10: 'SIGUSR1', 11: 'SIGSEGV', 12: 'SIGUSR2', 13: 'SIGPIPE', 14: 'SIGALRM', 15: 'SIGTERM', 24: 'SIGXCPU', 25: 'SIGXFSZ', 31: 'SIGSYS' };
+function signalName(n: number): string {
+  return Object.entries(constants.signals as Record<string, number>).find(([, v]) => v === n)?.[0] ?? `SIG${n}`;
+}
 
 /** Parses `HOST:PORT`, `[v6]:PORT`, `*:PORT`, `HOST:*`. */
 export function parseAllowNet(spec: string): AllowNet {
@@ -406,7 +408,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   const res = base();
   if (exitInfo) {
     res.exitCode = exitInfo.code;
-    res.signal = exitInfo.signal ? (SIGNAL_NAMES[exitInfo.signal] ?? `SIG${exitInfo.signal}`) : null;
+    res.signal = exitInfo.signal ? signalName(exitInfo.signal) : null;
   } else {
     // guard-exec itself was killed before it could report: fall back to what Node saw.
     const signo = result.signal ? (constants.signals as Record<string, number>)[result.signal] : undefined;
