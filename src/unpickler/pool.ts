@@ -207,6 +207,10 @@ export class UnpicklerPool {
       this.finish(worker);
       if (p) {
         const denied = violations(worker.events.splice(0));
+        // guard-exec exits 128 + 31 when the filter killed the worker (a foreign-architecture call).
+        if (launched.walled && (code === 159 || signal === 'SIGSYS')) {
+          denied.push({ time: new Date().toISOString(), pid: 0, syscall: 'unknown', action: 'killed', args: { note: 'killed by the seccomp filter (foreign-architecture or x32 call, or a kill rule)' } });
+        }
         journalNote(p.journal, wallsOf(launched), denied);
         const why = signal ? `signal ${signal}` : `exit code ${code}`;
         const setup = launched.walled?.setupError;
