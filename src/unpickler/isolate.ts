@@ -33,7 +33,7 @@ export interface RawVmOutput {
  */
 export class VmIsolate {
   private disposed = false;
-  private readonly call: IvmTypes.Reference<(input: Uint8Array, cfg: string) => [string, Uint8Array]>;
+  private readonly call: IvmTypes.Reference<(input: Uint8Array, cfg: string) => [string, Uint8Array, boolean]>;
 
   private constructor(
     private readonly isolate: IvmTypes.Isolate,
@@ -41,7 +41,7 @@ export class VmIsolate {
     readonly bootMs: number,
     readonly fromSnapshot: boolean,
   ) {
-    this.call = context.global.getSync('__mgCall', { reference: true }) as IvmTypes.Reference<(input: Uint8Array, cfg: string) => [string, Uint8Array]>;
+    this.call = context.global.getSync('__mgCall', { reference: true }) as IvmTypes.Reference<(input: Uint8Array, cfg: string) => [string, Uint8Array, boolean]>;
   }
 
   static boot(assets: PyodideAssets, options: BootOptions = {}): VmIsolate {
@@ -95,7 +95,7 @@ export class VmIsolate {
             const r = run(input, cfg);
             try {
               const out = r.toJs();
-              return [String(out[0]), out[1]];
+              return [String(out[0]), out[1], out[2] === true];
             } finally {
               r.destroy();
             }
@@ -117,7 +117,10 @@ export class VmIsolate {
     if (this.disposed) throw new GuardError('INTERNAL', 'isolate already disposed', { context: { step: 'vm-run' } });
     try {
       const input = new ivm.ExternalCopy(pickle).copyInto({ release: true });
-      const out = this.call.applySync(undefined, [input, JSON.stringify(config)], { timeout: timeoutMs, result: { copy: true } }) as unknown as [string, Uint8Array];
+      const out = this.call.applySync(undefined, [input, JSON.stringify(config)], { timeout: timeoutMs, result: { copy: true } }) as unknown as [string, Uint8Array, boolean];
+      // The VM parked objects it could not free safely (too deep for the native stack): this
+      // interpreter is retired and the next call boots a fresh one.
+      if (out[2] === true) this.dispose();
       return { json: out[0], blob: out[1] instanceof Uint8Array ? out[1] : new Uint8Array(0) };
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);

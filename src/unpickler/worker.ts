@@ -111,6 +111,18 @@ process.on('message', (msg: RunRequest) => {
   }
   const reply = handle(msg);
   process.send?.(reply);
+  // A retired interpreter (timeout, memory, a graph too deep to free) is replaced right away,
+  // off the caller's clock.
+  if (vm && !vm.usable) vm = undefined;
+  if (!vm) {
+    setImmediate(() => {
+      try {
+        if (!vm) vm = boot();
+      } catch {
+        vm = undefined;
+      }
+    });
+  }
 });
 process.on('disconnect', () => process.exit(0));
 process.send?.({ type: 'ready' });

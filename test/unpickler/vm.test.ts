@@ -107,12 +107,17 @@ vm('a memo bomb is returned as a compact graph (shared references, no expansion)
   assert.ok(json === undefined || json.length < 50_000_000);
 });
 
-vm('deep nesting stops with a limit finding, not a crash', async () => {
-  const r = await vmScanPass(readFileSync(join(SCAN_FIXTURES_DIR, 'hostile/deep_lists.pkl')), { policy, pool });
-  assert.ok(r.findings.every((f) => f.verdict !== 'malicious'));
-  const again = await vmUnpickle(Buffer.from('\x80\x02K\x01.', 'latin1'), { pool });
-  assert.equal(again.objects, [1]);
-});
+for (const file of ['deep_lists.pkl', 'deep_marks.pkl']) {
+  vm(`200 000-deep nesting (${file}) is read without overflowing the native stack; the VM is recycled`, async () => {
+    const r = await vmScanPass(readFileSync(join(SCAN_FIXTURES_DIR, 'hostile', file)), { policy, pool });
+    assert.equal(r.findings, [], JSON.stringify(r.findings));
+    assert.is(r.error, undefined);
+    const g = await vmUnpickle(readFileSync(join(SCAN_FIXTURES_DIR, 'hostile', file)), { pool });
+    assert.match(String(g.error), /nested deeper than/);
+    const again = await vmUnpickle(Buffer.from('\x80\x02K\x01.', 'latin1'), { pool });
+    assert.equal(again.objects, [1]);
+  });
+}
 
 vm('dotted and aliased names are intercepted and classified host-side', async () => {
   const r = await vmScanPass(callPickle('posix', 'system', 'id'), { policy, pool });

@@ -655,6 +655,53 @@ class _Limit(Exception):
     pass
 
 
+# Objects whose deallocation would recurse deeper than the VM's native (wasm) stack allows. They
+# are parked here and the host disposes the whole isolate after the call instead.
+_graveyard = []
+RECYCLE_INPUT_BYTES = 8 * 1024
+RECYCLE_DEPTH = 1000
+
+
+def _children(o):
+    t = type(o)
+    if t in (list, tuple, set, frozenset):
+        return o
+    if isinstance(o, dict):
+        return list(o.keys()) + list(o.values())
+    if t is Obj:
+        return list(o.args) + [o.state, o.items]
+    if t is Intercepted:
+        d = object.__getattribute__(o, "__dict__")
+        return list(d.get("_mg_args") or ()) + [d.get("_mg_state")]
+    if t is NDArray:
+        return [o.objects]
+    return ()
+
+
+def _too_deep(roots, limit=RECYCLE_DEPTH, budget=2_000_000):
+    """Iterative depth check (never recursive, so it cannot overflow what it measures)."""
+    stack = [(r, 1) for r in roots]
+    seen = set()
+    keep = []
+    while stack:
+        o, depth = stack.pop()
+        if depth > limit:
+            return True
+        kids = _children(o)
+        if not kids:
+            continue
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        keep.append(o)
+        budget -= 1
+        if budget < 0:
+            return True
+        for c in kids:
+            stack.append((c, depth + 1))
+    return False
+
+
 def _mg_run(data, config_json):
     """Loads up to `pickles` consecutive pickles from `data`; returns [json, blob]."""
     config = json.loads(str(config_json))
@@ -669,6 +716,7 @@ def _mg_run(data, config_json):
     f = io.BytesIO(bytes(data))
     enc = _Encoder()
     allowed_plain = frozenset(config.get("allow", []))
+    u = None
     try:
         for _ in range(int(config.get("pickles", 1))):
             if config.get("all") and f.tell() >= len(data):
@@ -699,8 +747,15 @@ def _mg_run(data, config_json):
             graph = None
     out = {"objects": graph, "calls": list(_calls), "imports": list(_imports), "notes": list(_notes), "end": end,
            "error": error, "count": len(results)}
+    recycle = False
+    if len(data) > RECYCLE_INPUT_BYTES and (error is not None or _too_deep(results)):
+        # A large stream that broke (its half-built objects sit in the unpickler) or built a deep
+        # graph: freeing it would recurse past the native stack. Park it; the isolate is replaced.
+        _graveyard.append((u, results, enc.keep))
+        recycle = True
+    out["recycle"] = recycle
     text = json.dumps(out, ensure_ascii=True, allow_nan=False)
     enc.keep = []
     _placeholders.clear()
     _plain_types.clear()
-    return [text, bytes(enc.blob)]
+    return [text, bytes(enc.blob), recycle]
