@@ -188,6 +188,16 @@ class NDArray:
             self.objects = [raw]
 
 
+def _ndarray_repr(self):
+    dt = self.dtype.spec if isinstance(self.dtype, NPDType) else self.dtype
+    return "<ndarray %s %s>" % (dt, tuple(self.shape or ()))
+
+
+NDArray.__repr__ = _ndarray_repr
+Tensor.__repr__ = lambda self: "<tensor %s %s>" % (self.dtype or (self.storage.dtype if isinstance(self.storage, Storage) else "?"), self.shape)
+Storage.__repr__ = lambda self: "<storage %s %s>" % (self.key, self.dtype)
+
+
 class NPDType:
     def __init__(self, spec, align=False, copy=False):
         self.spec, self.order, self.fields = spec, "|", None
