@@ -85,6 +85,24 @@ function mappedFiles(): string[] {
   return [...out];
 }
 
+/** This process's cgroup folders (Node reads its memory limit there to size the heap). */
+function cgroupDirs(): string[] {
+  const out: string[] = [];
+  try {
+    for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+      const m = /^\d+:([^:]*):(\/.*)$/.exec(line);
+      if (!m) continue;
+      const [, controllers = '', path = '/'] = m;
+      if (controllers !== '' && !controllers.split(',').includes('memory')) continue;
+      const dirs = controllers === '' ? [join('/sys/fs/cgroup', path)] : controllers.split(',').map((c) => join('/sys/fs/cgroup', c.replace(/^name=/, ''), path));
+      for (const d of dirs) if (existsSync(d)) out.push(d);
+    }
+  } catch {
+    /* no cgroups: nothing to read */
+  }
+  return out;
+}
+
 function moduleDir(name: string): string | undefined {
   try {
     return real(dirname(createRequire(import.meta.url).resolve(`${name}/package.json`)));
@@ -103,7 +121,7 @@ export function workerReadList(entry: string, cacheDir: string): string[] {
     '/proc/self',
     '/proc/meminfo',
     '/sys/devices/system/cpu',
-    '/sys/fs/cgroup',
+    ...cgroupDirs(),
     '/dev/urandom',
     // its own code: the compiled unpickler and what it imports (errors.js), the package manifest
     real(dirname(entry)),
