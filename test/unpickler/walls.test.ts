@@ -15,7 +15,8 @@ import { safeLoad } from '../../src/load/safeload.js';
 import type { Report } from '../../src/report/model.js';
 import { renderText } from '../../src/report/render.js';
 import { scan } from '../../src/scan.js';
-import { UnpicklerPool, vmUnpickle } from '../../src/unpickler/index.js';
+import { createPolicy } from '../../src/formats/pickle/policy.js';
+import { UnpicklerPool, vmScanPass, vmUnpickle } from '../../src/unpickler/index.js';
 import { wallsUnavailableReason, workerReadList } from '../../src/unpickler/walls.js';
 import { ROOT, SCAN_FIXTURES } from '../helpers/fixtures.js';
 
@@ -53,6 +54,20 @@ test('a walled worker that tries to exec /bin/echo is stopped; safeLoad throws w
     assert.equal(ev!.argv, ['/bin/echo', 'modelguard-breakout']);
     assert.is(ev!.path, '/bin/echo');
     assert.match(renderText(err.report!), /stopped=1 \(execve \/bin\/echo modelguard-breakout denied EPERM\)/);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('in the scan pass, a stopped breakout is a critical vm/wall-violation finding (the file attacked the parser)', async () => {
+  const pool = new UnpicklerPool({ walls: 'on', testBreakout: 'exec' });
+  try {
+    const r = await vmScanPass(SEVEN, { policy: createPolicy(), pool });
+    const f = r.findings.find((x) => x.rule === 'vm/wall-violation');
+    assert.ok(f, JSON.stringify(r.findings));
+    assert.is(f!.verdict, 'malicious');
+    assert.is(f!.severity, 'critical');
+    assert.match(f!.message, /execve\(\["\/bin\/echo","modelguard-breakout"\]\) denied \(EPERM\)/);
   } finally {
     await pool.close();
   }
