@@ -19,7 +19,12 @@ import { compilePolicy, PERSONALITY_ALLOWED, type CompiledPolicy } from './filte
 import { guardExecPath, loadNative, type NativeAddon, type NativeEnd, type NativeEvent, type NativeSupervisor } from './native.js';
 import { loadProfile, type RlimitName, type SandboxProfile } from './profile.js';
 import { toRunEvent, type RunEvent } from './events.js';
-import { DEFAULT_WRITABLE } from './run.js';
+
+/**
+ * Devices a walled child may open for writing. Narrower than run()'s list: no /dev/shm (a place to
+ * write files), no terminals.
+ */
+export const DEVICE_WRITABLE = ['/dev/null', '/dev/zero', '/dev/full', '/dev/urandom', '/dev/random'];
 
 /** What was in force for one walled child, as the report's `walls` section states it. */
 export interface WalledState {
@@ -39,7 +44,7 @@ export interface WalledSpawnOptions {
   profile?: string | SandboxProfile;
   /** Every path the child may read (Landlock); write paths are readable too. */
   read: readonly string[];
-  /** Paths the child may write (besides the usual devices). */
+  /** Paths the child may write (besides DEVICE_WRITABLE). */
   write?: readonly string[];
   env: Record<string, string | undefined>;
   /** Node IPC serialization of the channel (default `advanced`). */
@@ -103,7 +108,7 @@ export function spawnWalled(command: readonly string[], options: WalledSpawnOpti
   const mg = profile.modelguard;
   const policy = policyFor(native, profile);
   const netDeny = mg.network === 'deny';
-  const write = [...new Set([...(options.write ?? []), ...DEFAULT_WRITABLE])];
+  const write = [...new Set([...(options.write ?? []), ...DEVICE_WRITABLE])];
   const read = [...new Set(options.read)];
 
   const args = ['--ctl', '3', '--listener-sock', '4', '--keep-fd', '5'];
