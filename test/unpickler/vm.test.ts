@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileSource } from '../../src/formats/source.js';
 import { openEntry, readZip } from '../../src/formats/zip.js';
@@ -72,6 +72,17 @@ for (const [file, call, verdict] of ESCAPE_CASES) {
     assert.is(f?.verdict, verdict);
   });
 }
+
+vm('intercepted calls leave the host untouched (no file written, no command run)', async () => {
+  const a = `/tmp/mg-escape-open-${process.pid}`;
+  const b = `/tmp/mg-escape-touch-${process.pid}`;
+  const two = Buffer.concat([callPickle('builtins', 'open', a, 'w').subarray(0, -1), Buffer.from('0', 'latin1'), callPickle('os', 'system', `touch ${b}`).subarray(2)]);
+  const r = await vmScanPass(two, { policy, pool });
+  assert.ok(r.findings.some((f) => f.message.includes(a)));
+  assert.ok(r.findings.some((f) => f.message.includes(`touch ${b}`)));
+  assert.not.ok(existsSync(a), 'open() never ran');
+  assert.not.ok(existsSync(b), 'os.system() never ran');
+});
 
 vm('reaching for the runtime modules (js, pyodide) is its own finding', async () => {
   for (const file of ['import_js.pkl', 'pyodide_run_js.pkl']) {
