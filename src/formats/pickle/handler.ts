@@ -128,10 +128,6 @@ function probeOnlyData(pickles: readonly PickleAnalysis[], probeOnly: boolean): 
  */
 async function vmPass(ctx: FormatContext, pickles: readonly PickleAnalysis[], imports: Map<string, ImportSite>, format: StreamSummary['format']): Promise<void> {
   const { sink, source: src } = ctx;
-  if (format === 'joblib') {
-    sink.add({ rule: 'vm/not-applicable', severity: 'info', verdict: 'safe', message: 'joblib inline arrays are read by joblib, not pickle.load: the static pass (which follows joblib) is authoritative here' });
-    return;
-  }
   const last = pickles[pickles.length - 1];
   const end = format === 'pytorch-legacy' && last ? last.end : src.size;
   if (end > ctx.limits.maxPickleBytes) {
@@ -140,7 +136,8 @@ async function vmPass(ctx: FormatContext, pickles: readonly PickleAnalysis[], im
   }
   const { vmScanPass } = await import('../../unpickler/index.js');
   const bytes = src.read(0, end);
-  const r = await vmScanPass(bytes, { policy: ctx.policy, pickles: format === 'pytorch-legacy' ? TORCH_LEGACY_PICKLES : ctx.limits.maxPicklesPerStream, timeoutMs: Math.min(ctx.limits.maxScanMs, VM_TIMEOUT_MS) });
+  // joblib streams carry raw array bytes between pickle opcodes: the VM then reads them as joblib.load does.
+  const r = await vmScanPass(bytes, { policy: ctx.policy, joblib: format === 'joblib', pickles: format === 'pytorch-legacy' ? TORCH_LEGACY_PICKLES : ctx.limits.maxPicklesPerStream, timeoutMs: Math.min(ctx.limits.maxScanMs, VM_TIMEOUT_MS) });
   ctx.stats.vm = 1;
   // One call per class is the evidence; a model with a thousand layers must not flood the report.
   const perTarget = new Map<string, number>();
