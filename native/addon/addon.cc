@@ -321,6 +321,30 @@ Napi::Value CloseFd(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// Tensor memory: an anonymous mapping, asked to be backed by transparent huge pages. With THP in
+// `madvise` mode this is what makes filling hundreds of MiB cost a few faults per 2 MiB instead of
+// one per 4 KiB (the same thing PyTorch's CPU allocator does). The buffer owns the mapping.
+void FreeMapping(Napi::Env env, void *data, size_t *len) {
+  munmap(data, *len);
+  Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(*len));
+  delete len;
+}
+
+Napi::Value AllocPages(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowUsage(env, "allocPages", "expects { bytes, hugePages }");
+  Napi::Object o = info[0].As<Napi::Object>();
+  if (!o.Get("bytes").IsNumber()) ThrowUsage(env, "allocPages", "`bytes` must be a number");
+  double want = o.Get("bytes").As<Napi::Number>().DoubleValue();
+  if (!(want > 0) || want > 9007199254740991.0) ThrowUsage(env, "allocPages", "`bytes` must be a positive safe integer");
+  size_t len = static_cast<size_t>(want);
+  void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) ThrowSystem(env, "mmap", errno, std::to_string(len) + " bytes");
+  if (o.Get("hugePages").ToBoolean().Value()) madvise(p, len, MADV_HUGEPAGE);  // advice only: EINVAL where THP is off
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(len));
+  return Napi::ArrayBuffer::New(env, p, len, FreeMapping, new size_t(len));
+}
+
 }  // namespace
 Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init, "init"));
@@ -329,6 +353,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("syscallName", Napi::Function::New(env, SyscallName, "syscallName"));
   exports.Set("compileFilter", Napi::Function::New(env, CompileFilter, "compileFilter"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("allocPages", Napi::Function::New(env, AllocPages, "allocPages"));
   exports.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd, "recvFd"));
   exports.Set("reapOrphans", Napi::Function::New(env, ReapOrphans, "reapOrphans"));

@@ -1,5 +1,6 @@
 import { read as fsRead } from 'node:fs';
 import { GuardError } from '../errors.js';
+import { loadNative, type NativeAddon } from '../sandbox/native.js';
 
 /** One positional read: `length` bytes at `fileOffset` into `dest` at `destOffset`. */
 export interface ReadJob {
@@ -21,13 +22,33 @@ export const READ_CONCURRENCY = 4;
  */
 export type TensorAllocator = (bytes: number) => ArrayBuffer;
 
-let allocator: TensorAllocator = (bytes) => new ArrayBuffer(bytes);
+/** Below one huge page a plain ArrayBuffer is as fast and cheaper to create. */
+export const HUGE_PAGE_MIN_BYTES = 2 * 1024 * 1024;
+
+/**
+ * The default: large tensors go into an anonymous mapping with MADV_HUGEPAGE from the native
+ * addon (where it is built); small ones, and every tensor without the addon, into ArrayBuffers.
+ */
+function defaultAllocator(): TensorAllocator {
+  let native: NativeAddon | null = null;
+  try {
+    native = loadNative();
+  } catch {
+    native = null;
+  }
+  if (!native || typeof native.allocPages !== 'function') return (bytes) => new ArrayBuffer(bytes);
+  const addon = native;
+  return (bytes) => (bytes >= HUGE_PAGE_MIN_BYTES ? addon.allocPages({ bytes, hugePages: true }) : new ArrayBuffer(bytes));
+}
+
+let allocator: TensorAllocator | undefined;
 
 export function setTensorAllocator(a: TensorAllocator | undefined): void {
-  allocator = a ?? ((bytes) => new ArrayBuffer(bytes));
+  allocator = a;
 }
 
 export function allocTensor(bytes: number): ArrayBuffer {
+  allocator ??= defaultAllocator();
   return allocator(bytes);
 }
 

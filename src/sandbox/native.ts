@@ -116,6 +116,8 @@ export interface NativeAddon {
   syscallName(nr: number): string | null;
   compileFilter(spec: NativeFilterSpec): Buffer;
   closeFd(fd: number): void;
+  /** Anonymous zeroed memory as an ArrayBuffer that owns the mapping; `hugePages` adds MADV_HUGEPAGE. */
+  allocPages(options: { bytes: number; hugePages: boolean }): ArrayBuffer;
   /** A close-on-exec unix socketpair: [parent end, child end]. */
   socketPair(): [number, number];
   /** Receives one fd sent with SCM_RIGHTS on `fd`. */
