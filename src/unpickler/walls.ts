@@ -167,11 +167,19 @@ export function wallsUnavailableReason(): string | undefined {
   return unavailable;
 }
 
-/** Environment every worker gets: libuv must not try io_uring (the profile denies it). */
+/** Variables a worker keeps; everything else (tokens, cloud credentials) never reaches it. */
+const WORKER_ENV_KEEP = new Set(['PATH', 'HOME', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR', 'XDG_CACHE_HOME']);
+
+/**
+ * Environment every worker gets: an allowlist, so an escaped worker finds no secrets to read
+ * (HF_TOKEN, AWS_*, …), plus libuv told not to try io_uring (the profile denies it).
+ */
 function workerEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = { ...env, UV_USE_IO_URING: '0' };
-  // The worker makes no TLS connection: extra CA files would only be one more path to read.
-  delete out.NODE_EXTRA_CA_CERTS;
+  const out: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (WORKER_ENV_KEEP.has(k) || k.startsWith('MODELGUARD_')) out[k] = v;
+  }
+  out.UV_USE_IO_URING = '0';
   return out;
 }
 
