@@ -63,6 +63,9 @@ export interface RunOptions {
 }
 
 export interface RunWalls {
+  /** The same two fields every Report's walls carry: the command ran behind the kernel walls, no isolate. */
+  mode: 'walled';
+  isolate: false;
   seccomp: string;
   notify: boolean;
   noNewPrivs: boolean;
@@ -266,6 +269,8 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   let dropped = 0;
   const started = Date.now();
   const walls: RunWalls = {
+    mode: 'walled',
+    isolate: false,
     seccomp: `${profile.name}: ${policy.specs[0]!.rules.length} BPF rules, default ${policy.mode === 'notify-default' ? `notify (denied with errno ${policy.defaultErrno} and reported)` : 'allow'}; ${policy.notified.size} syscalls decoded by the supervisor`,
     notify: false,
     noNewPrivs: false,
