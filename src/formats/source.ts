@@ -11,17 +11,19 @@ export interface ByteSource {
   close(): void;
 }
 
-export class FileSource implements ByteSource {
-  readonly size: number;
-  private fd: number | null;
+/** Positional reads on a file descriptor the caller owns (closed by `close`). */
+export class FdSource implements ByteSource {
+  protected fd: number | null;
 
-  constructor(readonly path: string) {
-    this.fd = openSync(path, 'r');
-    this.size = fstatSync(this.fd).size;
+  constructor(
+    fd: number,
+    readonly size: number,
+  ) {
+    this.fd = fd;
   }
 
   read(offset: number, length: number): Buffer {
-    if (this.fd === null) throw new Error('FileSource is closed');
+    if (this.fd === null) throw new Error('source is closed');
     const start = Math.max(0, Math.min(offset, this.size));
     const n = Math.max(0, Math.min(length, this.size - start));
     const buf = Buffer.allocUnsafe(n);
@@ -39,6 +41,21 @@ export class FileSource implements ByteSource {
       closeSync(this.fd);
       this.fd = null;
     }
+  }
+}
+
+/** A file opened by path; its size is taken once, at open. */
+export class FileSource extends FdSource {
+  constructor(readonly path: string) {
+    const fd = openSync(path, 'r');
+    let size: number;
+    try {
+      size = fstatSync(fd).size;
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    super(fd, size);
   }
 }
 

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync, type Stats } from 'node:fs';
 import { GuardError, toGuardError } from '../errors.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { scan } from '../scan.js';
 import { summarize, verdictOf, verdictRank, type FileReport, type Finding, type Report } from '../report/model.js';
-import { BufferSource, SliceSource, type ByteSource } from '../formats/source.js';
+import { BufferSource, FdSource, SliceSource, type ByteSource } from '../formats/source.js';
 import { inflateCapped, readZip, type ZipEntry } from '../formats/zip.js';
 import { parseNpyHeader } from '../formats/numpy.js';
 import { parseSafetensors } from '../formats/safetensors.js';
@@ -159,29 +159,6 @@ function checkOptions(options: SafeLoadOptions): void {
   if (options.maxBytes !== undefined && !(Number.isSafeInteger(options.maxBytes) && options.maxBytes > 0)) throw new GuardError('USAGE', '`maxBytes` must be a positive integer number of bytes');
   if (options.timeoutMs !== undefined && !(Number.isFinite(options.timeoutMs) && options.timeoutMs > 0)) throw new GuardError('USAGE', '`timeoutMs` must be a positive number of milliseconds');
   if (options.allow !== undefined && (!Array.isArray(options.allow) || options.allow.some((a) => typeof a !== 'string'))) throw new GuardError('USAGE', '`allow` must be an array of qualified names such as `mypkg.Config`');
-}
-
-/** A ByteSource over a file descriptor this module owns (the one every byte is read from). */
-class FdSource implements ByteSource {
-  constructor(
-    readonly fd: number,
-    readonly size: number,
-  ) {}
-  read(offset: number, length: number): Buffer {
-    const start = Math.max(0, Math.min(offset, this.size));
-    const n = Math.max(0, Math.min(length, this.size - start));
-    const buf = Buffer.allocUnsafe(n);
-    let done = 0;
-    while (done < n) {
-      const got = readSync(this.fd, buf, done, n - done, start + done);
-      if (got === 0) break;
-      done += got;
-    }
-    return done === n ? buf : buf.subarray(0, done);
-  }
-  close(): void {
-    closeSync(this.fd);
-  }
 }
 
 function openInput(target: string | Uint8Array, options: SafeLoadOptions): Input {
