@@ -218,7 +218,8 @@ const DANGER: DangerRule[] = [
     // pickle re-entry: these unpickle nested bytes with the plain (unrestricted) loader
     'torch.storage._load_from_bytes', 'jsonpickle', 'numpy.core.multiarray._reconstruct_unsafe', 'torch._C', 'torch._weights_only_unpickler',
     'distutils', 'pkg_resources', 'antigravity', 'msvcrt', 'winreg', '_winreg', 'winsound', 'scipy.io', 'sklearn.datasets',
-    'datasets.load', 'transformers.pipelines', 'onnxruntime', 'nturl2path', 'opcode', 'gc', 'linecache', 'zipimport']
+    'datasets.load', 'transformers.pipelines', 'onnxruntime', 'nturl2path', 'opcode', 'gc', 'linecache', 'zipimport',
+    'concurrent', 'torch.classes', 'torch.utils.data.dataloader', '_sitebuiltins', 'sitecustomize', 'usercustomize', 'builtins.__loader__']
     .map((prefix) => ({ prefix, capability: 'code execution, import machinery or object introspection' })),
   // file system writes and reads
   ...['io', 'builtins.file', 'pathlib.Path', 'pathlib.PosixPath.write_text', 'pathlib.PosixPath.write_bytes', 'pathlib.PosixPath.open',
