@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { PyodideAssets } from './assets.js';
@@ -82,4 +82,36 @@ export function writeSnapshot(assets: PyodideAssets, snapshot: Uint8Array, dir =
     }
     return undefined;
   }
+}
+
+/** Snapshots (and temp files) of other unpickler versions untouched this long are removed. */
+export const STALE_SNAPSHOT_MS = 60 * 60 * 1000;
+
+/**
+ * Removes snapshots keyed for other unpickler sources or Pyodide versions (31 MB each) once a new
+ * one exists, so upgrades do not pile them up. Runs in the host, never in a walled worker. Files
+ * younger than STALE_SNAPSHOT_MS are kept: another installed version may be building or using one.
+ * Returns the removed names.
+ */
+export function pruneStaleSnapshots(dir: string, keep: string, now = Date.now()): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    if (!/^pyodide-.+\.snap(\..+\.tmp)?$/.test(name)) continue;
+    const path = join(dir, name);
+    if (path === keep) continue;
+    try {
+      if (now - statSync(path).mtimeMs < STALE_SNAPSHOT_MS) continue;
+      unlinkSync(path);
+      removed.push(name);
+    } catch {
+      /* gone or not ours to remove */
+    }
+  }
+  return removed;
 }

@@ -25,6 +25,7 @@ import type { RunEvent } from '../sandbox/events.js';
 import { spawnWalled, walledAvailable, type WalledChild } from '../sandbox/worker-launch.js';
 import { pythonSourcePath } from './assets.js';
 import { PRELUDE } from './prelude.js';
+import { pruneStaleSnapshots } from './snapshot.js';
 
 /** `on`: walls or fail; `auto`: walls where available, else isolate-only; `off`: never. */
 export type WallsMode = 'on' | 'auto' | 'off';
@@ -227,7 +228,9 @@ export async function buildSnapshotWalled(o: LaunchOptions, opts: { force?: bool
     (w.child.channel as { unref?: () => void } | undefined)?.unref?.();
   }
   await new Promise<void>((r) => w.child.once('exit', () => r()));
-  return existsSync(snap);
+  if (!existsSync(snap)) return false;
+  pruneStaleSnapshots(o.cacheDir, snap);
+  return true;
 }
 
 /** The report's `walls` for work served by this worker. */
