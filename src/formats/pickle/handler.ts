@@ -9,6 +9,12 @@ import { DEFAULT_POLICY } from './policy.js';
 
 /** PyTorch's legacy (pre-1.6) serialization starts with a pickled int: this magic number. */
 export const TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+/**
+ * Arguments that are shell commands or Python source: what payloads pass to a gadget. An unknown
+ * callable receiving one is judged malicious, so a gadget nobody has named yet still is.
+ */
+const PAYLOAD_ARG = /(\bcurl\s|\bwget\s|\/bin\/(ba|z|da)?sh\b|\bsh\s+-c\b|\bbash\s+-[ci]\b|\bpowershell\b|\bnc\s+-[elvn]|\bncat\b|\brm\s+-rf\b|\bchmod\s+\+x\b|\|\s*(ba)?sh\b|\/dev\/tcp\/|\/etc\/(passwd|shadow)\b|__import__\s*\(|\bimport\s+(os|subprocess|socket|sys|pty|ctypes)\b|\bos\.(system|popen|exec\w*|spawn\w*)\s*\(|\bsubprocess\.\w+\s*\(|\b(eval|exec|compile)\s*\(|base64\s+(-d|--decode)|\bpython[0-9.]*\s+-c\b)/i;
+
 /** Time budget for the VM pass on one stream. */
 export const VM_TIMEOUT_MS = 20_000;
 /** VM findings kept per intercepted target (the rest are counted in the stats). */
@@ -163,6 +169,21 @@ async function vmPass(ctx: FormatContext, pickles: readonly PickleAnalysis[], im
   }
 }
 
+/** A non-allowlisted callable fed a shell command or Python source is a payload call. */
+function payloadFinding(s: ImportSite, times: string, sink: FindingSink): boolean {
+  const payload = s.calls.find((c) => PAYLOAD_ARG.test(c));
+  if (!payload) return false;
+  sink.add({
+    rule: 'pickle/payload-argument',
+    severity: 'critical',
+    verdict: 'malicious',
+    message: `calls \`${s.qualified}\`${times}, which is not on the allowlist, with a shell command or Python code as its argument: a gadget this scanner has no name for, used the way payloads are`,
+    location: { offset: s.offset },
+    evidence: `would call ${payload}`,
+  });
+  return true;
+}
+
 export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<string, ImportSite>, sink: FindingSink, ctx: FormatContext): void {
   const sites = [...imports.values()].sort((x, y) => x.offset - y.offset);
   let allowed = 0;
@@ -177,6 +198,7 @@ export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<s
         sink.add({ rule: 'pickle/dangerous-global', severity: 'critical', verdict: 'malicious', message: `imports \`${s.qualified}\`${times}: ${s.reason}`, location: { offset: s.offset }, evidence: call });
         break;
       case 'library':
+        if (payloadFinding(s, times, sink)) break;
         sink.add({
           rule: 'pickle/library-global',
           severity: 'low',
@@ -186,9 +208,11 @@ export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<s
           evidence: call,
         });
         break;
-      case 'unknown':
+      case 'unknown': {
+        if (payloadFinding(s, times, sink)) break;
         sink.add({ rule: 'pickle/unknown-global', severity: 'high', verdict: 'suspicious', message: `imports \`${s.qualified}\`${times}: ${s.reason}; loading it runs whatever code that name refers to`, location: { offset: s.offset }, evidence: call });
         break;
+      }
     }
   }
   pickles.forEach((a, i) => {
