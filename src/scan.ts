@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { GuardError, toGuardError } from './errors.js';
 import { resolveLimits, type Limits } from './limits.js';
@@ -93,10 +93,20 @@ async function scanInner(target: string | Uint8Array | readonly string[], option
   return report;
 }
 
-/** Regular files under `root`, sorted, symlinks not followed, `.git` skipped. */
+/**
+ * Regular files under `root`, sorted, `.git` skipped. Symbolic links are followed (a Hugging Face
+ * cache snapshot is nothing but links to blobs); each directory is entered once by its real path,
+ * so link loops end. Dangling links are kept so the scan can report them.
+ */
 function walk(root: string, max: number): string[] {
   const out: string[] = [];
+  const seen = new Set<string>();
   const stack = [root];
+  try {
+    seen.add(realpathSync(root));
+  } catch (e) {
+    throw toGuardError(e, 'IO', { path: root, step: 'realpath' });
+  }
   while (stack.length > 0) {
     const dir = stack.pop() as string;
     let entries;
@@ -109,8 +119,29 @@ function walk(root: string, max: number): string[] {
     for (const e of entries) {
       if (e.name === '.git') continue;
       const full = join(dir, e.name);
-      if (e.isDirectory()) stack.push(full);
-      else if (e.isFile() || (e.isSymbolicLink() && lstatSync(full).isSymbolicLink())) out.push(full);
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        try {
+          const st = statSync(full);
+          isDir = st.isDirectory();
+          isFile = st.isFile();
+        } catch {
+          isFile = true; // dangling: scanPath reports it
+        }
+      }
+      if (isDir) {
+        let real: string;
+        try {
+          real = realpathSync(full);
+        } catch {
+          continue;
+        }
+        if (!seen.has(real)) {
+          seen.add(real);
+          stack.push(full);
+        }
+      } else if (isFile) out.push(full);
       if (out.length > max) throw new GuardError('LIMIT_EXCEEDED', `more than ${max} files under ${root}`, { context: { path: root } });
     }
   }
@@ -120,10 +151,10 @@ function walk(root: string, max: number): string[] {
 async function scanPath(path: string, session: Session, inWalk: boolean): Promise<FileReport | undefined> {
   let src: FileSource;
   try {
-    if (inWalk && lstatSync(path).isSymbolicLink()) {
+    if (inWalk && lstatSync(path).isSymbolicLink() && !existsSync(path)) {
       const sink = new FindingSink();
-      sink.add({ rule: 'walk/symlink', severity: 'low', verdict: 'safe', message: 'symbolic link not followed during a directory walk', evidence: path });
-      return { path, format: 'symlink', verdict: 'safe', findings: [...sink.findings], basis: 'symlink, not followed' };
+      sink.add({ rule: 'walk/dangling-symlink', severity: 'medium', verdict: 'error', message: `symbolic link to ${readlinkSync(path)}, which does not exist: the file was not downloaded or was removed`, evidence: path });
+      return { path, format: 'symlink', verdict: 'error', findings: [...sink.findings] };
     }
     src = new FileSource(path);
   } catch (e) {

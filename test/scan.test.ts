@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { scan } from '../src/index.js';
 import { SCAN_FIXTURES, scanCases } from './helpers/fixtures.js';
@@ -64,6 +65,26 @@ test('a directory is scanned recursively with one report per file', async () => 
   assert.ok(report.files.length >= 8);
   assert.ok(report.files.every((f) => f.path.startsWith(join(SCAN_FIXTURES, 'real'))));
   assert.is(report.summary.files, report.files.length);
+});
+
+test('a directory walk follows symbolic links (Hugging Face cache snapshots are links to blobs), once per real folder', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-walk-'));
+  try {
+    mkdirSync(join(dir, 'blobs'));
+    mkdirSync(join(dir, 'snapshot', 'sub'), { recursive: true });
+    copyFileSync(join(SCAN_FIXTURES, 'bypass/gadget_pip_main.pkl'), join(dir, 'blobs', '9f2c'));
+    symlinkSync('../blobs/9f2c', join(dir, 'snapshot', 'pytorch_model.bin'));
+    symlinkSync('..', join(dir, 'snapshot', 'sub', 'loop'));
+    symlinkSync('../blobs/missing', join(dir, 'snapshot', 'model.safetensors'));
+    const report = await scan(join(dir, 'snapshot'), { fast: true });
+    const byPath = new Map(report.files.map((f) => [f.path.slice(dir.length + 1), f]));
+    assert.is(byPath.get('snapshot/pytorch_model.bin')?.verdict, 'malicious');
+    assert.is(byPath.get('snapshot/model.safetensors')?.verdict, 'error');
+    assert.ok(byPath.get('snapshot/model.safetensors')?.findings.some((f) => f.rule === 'walk/dangling-symlink'));
+    assert.is(report.files.length, 2, [...byPath.keys()].join(', '));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('scan() rejects a missing path with a typed error', async () => {
