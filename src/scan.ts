@@ -6,6 +6,7 @@ import { FindingSink } from './report/findings.js';
 import { summarize, verdictOf, type FileReport, type Report } from './report/model.js';
 import { BufferSource, FileSource, type ByteSource } from './formats/source.js';
 import { DETECT_HEAD_BYTES, detectFormat } from './formats/registry.js';
+import { pickleHandler } from './formats/pickle/handler.js';
 import type { FormatContext, NestedHint } from './formats/types.js';
 import { createPolicy, type Policy } from './formats/pickle/policy.js';
 import { directoryChecks } from './formats/repository.js';
@@ -241,7 +242,6 @@ function makeContext(
         return 'nested';
       }
       const head = child.read(0, DETECT_HEAD_BYTES);
-      const { pickleHandler } = await import('./formats/pickle/handler.js');
       let handler = detectFormat(head, child.size, member);
       if (!handler && (hint?.expectPickle || hint?.probeOnly)) handler = pickleHandler;
       if (!handler) return 'data';

@@ -85,8 +85,3 @@ export class SliceSource implements ByteSource {
   }
   close(): void {}
 }
-
-/** Reads the whole source; callers must have checked `size` against a cap first. */
-export function readAll(src: ByteSource): Buffer {
-  return src.read(0, src.size);
-}

@@ -66,7 +66,6 @@ const TORCH_TENSOR_REBUILDERS = new Set([
   'torch._utils._rebuild_meta_tensor_no_storage',
 ]);
 
-const MARK_SENTINEL: Value = { k: 'unknown', why: 'mark' };
 
 function str(v: string): Value {
   return v.length > KEPT_CHARS ? { k: 'str', v: v.slice(0, KEPT_CHARS), truncated: true } : { k: 'str', v };
@@ -194,13 +193,12 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     return r.bytes(n);
   };
 
-  const stringValue = (b: Buffer | null, n: number, unicode: boolean): Value => {
+  const stringValue = (b: Buffer | null, unicode: boolean): Value => {
     if (b === null) return { k: 'str', v: '', truncated: true };
     return str(unicode ? decodeUtf8(b) : b.toString('latin1'));
   };
 
-  const bytesValue = (b: Buffer | null, n: number, r0: StreamReader): Value => {
-    void r0;
+  const bytesValue = (b: Buffer | null, n: number): Value => {
     return { k: 'bytes', len: n, preview: b ? b.subarray(0, 64) : Buffer.alloc(0) };
   };
 
@@ -316,12 +314,12 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
         case 'BINSTRING': {
           const n = r.bytes(4).readInt32LE(0);
           if (n < 0) throw new PickleError('BINSTRING pickle has negative byte count', off);
-          stack.push(stringValue(argBytes(n, off, op), n, false));
+          stack.push(stringValue(argBytes(n, off, op), false));
           break;
         }
         case 'SHORT_BINSTRING': {
           const n = r.byte();
-          stack.push(stringValue(argBytes(n, off, op), n, false));
+          stack.push(stringValue(argBytes(n, off, op), false));
           break;
         }
         case 'UNICODE':
@@ -329,28 +327,28 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           break;
         case 'BINUNICODE': {
           const n = r.bytes(4).readUInt32LE(0);
-          stack.push(stringValue(argBytes(n, off, op), n, true));
+          stack.push(stringValue(argBytes(n, off, op), true));
           break;
         }
         case 'SHORT_BINUNICODE': {
           const n = r.byte();
-          stack.push(stringValue(argBytes(n, off, op), n, true));
+          stack.push(stringValue(argBytes(n, off, op), true));
           break;
         }
         case 'BINUNICODE8': {
           const n = r.bytes(8).readBigUInt64LE(0);
           if (n > BigInt(r.remaining())) throw new PickleError('pickle data was truncated', off, 'truncated');
-          stack.push(stringValue(argBytes(Number(n), off, op), Number(n), true));
+          stack.push(stringValue(argBytes(Number(n), off, op), true));
           break;
         }
         case 'BINBYTES': {
           const n = r.bytes(4).readUInt32LE(0);
-          stack.push(bytesValue(argBytes(n, off, op), n, r));
+          stack.push(bytesValue(argBytes(n, off, op), n));
           break;
         }
         case 'SHORT_BINBYTES': {
           const n = r.byte();
-          stack.push(bytesValue(argBytes(n, off, op), n, r));
+          stack.push(bytesValue(argBytes(n, off, op), n));
           break;
         }
         case 'BINBYTES8':

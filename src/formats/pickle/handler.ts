@@ -2,9 +2,7 @@ import type { FindingSink } from '../../report/findings.js';
 import type { FormatContext, FormatHandler } from '../types.js';
 import { BufferSource, SliceSource, type ByteSource } from '../source.js';
 import { analyzePickle, type ImportSite, type PickleAnalysis } from './analyze.js';
-import { OPCODES } from './opcodes.js';
 import { StreamReader } from './reader.js';
-import { render } from './values.js';
 import { DEFAULT_POLICY } from './policy.js';
 
 /** PyTorch's legacy (pre-1.6) serialization starts with a pickled int: this magic number. */
@@ -242,13 +240,3 @@ export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<s
   if (pickles.length > 0) ctx.stats.pickles = (typeof ctx.stats.pickles === 'number' ? ctx.stats.pickles : 0) + pickles.length;
 }
 
-/** Renders a pickle's STOP value (small pickles such as the legacy magic number). */
-export function renderResult(a: PickleAnalysis): string {
-  return a.result ? render(a.result) : '<none>';
-}
-
-export function isPickleOpcode(b: number): boolean {
-  return OPCODES[b] !== undefined;
-}
-
-export type { ByteSource };

@@ -104,6 +104,3 @@ export const OPCODES: ReadonlyArray<OpInfo | undefined> = (() => {
 })();
 
 export const HIGHEST_PROTOCOL = 5;
-
-/** Opcodes that import a global (find_class). */
-export const IMPORT_OPS = new Set(['GLOBAL', 'STACK_GLOBAL', 'INST']);
