@@ -18,16 +18,17 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 # modelguard, installed from this checkout: `npm ci` compiles the addon and guard-exec
-# (node-gyp, headers from the image's Node) and the TypeScript (`prepare`).
+# (node-gyp, headers from the image's Node), the TypeScript and the `guard run` bundle (`prepare`).
 WORKDIR /opt/modelguard
 COPY package.json package-lock.json tsconfig.json binding.gyp ./
 COPY native ./native
 COPY sandbox-profiles ./sandbox-profiles
 COPY src ./src
+COPY scripts/bundle.mjs ./scripts/bundle.mjs
+COPY bin ./bin
 RUN npm ci --no-audit --no-fund \
  && npm prune --omit=dev --no-audit --no-fund \
- && chmod +x dist/src/cli/main.js \
- && ln -s /opt/modelguard/dist/src/cli/main.js /usr/local/bin/guard
+ && ln -s /opt/modelguard/bin/guard /usr/local/bin/guard
 
 # The sample inference server and a demo model.
 COPY docs/docker/serve.py docs/docker/make_model.py /srv/

@@ -3,7 +3,7 @@
 // interleaved in one process so both sides see the same machine state. Prints medians, min and
 // the ratio (of medians, and of minima, which a busy machine disturbs less); `--reps N`
 // (default 9), `--json` for machine-readable output.
-//   guard CLI   `node dist/src/cli/main.js run -- CMD` (includes Node start-up)
+//   guard CLI   `bin/guard run -- CMD`, the installed command (includes Node start-up)
 //   run() API   `run(CMD)` from an already-running Node process (library use)
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 const root = new URL('..', import.meta.url).pathname;
-const cli = join(root, 'dist', 'src', 'cli', 'main.js');
+const cli = join(root, 'bin', 'guard');
 const { run } = await import(join(root, 'dist', 'src', 'index.js'));
 const reps = Number(process.argv[process.argv.indexOf('--reps') + 1] || 9) || 9;
 const asJson = process.argv.includes('--json');
@@ -52,11 +52,11 @@ async function bench(name, cmd) {
   const bare = [], guardCli = [], guardApi = [];
   // warm-up: page cache, Python bytecode, libtorch
   timeSpawn(cmd[0], cmd.slice(1));
-  timeSpawn(process.execPath, [cli, 'run', '--profile', 'inference', '--', ...cmd]);
+  timeSpawn(cli, ['run', '--profile', 'inference', '--', ...cmd]);
   await timeApi(cmd);
   for (let i = 0; i < reps; i++) {
     bare.push(timeSpawn(cmd[0], cmd.slice(1)));
-    guardCli.push(timeSpawn(process.execPath, [cli, 'run', '--profile', 'inference', '--', ...cmd]));
+    guardCli.push(timeSpawn(cli, ['run', '--profile', 'inference', '--', ...cmd]));
     guardApi.push(await timeApi(cmd));
   }
   return {
@@ -68,6 +68,9 @@ async function bench(name, cmd) {
     ratioCli: median(guardCli) / median(bare),
     ratioApi: median(guardApi) / median(bare),
     ratioCliMin: min(guardCli) / min(bare),
+    // Each rep's guard run against the bare run just before it, so slow drifts of the machine cancel.
+    ratioCliPaired: median(guardCli.map((g, i) => g / bare[i])),
+    ratioApiPaired: median(guardApi.map((g, i) => g / bare[i])),
     ratioApiMin: min(guardApi) / min(bare),
     spreadBarePct: ((Math.max(...bare) - min(bare)) / median(bare)) * 100,
   };
@@ -80,6 +83,6 @@ if (asJson) {
   const f = (x) => x.toFixed(1).padStart(8);
   process.stdout.write(`bench/run (${reps} interleaved reps, medians in ms; min in brackets)\n`);
   for (const r of results) {
-    process.stdout.write(`${r.name.padEnd(22)} bare ${f(r.bareMs.median)} [${r.bareMs.min.toFixed(1)}]  guard CLI ${f(r.guardCliMs.median)} [${r.guardCliMs.min.toFixed(1)}] ×${r.ratioCli.toFixed(3)}  run() API ${f(r.guardApiMs.median)} [${r.guardApiMs.min.toFixed(1)}] ×${r.ratioApi.toFixed(3)}  (bare spread ${r.spreadBarePct.toFixed(0)}%; ratios of minima: CLI ×${r.ratioCliMin.toFixed(3)}, API ×${r.ratioApiMin.toFixed(3)})\n`);
+    process.stdout.write(`${r.name.padEnd(22)} bare ${f(r.bareMs.median)} [${r.bareMs.min.toFixed(1)}]  guard CLI ${f(r.guardCliMs.median)} [${r.guardCliMs.min.toFixed(1)}] ×${r.ratioCli.toFixed(3)}  run() API ${f(r.guardApiMs.median)} [${r.guardApiMs.min.toFixed(1)}] ×${r.ratioApi.toFixed(3)}  (bare spread ${r.spreadBarePct.toFixed(0)}%; ratios of minima: CLI ×${r.ratioCliMin.toFixed(3)}, API ×${r.ratioApiMin.toFixed(3)}; paired medians: CLI ×${r.ratioCliPaired.toFixed(3)}, API ×${r.ratioApiPaired.toFixed(3)})\n`);
   }
 }

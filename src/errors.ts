@@ -29,15 +29,26 @@ export interface GuardErrorContext {
   [key: string]: unknown;
 }
 
+/** Marks a GuardError from any copy of this module (`guard run` loads a bundled copy). */
+const BRAND = Symbol.for('modelguard.GuardError');
+
 export class GuardError extends Error {
   readonly code: GuardErrorCode;
   readonly context: GuardErrorContext;
+
+  /** `x instanceof GuardError` holds for a GuardError made by another copy of this class too;
+   * subclasses keep the ordinary prototype check. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== GuardError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
+  }
 
   constructor(code: GuardErrorCode, message: string, options: { cause?: unknown; context?: GuardErrorContext } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GuardError';
     this.code = code;
     this.context = options.context ?? {};
+    Object.defineProperty(this, BRAND, { value: true });
   }
 }
 

@@ -11,8 +11,10 @@
  *          command. Between fork and execve it only makes plain system calls.
  *
  * Control channel (--ctl FD, a stream socket from the parent):
- *   parent → init    u32 count, then per filter a u32 length and that many bytes of BPF
- *                    (struct sock_filter[]); the last filter is installed with NEW_LISTENER
+ *   parent → target  u32 count, then per filter a u32 length and that many bytes of BPF
+ *                    (struct sock_filter[]); the last filter is installed with NEW_LISTENER. The
+ *                    target reads them after its other walls are up, so the parent may still be
+ *                    compiling them while guard-exec starts.
  *   target → parent  the listener fd, as SCM_RIGHTS over --listener-sock (a socketpair end), sent
  *                    by a helper thread created before any filter, so its sendmsg is never filtered
  *   target → parent  "L <pid> scm netns=<0|1> landlock=<abi> pids=<0|1>\n" once it is sent
@@ -338,11 +340,20 @@ static int make_pids_cgroup(long pids_max) {
   return 0;
 }
 
+/* Moves the calling process into the pids cgroup. On a cgroup v1 hierarchy, writing 0 to `tasks`
+ * moves only the calling thread, and the kernel then skips the global threadgroup lock that a
+ * cgroup.procs write takes, whose first writer waits for an RCU grace period (5-20 ms, on the
+ * path of every run). The target calls this while it is single-threaded (the hand-off thread
+ * comes later), so moving its thread moves the process. cgroup v2 has no `tasks`: cgroup.procs. */
 static void join_cgroup(void) {
   if (!cgroup_dir[0]) return;
   char file[300];
-  snprintf(file, sizeof file, "%s/cgroup.procs", cgroup_dir);
+  snprintf(file, sizeof file, "%s/tasks", cgroup_dir);
   int fd cleanup_fd = open(file, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(file, sizeof file, "%s/cgroup.procs", cgroup_dir);
+    fd = open(file, O_WRONLY | O_CLOEXEC);
+  }
   if (fd < 0) die_step("cgroup", errno);
   if (write(fd, "0", 1) != 1) die_step("cgroup", errno);
 }
@@ -602,8 +613,29 @@ static const char *resolve_command(const char *cmd, char *buf, size_t size) {
   return NULL;
 }
 
-__attribute__((noreturn)) static void run_target(struct options *o, struct sock_fprog *progs, uint32_t count,
-                                                 sigset_t *old_mask) {
+/* Reads the compiled filters (the profile's, then the supervisor's notify overlay) from the control
+ * socket. The target does this as late as it can, just before installing them, so that Node's
+ * compiling and writing them overlaps with the slow steps before (joining the pids cgroup waits for
+ * an RCU grace period, ~15 ms on a cgroup v1 host). */
+static uint32_t read_filters(int ctl, struct sock_fprog *progs) {
+  uint32_t count = 0;
+  if (read_full(ctl, &count, sizeof count) != 0) die_step("read filter", errno);
+  if (count > MAX_FILTERS) die_step("read filter", E2BIG);
+  for (uint32_t f = 0; f < count; f++) {
+    uint32_t len = 0;
+    if (read_full(ctl, &len, sizeof len) != 0) die_step("read filter", errno);
+    if (len == 0 || len % sizeof(struct sock_filter) != 0 || len > 4096 * sizeof(struct sock_filter))
+      die_step("read filter", EINVAL);
+    struct sock_filter *filter = malloc(len);
+    if (!filter) die_step("read filter", ENOMEM);
+    if (read_full(ctl, filter, len) != 0) die_step("read filter", errno);
+    progs[f].len = (unsigned short)(len / sizeof(struct sock_filter));
+    progs[f].filter = filter;
+  }
+  return count;
+}
+
+__attribute__((noreturn)) static void run_target(struct options *o, sigset_t *old_mask) {
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   /* Step: own process group, in the foreground of the terminal if guard had it. */
   if (setpgid(0, 0) != 0) die_step("setpgid", errno);
@@ -637,6 +669,8 @@ __attribute__((noreturn)) static void run_target(struct options *o, struct sock_
   }
   if (!o->keep_caps) step_drop_capabilities();
   int landlock = o->landlock ? step_landlock(o) : 0;
+  struct sock_fprog progs[MAX_FILTERS];
+  uint32_t count = read_filters(o->ctl, progs);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die_step("no_new_privs", errno);
   /* Step: seccomp last. Earlier filters are plain; the last one carries the notification listener.
    * The kernel runs every filter and keeps the most severe answer (KILL > ERRNO > NOTIFY > ALLOW). */
@@ -678,23 +712,6 @@ int main(int argc, char **argv) {
   if (o.listener_sock >= 0 && o.listener_sock != o.ctl + 1) usage("--listener-sock must be the fd after --ctl");
   close_inherited(&o);
 
-  /* Step: read the compiled filters (the profile's, then the supervisor's notify overlay). */
-  uint32_t count = 0;
-  if (read_full(o.ctl, &count, sizeof count) != 0) die_step("read filter", errno);
-  if (count > MAX_FILTERS) die_step("read filter", E2BIG);
-  struct sock_fprog progs[MAX_FILTERS];
-  for (uint32_t f = 0; f < count; f++) {
-    uint32_t len = 0;
-    if (read_full(o.ctl, &len, sizeof len) != 0) die_step("read filter", errno);
-    if (len == 0 || len % sizeof(struct sock_filter) != 0 || len > 4096 * sizeof(struct sock_filter))
-      die_step("read filter", EINVAL);
-    struct sock_filter *filter = malloc(len);
-    if (!filter) die_step("read filter", ENOMEM);
-    if (read_full(o.ctl, filter, len) != 0) die_step("read filter", errno);
-    progs[f].len = (unsigned short)(len / sizeof(struct sock_filter));
-    progs[f].filter = filter;
-  }
-
   /* Step: become the subreaper and block the signals we forward, before the child exists. */
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) die_step("prctl(PR_SET_CHILD_SUBREAPER)", errno);
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -708,7 +725,7 @@ int main(int argc, char **argv) {
 
   pid_t child = fork();
   if (child < 0) die_step("fork", errno);
-  if (child == 0) run_target(&o, progs, count, &old_mask);
+  if (child == 0) run_target(&o, &old_mask);
   /* The kept fds belong to the target; init holding them would hide the target's exit from the peer. */
   for (int i = 0; i < o.n_keep; i++) close(o.keep_fds[i]);
   return run_init(&o, child, &blocked);

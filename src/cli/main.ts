@@ -2,6 +2,15 @@
 import { GuardError } from '../errors.js';
 import { VERSION } from '../version.js';
 
+// bin/guard moves NODE_EXTRA_CA_CERTS aside before Node starts (Node parses every root
+// certificate at start-up when it is set, ~35 ms, and guard never opens a TLS connection); the
+// commands guard runs get it back unchanged.
+const SET_ASIDE = 'MODELGUARD_NODE_EXTRA_CA_CERTS';
+if (process.env[SET_ASIDE] !== undefined) {
+  if (process.env[SET_ASIDE] !== '') process.env.NODE_EXTRA_CA_CERTS = process.env[SET_ASIDE];
+  delete process.env[SET_ASIDE];
+}
+
 /** Each subcommand lives in its own file and exports `main(argv) → exit code`. */
 const COMMANDS: Record<string, string> = {
   scan: 'scan to judge model files (safe | suspicious | malicious | invalid | error)',
@@ -15,6 +24,17 @@ const COMMANDS: Record<string, string> = {
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([k, v]) => `  guard ${k.padEnd(11)} ${v}`);
   return `modelguard ${VERSION}\n\nUsage:\n${lines.join('\n')}\n\nRun \`guard COMMAND --help\` for a command's options.\n`;
+}
+
+/** `guard run` from the bundle when the build made a current one (scripts/bundle.mjs says why). */
+async function runCommand(argv: string[]): Promise<number> {
+  const { currentRunBundle, loadRunBundle } = await import('./run-bundle.js');
+  const bundle = currentRunBundle();
+  if (!bundle) return ((await import('./run.js')) as { main: (argv: string[]) => Promise<number> }).main(argv);
+  const { module, afterwards } = loadRunBundle(bundle);
+  const code = await module.main(argv);
+  afterwards();
+  return code;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -33,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
   }
   let mod: { main: (argv: string[]) => Promise<number> };
   try {
+    if (cmd === 'run') return await runCommand(rest);
     mod = (await import(`./${cmd}.js`)) as typeof mod;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;

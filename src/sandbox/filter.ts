@@ -17,6 +17,7 @@
  * killed (libseccomp's bad-arch action).
  */
 import { release } from 'node:os';
+import { compileFilterCached } from './bpf-cache.js';
 import type { CompareOp, NativeAddon, NativeCondition, NativeFilterSpec, NativeRule, RuleAction } from './native.js';
 import type { OciAction, OciArg, OciFilterSelector, OciOp, SandboxProfile } from './profile.js';
 
@@ -317,7 +318,7 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
     }
   }
   const spec: NativeFilterSpec = { defaultAction: allowDefault ? { action: 'allow' } : { action: 'notify' }, rules: bpf, optimize: true };
-  const filters = [native.compileFilter(spec)];
+  const filters = [compileFilterCached(native, spec)];
   return {
     filters,
     specs: [spec],

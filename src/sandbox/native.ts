@@ -128,11 +128,11 @@ export interface NativeAddon {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** The package root: dist/src/sandbox → ../../.. ; src/sandbox (ts-node) → ../.. */
+/** The package root: the nearest folder above this module with package.json and binding.gyp
+ * (dist/src/sandbox → ../../.., the run bundle dist/bundle → ../.., src/sandbox → ../..). */
 function packageRoot(): string {
-  for (const up of ['../../..', '../..']) {
-    const root = resolve(here, up);
-    if (existsSync(join(root, 'package.json')) && existsSync(join(root, 'binding.gyp'))) return root;
+  for (let dir = here, up = 0; up < 4; up++, dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
   }
   return resolve(here, '../../..');
 }

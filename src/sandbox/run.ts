@@ -254,7 +254,6 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   const profile = typeof options.profile === 'object' ? options.profile : loadProfile(options.profile ?? 'inference');
   const tmp = realpathSync(mkdtempSync(join(tmpdir(), 'modelguard-run-')));
   const s = settle(options, profile, tmp);
-  const policy = compile(native, s);
   const nameCache = new Map<number, string>();
   const syscallName = (nr: number): string => {
     let n = nameCache.get(nr);
@@ -271,7 +270,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   const walls: RunWalls = {
     mode: 'walled',
     isolate: false,
-    seccomp: `${profile.name}: ${policy.specs[0]!.rules.length} BPF rules, default ${policy.mode === 'notify-default' ? `notify (denied with errno ${policy.defaultErrno} and reported)` : 'allow'}; ${policy.notified.size} syscalls decoded by the supervisor`,
+    seccomp: '',
     notify: false,
     noNewPrivs: false,
     architectures: 'native only (foreign architectures and x32 are killed)',
@@ -313,6 +312,22 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   native.closeFd(childSock);
   if (child.pid !== undefined) options.onSpawn?.(child.pid);
   const ctl = child.stdio[3] as unknown as NodeJS.ReadWriteStream & { destroy(): void };
+  // Compiled after the spawn: guard-exec's first steps (joining the pids cgroup waits for an RCU
+  // grace period, ~15 ms on cgroup v1) run while libseccomp works; the target reads the filters
+  // only when its other walls are up.
+  let policy: CompiledPolicy;
+  try {
+    policy = compile(native, s);
+  } catch (e) {
+    // The target is blocked reading the filters: closing the channel makes it stop at that step,
+    // and guard-exec then removes its cgroup and exits.
+    ctl.destroy();
+    await child;
+    native.closeFd(listenerSock);
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  walls.seccomp = `${profile.name}: ${policy.specs[0]!.rules.length} BPF rules, default ${policy.mode === 'notify-default' ? `notify (denied with errno ${policy.defaultErrno} and reported)` : 'allow'}; ${policy.notified.size} syscalls decoded by the supervisor`;
   let setupError: { step: string; errno: number } | undefined;
   let exitInfo: { code: number; signal: number } | undefined;
   let supervisor: { stop(): void } | undefined;

@@ -1,27 +1,20 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { readdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { cacheDir, discard, readChecked, writeChecked } from '../cache.js';
 import type { PyodideAssets } from './assets.js';
 
 /**
  * Pyodide memory snapshots, cached in the user's cache folder. A snapshot boots an isolate in a
  * few hundred milliseconds instead of seconds. File: magic, sha256 of the payload, payload. The key
  * covers the Pyodide version, the unpickler source, the prelude and the memory cap, so a changed
- * unpickler never boots from a stale interpreter. Writes are atomic (temp file + rename); a file
- * that fails its checksum is deleted and rebuilt.
+ * unpickler never boots from a stale interpreter. The file format and its checks are ../cache.ts's.
  *
  * Design note: a snapshot freezes Python's hash seed, so every VM shares one seed. Dict-heavy work
  * in the VM is bounded by the per-call time limit, not by hash randomisation.
  */
 const MAGIC = Buffer.from('MGSNAP1\0', 'latin1');
 
-export function cacheDir(): string {
-  const env = process.env.MODELGUARD_CACHE_DIR;
-  if (env) return env;
-  const xdg = process.env.XDG_CACHE_HOME;
-  return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache'), 'modelguard');
-}
+export { cacheDir };
 
 export function snapshotPath(assets: PyodideAssets, dir = cacheDir()): string {
   return join(dir, `pyodide-${assets.version}-${assets.key}.snap`);
@@ -29,59 +22,17 @@ export function snapshotPath(assets: PyodideAssets, dir = cacheDir()): string {
 
 /** The cached snapshot, or undefined when missing or corrupt (a corrupt file is removed). */
 export function readSnapshot(assets: PyodideAssets, dir = cacheDir()): Uint8Array | undefined {
-  const path = snapshotPath(assets, dir);
-  let file: Buffer;
-  try {
-    file = readFileSync(path);
-  } catch {
-    return undefined;
-  }
-  const payload = file.subarray(MAGIC.length + 32);
-  const ok =
-    file.length > MAGIC.length + 32 &&
-    file.subarray(0, MAGIC.length).equals(MAGIC) &&
-    createHash('sha256').update(payload).digest().equals(file.subarray(MAGIC.length, MAGIC.length + 32));
-  if (!ok) {
-    discardSnapshot(assets, dir);
-    return undefined;
-  }
-  return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  const payload = readChecked(snapshotPath(assets, dir), MAGIC);
+  return payload && new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
 }
 
 export function discardSnapshot(assets: PyodideAssets, dir = cacheDir()): void {
-  try {
-    unlinkSync(snapshotPath(assets, dir));
-  } catch {
-    /* already gone */
-  }
+  discard(snapshotPath(assets, dir));
 }
 
 /** Writes atomically; failures are ignored (the cache is an optimisation). Returns the path or undefined. */
 export function writeSnapshot(assets: PyodideAssets, snapshot: Uint8Array, dir = cacheDir()): string | undefined {
-  const path = snapshotPath(assets, dir);
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      writeSync(fd, MAGIC);
-      writeSync(fd, createHash('sha256').update(snapshot).digest());
-      let off = 0;
-      while (off < snapshot.length) off += writeSync(fd, snapshot, off, snapshot.length - off);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-    return path;
-  } catch {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* nothing to clean */
-    }
-    return undefined;
-  }
+  return writeChecked(snapshotPath(assets, dir), MAGIC, snapshot);
 }
 
 /** Snapshots (and temp files) of other unpickler versions untouched this long are removed. */

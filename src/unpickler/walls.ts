@@ -15,10 +15,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureDir } from '../cache.js';
 import { GuardError } from '../errors.js';
 import type { Walls } from '../report/model.js';
 import type { RunEvent } from '../sandbox/events.js';
@@ -124,9 +125,10 @@ export function workerReadList(entry: string, cacheDir: string): string[] {
     '/sys/devices/system/cpu',
     ...cgroupDirs(),
     '/dev/urandom',
-    // its own code: the compiled unpickler and what it imports (errors.js), the package manifest
+    // its own code: the compiled unpickler and what it imports (errors.js, cache.js), the package manifest
     real(dirname(entry)),
     real(join(dirname(entry), '..', 'errors.js')),
+    real(join(dirname(entry), '..', 'cache.js')),
     real(join(root, 'package.json')),
     real(dirname(pythonSourcePath())),
     cacheDir,
@@ -192,7 +194,7 @@ export function launchWorker(o: LaunchOptions, extraEnv: Record<string, string> 
     const child = fork(o.entry, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: o.execArgv, env: workerEnv({ ...o.env, ...extraEnv }) });
     return { child, walled: undefined, unwalledReason: reason };
   }
-  if (o.cacheDir) mkdirSync(o.cacheDir, { recursive: true, mode: 0o700 });
+  if (o.cacheDir) ensureDir(o.cacheDir);
   const walled = spawnWalled([real(process.execPath), ...o.execArgv, o.entry], {
     profile: WORKER_PROFILE,
     read: workerReadList(o.entry, o.cacheDir),
