@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Bundles the `guard run` path (cli/run → sandbox/* → execa) into one CommonJS file, dist/bundle/run.cjs.
+// Bundles the `guard run` path (cli/run → sandbox/* → execa) into one CommonJS file,
+// dist/bundle/run.cjs, and cli/run-launch (what bin/guard starts for `guard run`: it loads that
+// bundle with its code cache) into dist/bundle/guard-run.cjs.
 //
 // Why: `guard run` is a wrapper around somebody else's process, so its own start-up is pure
 // overhead on every run. Unbundled, Node 20's ESM loader resolves and links ~150 modules of execa
@@ -17,12 +19,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const outfile = join(root, 'dist', 'bundle', 'run.cjs');
-mkdirSync(dirname(outfile), { recursive: true });
+const outdir = join(root, 'dist', 'bundle');
+mkdirSync(outdir, { recursive: true });
 
-await build({
-  entryPoints: [join(root, 'dist', 'src', 'cli', 'run.js')],
-  outfile,
+const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -32,4 +32,9 @@ await build({
   banner: { js: "'use strict';\nvar __mgImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
   legalComments: 'inline',
   logLevel: 'warning',
-});
+};
+
+await build({ ...common, entryPoints: [join(root, 'dist', 'src', 'cli', 'run.js')], outfile: join(outdir, 'run.cjs') });
+// The launcher's fallback imports cli/main.js, an ES module: import() must stay import(), not
+// become require().
+await build({ ...common, entryPoints: [join(root, 'dist', 'src', 'cli', 'run-launch.js')], outfile: join(outdir, 'guard-run.cjs'), supported: { 'dynamic-import': true } });

@@ -1,13 +1,18 @@
 /**
- * modelguard's cache folder and its one file format: magic, sha256 of the payload, payload.
- * Everything cached is derived (a Pyodide memory snapshot, a compiled BPF program) and rebuilt
- * when missing: a file that fails its checksum is deleted, writes are atomic (temp file +
- * rename), and a failed write is ignored because the cache is only an optimisation.
+ * modelguard's cache folder and its one file format: magic, CRC-32 of the payload (u32 LE), the
+ * payload's length (u32 LE; snapshots, the largest, are ~31 MB), payload. Everything cached is derived (a Pyodide memory snapshot, a compiled BPF
+ * program, V8's code for the run bundle) and rebuilt when missing: a file that fails its checks is
+ * deleted, writes are atomic (temp file + rename), and a failed write is ignored because the cache
+ * is only an optimisation.
+ *
+ * The checksum is there for torn or damaged files, not for an attacker: whoever can write the
+ * user's cache folder can already change what that user runs. CRC-32 rather than sha256 because
+ * `guard run` reads this on every start and node:crypto alone costs ~5 ms to load; zlib is cheap.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { crc32 } from 'node:zlib';
 
 /** MODELGUARD_CACHE_DIR, else $XDG_CACHE_HOME/modelguard, else ~/.cache/modelguard. */
 export function cacheDir(): string {
@@ -41,7 +46,9 @@ export function ensureDir(dir: string, mode = 0o700): void {
   }
 }
 
-/** The payload of a checked file, or undefined when it is missing or corrupt (a corrupt file is removed). */
+const HEADER = 8;
+
+/** The payload of a checked file, or undefined when it is missing or damaged (a damaged file is removed). */
 export function readChecked(path: string, magic: Buffer): Buffer | undefined {
   let file: Buffer;
   try {
@@ -49,11 +56,13 @@ export function readChecked(path: string, magic: Buffer): Buffer | undefined {
   } catch {
     return undefined;
   }
-  const payload = file.subarray(magic.length + 32);
+  const start = magic.length + HEADER;
+  const payload = file.subarray(start);
   const ok =
-    file.length > magic.length + 32 &&
+    file.length > start &&
     file.subarray(0, magic.length).equals(magic) &&
-    createHash('sha256').update(payload).digest().equals(file.subarray(magic.length, magic.length + 32));
+    file.readUInt32LE(magic.length + 4) === payload.length &&
+    file.readUInt32LE(magic.length) === crc32(payload);
   if (!ok) discard(path);
   return ok ? payload : undefined;
 }
@@ -66,15 +75,20 @@ export function discard(path: string): void {
   }
 }
 
+let tmpSeq = 0;
+
 /** Writes a checked file atomically; returns the path, or undefined when it could not. */
 export function writeChecked(path: string, magic: Buffer, payload: Uint8Array): string | undefined {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const tmp = `${path}.${process.pid}.${Date.now().toString(36)}${(tmpSeq++).toString(36)}.tmp`;
   try {
     ensureDir(dirname(path));
     const fd = openSync(tmp, 'wx', 0o600);
     try {
+      const header = Buffer.alloc(HEADER);
+      header.writeUInt32LE(crc32(payload), 0);
+      header.writeUInt32LE(payload.length, 4);
       writeSync(fd, magic);
-      writeSync(fd, createHash('sha256').update(payload).digest());
+      writeSync(fd, header);
       let off = 0;
       while (off < payload.length) off += writeSync(fd, payload, off, payload.length - off);
       fsyncSync(fd);

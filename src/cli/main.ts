@@ -1,15 +1,9 @@
 #!/usr/bin/env node
-import { GuardError } from '../errors.js';
+import { fileURLToPath } from 'node:url';
 import { VERSION } from '../version.js';
+import { finish, restoreSetAsideEnv } from './finish.js';
 
-// bin/guard moves NODE_EXTRA_CA_CERTS aside before Node starts (Node parses every root
-// certificate at start-up when it is set, ~35 ms, and guard never opens a TLS connection); the
-// commands guard runs get it back unchanged.
-const SET_ASIDE = 'MODELGUARD_NODE_EXTRA_CA_CERTS';
-if (process.env[SET_ASIDE] !== undefined) {
-  if (process.env[SET_ASIDE] !== '') process.env.NODE_EXTRA_CA_CERTS = process.env[SET_ASIDE];
-  delete process.env[SET_ASIDE];
-}
+restoreSetAsideEnv();
 
 /** Each subcommand lives in its own file and exports `main(argv) → exit code`. */
 const COMMANDS: Record<string, string> = {
@@ -26,15 +20,13 @@ function usage(): string {
   return `modelguard ${VERSION}\n\nUsage:\n${lines.join('\n')}\n\nRun \`guard COMMAND --help\` for a command's options.\n`;
 }
 
-/** `guard run` from the bundle when the build made a current one (scripts/bundle.mjs says why). */
+/** `guard run` from the bundle when the build made a current one (scripts/bundle.mjs says why);
+ * bin/guard goes there directly through cli/run-launch.ts. */
 async function runCommand(argv: string[]): Promise<number> {
-  const { currentRunBundle, loadRunBundle } = await import('./run-bundle.js');
-  const bundle = currentRunBundle();
+  const { currentRunBundle, runFromBundle } = await import('./run-bundle.js');
+  const bundle = currentRunBundle(fileURLToPath(new URL('../..', import.meta.url)));
   if (!bundle) return ((await import('./run.js')) as { main: (argv: string[]) => Promise<number> }).main(argv);
-  const { module, afterwards } = loadRunBundle(bundle);
-  const code = await module.main(argv);
-  afterwards();
-  return code;
+  return runFromBundle(bundle, argv);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -66,13 +58,4 @@ async function main(argv: string[]): Promise<number> {
   return mod.main(rest);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    if (e instanceof GuardError) process.stderr.write(`guard: ${e.message} [${e.code}]\n`);
-    else process.stderr.write(`guard: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    process.exitCode = 2;
-  },
-);
+finish(main(process.argv.slice(2)));

@@ -6,11 +6,9 @@
  * folder in ../cache.ts's checked format. V8 rejects a cache made for other source, another V8 or
  * other flags; a rejected or missing cache is rebuilt on that run.
  */
-import { statSync } from 'node:fs';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
 import { cacheDir, readChecked, writeChecked } from '../cache.js';
 
@@ -20,15 +18,25 @@ export interface RunModule {
 
 const MAGIC = Buffer.from('MGV8CC1\0', 'latin1');
 
-/** The bundle when it was built after tsc last wrote dist/src (tsc rewrites every output, so a
- * bundle older than cli/run.js is stale and the unbundled modules are used instead). */
-export function currentRunBundle(): string | undefined {
-  const bundle = fileURLToPath(new URL('../../bundle/run.cjs', import.meta.url));
+/**
+ * `dist`/bundle/run.cjs when it was built after tsc last wrote `dist`/src (tsc rewrites every
+ * output, so a bundle older than cli/run.js is stale and the unbundled modules are used instead).
+ */
+export function currentRunBundle(dist: string): string | undefined {
+  const bundle = join(dist, 'bundle', 'run.cjs');
   try {
-    return statSync(bundle).mtimeMs >= statSync(fileURLToPath(new URL('./run.js', import.meta.url))).mtimeMs ? bundle : undefined;
+    return statSync(bundle).mtimeMs >= statSync(join(dist, 'src', 'cli', 'run.js')).mtimeMs ? bundle : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** `guard run ARGV` from the bundle, leaving a code cache for the next run when there was none. */
+export async function runFromBundle(bundle: string, argv: string[]): Promise<number> {
+  const { module, afterwards } = loadRunBundle(bundle);
+  const code = await module.main(argv);
+  afterwards();
+  return code;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { PyodideAssets } from './assets.js';
  * Design note: a snapshot freezes Python's hash seed, so every VM shares one seed. Dict-heavy work
  * in the VM is bounded by the per-call time limit, not by hash randomisation.
  */
-const MAGIC = Buffer.from('MGSNAP1\0', 'latin1');
+const MAGIC = Buffer.from('MGSNAP2\0', 'latin1');
 
 export { cacheDir };
 

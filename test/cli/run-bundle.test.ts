@@ -11,6 +11,7 @@ import { CLI, skipReason } from '../sandbox/helpers.js';
 import { ROOT } from '../helpers/fixtures.js';
 
 const BIN = join(ROOT, 'bin', 'guard');
+const DIST = join(ROOT, 'dist');
 const CACHE_NAME = `run-${process.version}-${process.arch}.cache`;
 
 function withDir(fn: (dir: string) => void): void {
@@ -23,7 +24,7 @@ function withDir(fn: (dir: string) => void): void {
 }
 
 test('the build made a current run bundle', () => {
-  const bundle = currentRunBundle();
+  const bundle = currentRunBundle(DIST);
   assert.ok(bundle, 'npm run build writes dist/bundle/run.cjs after tsc');
   assert.ok(bundle!.endsWith(join('dist', 'bundle', 'run.cjs')));
 });
@@ -41,7 +42,7 @@ test('bin/guard works through a symbolic link, as npm installs it', () =>
 
 test('the bundle loads with a V8 code cache: written by the first load, reused after', () =>
   withDir((dir) => {
-    const bundle = currentRunBundle()!;
+    const bundle = currentRunBundle(DIST)!;
     const cachePath = join(dir, 'v8', CACHE_NAME);
     const first = loadRunBundle(bundle, dir);
     assert.type(first.module.main, 'function');
@@ -56,7 +57,7 @@ test('the bundle loads with a V8 code cache: written by the first load, reused a
 
 test('errors from the bundled copy are GuardErrors to the rest of modelguard', () =>
   withDir((dir) => {
-    const { module } = loadRunBundle(currentRunBundle()!, dir);
+    const { module } = loadRunBundle(currentRunBundle(DIST)!, dir);
     const parse = (module as unknown as { parseRunArgs: (a: string[]) => unknown }).parseRunArgs;
     try {
       parse(['--no-such-option']);
@@ -85,6 +86,23 @@ if (skip) {
     }),
   );
 
+  test('bin/guard starts `guard run` from the bundled launcher: exit codes, usage errors, the code cache', () =>
+    withDir((dir) => {
+      const env = { ...process.env, MODELGUARD_CACHE_DIR: dir };
+      const r = spawnSync(BIN, ['run', '--', '/bin/sh', '-c', 'echo out; echo err >&2; exit 9'], { encoding: 'utf8', env });
+      assert.is(r.status, 9, r.stderr);
+      assert.is(r.stdout, 'out\n');
+      assert.match(r.stderr, /^err\n/);
+      assert.match(r.stderr, /guard run: \/bin\/sh -c .* exit 9/);
+      assert.ok(existsSync(join(dir, 'v8', CACHE_NAME)), 'the launcher loaded the bundle and cached its code');
+      const bad = spawnSync(BIN, ['run', '--no-such-option', '--', '/bin/true'], { encoding: 'utf8', env });
+      assert.is(bad.status, 2);
+      assert.match(bad.stderr, /guard run: unknown option `--no-such-option`/);
+      const killed = spawnSync(BIN, ['run', '--', '/bin/sh', '-c', 'kill -TERM $$'], { encoding: 'utf8', env });
+      assert.is(killed.status, 128 + 15, 'killed by a signal: 128 + its number');
+    }),
+  );
+
   test('a code cache V8 rejects (intact file, foreign content) is rebuilt by the next run', () =>
     withDir((dir) => {
       const cachePath = join(dir, 'v8', CACHE_NAME);
@@ -97,19 +115,22 @@ if (skip) {
 
   test('a bundle older than tsc\'s output is not used: `guard run` falls back to the modules', () =>
     withDir((dir) => {
-      const bundle = currentRunBundle()!;
+      const bundle = currentRunBundle(DIST)!;
       const st = statSync(bundle);
       const old = new Date(statSync(join(ROOT, 'dist', 'src', 'cli', 'run.js')).mtimeMs - 3_600_000);
       utimesSync(bundle, old, old);
       try {
-        assert.is(currentRunBundle(), undefined);
+        assert.is(currentRunBundle(DIST), undefined);
         const r = spawnSync(process.execPath, [CLI, 'run', '--', '/bin/sh', '-c', 'exit 5'], { encoding: 'utf8', env: { ...process.env, MODELGUARD_CACHE_DIR: dir } });
         assert.is(r.status, 5, r.stderr);
         assert.not.ok(existsSync(join(dir, 'v8', CACHE_NAME)), 'the stale bundle was not loaded');
+        const viaBin = spawnSync(BIN, ['run', '--', '/bin/sh', '-c', 'exit 6'], { encoding: 'utf8', env: { ...process.env, MODELGUARD_CACHE_DIR: dir } });
+        assert.is(viaBin.status, 6, `the launcher hands over to main.js: ${viaBin.stderr}`);
+        assert.not.ok(existsSync(join(dir, 'v8', CACHE_NAME)));
       } finally {
         utimesSync(bundle, st.atime, st.mtime);
       }
-      assert.is(currentRunBundle(), bundle);
+      assert.is(currentRunBundle(DIST), bundle);
     }),
   );
 

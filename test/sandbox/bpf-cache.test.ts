@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compileFilterCached, filterCachePath } from '../../src/sandbox/bpf-cache.js';
@@ -87,6 +87,22 @@ t('a corrupt, truncated or misshapen cache file is compiled afresh and replaced'
       assert.ok(out.equals(good));
       assert.ok(readFileSync(path).equals(intact), 'and it is rewritten intact');
     }
+  }),
+);
+
+t('a file made for another key under this key\'s name (a CRC-32 collision) is not used', () =>
+  withDir((dir) => {
+    const n = native!;
+    const spec = inferenceSpec(n);
+    const other: NativeFilterSpec = { ...spec, rules: spec.rules.slice(1) };
+    compileFilterCached(n, other, dir);
+    const path = filterCachePath(n, spec, dir);
+    copyFileSync(filterCachePath(n, other, dir), path);
+    const c = counting(n);
+    const out = compileFilterCached(c.addon, spec, dir);
+    assert.equal(c.calls(), 1, 'an intact file with a foreign key is compiled afresh');
+    assert.ok(out.equals(n.compileFilter(spec)));
+    assert.not.ok(out.equals(n.compileFilter(other)));
   }),
 );
 
