@@ -338,6 +338,19 @@ Supervisor::Supervisor(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Superv
     Napi::Array a = persona.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); i++) policy_.personality_allowed.insert(a.Get(i).ToNumber().Uint32Value());
   }
+  Napi::Value sinks = o.Get("sinkholeFds");
+  if (sinks.IsArray()) {
+    Napi::Array a = sinks.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length() && i < 2; i++) {
+      int sfd = a.Get(i).ToNumber().Int32Value();
+      Fd dup(fcntl(sfd, F_DUPFD_CLOEXEC, 3));
+      if (!dup.ok()) ThrowSystem(env, "fcntl(F_DUPFD_CLOEXEC)", errno, "DNS sink fd " + std::to_string(sfd));
+      int domain = 0;
+      socklen_t dl = sizeof domain;
+      if (getsockopt(dup.get(), SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0) sink_families_.insert(domain);
+      sinkholes_.push_back(std::move(dup));
+    }
+  }
   int lfd = fd.As<Napi::Number>().Int32Value();
   listener_.reset(fcntl(lfd, F_DUPFD_CLOEXEC, 3));
   if (!listener_.ok()) ThrowSystem(env, "fcntl(F_DUPFD_CLOEXEC)", errno, "listener fd " + std::to_string(lfd));
@@ -448,14 +461,17 @@ void Supervisor::Loop() {
     size_t req_size = std::max<size_t>(sizes.seccomp_notif, sizeof(struct seccomp_notif));
     std::vector<uint64_t> req_buf((req_size + 7) / 8);
     for (;;) {
-      struct pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-      int r = poll(fds, 2, -1);
+      struct pollfd fds[4] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
+      for (size_t i = 0; i < sinkholes_.size(); i++) fds[2 + i].fd = sinkholes_[i].get();
+      int r = poll(fds, 4, -1);
       if (r < 0) {
         if (errno == EINTR) continue;
         end_error = std::string("poll: ") + strerror(errno);
         break;
       }
       if (fds[1].revents) break;
+      for (size_t i = 0; i < sinkholes_.size(); i++)
+        if (fds[2 + i].revents & POLLIN) DrainSinkhole(sinkholes_[i].get());
       if (fds[0].revents & POLLIN) {
         memset(req_buf.data(), 0, req_buf.size() * 8);
         if (ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_RECV, req_buf.data()) != 0) {
@@ -469,12 +485,138 @@ void Supervisor::Loop() {
       if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) break;  // no task uses the filter any more
     }
   }
+  // Queries sent just before the last task exited are still queued.
+  for (auto &s : sinkholes_) DrainSinkhole(s.get());
+  sinkholes_.clear();
   auto end = std::make_unique<Event>();
   end->end = true;
   end->end_error = end_error;
   Emit(std::move(end));
   listener_.reset();
   tsfn_.Release();
+}
+
+// Length of the question section at `q` (one name, uncompressed as queries are, plus type and
+// class), or 0 when it does not fit in `n` bytes.
+static size_t QuestionLength(const uint8_t *q, size_t n) {
+  size_t i = 0;
+  while (i < n && q[i] != 0) {
+    if (q[i] & 0xc0) return 0;
+    i += 1 + q[i];
+  }
+  return i < n && i + 5 <= n ? i + 5 : 0;
+}
+
+// Reads every datagram queued on a DNS sink: each becomes a report event (the query's name is
+// decoded in TypeScript, like a send's), and each gets a REFUSED answer from the address it was
+// sent to, so the resolver fails at once instead of waiting for its timeout.
+void Supervisor::DrainSinkhole(int fd) {
+  for (int budget = 0; budget < 256; budget++) {
+    uint8_t buf[kPayloadMax];
+    struct sockaddr_storage from;
+    union {
+      char buf[256];
+      struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {buf, sizeof buf};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_name = &from;
+    mh.msg_namelen = sizeof from;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.buf;
+    mh.msg_controllen = sizeof ctl.buf;
+    ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) return;  // EAGAIN: drained
+    size_t got = std::min<size_t>(static_cast<size_t>(n), sizeof buf);
+    // The address the program sent to: the resolver it meant.
+    struct sockaddr_storage to;
+    memset(&to, 0, sizeof to);
+    socklen_t to_len = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+        struct in_pktinfo pi;
+        memcpy(&pi, CMSG_DATA(c), sizeof pi);
+        auto *sin = reinterpret_cast<struct sockaddr_in *>(&to);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(53);
+        sin->sin_addr = pi.ipi_addr;
+        to_len = sizeof *sin;
+      } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+        struct in6_pktinfo pi;
+        memcpy(&pi, CMSG_DATA(c), sizeof pi);
+        auto *sin6 = reinterpret_cast<struct sockaddr_in6 *>(&to);
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(53);
+        sin6->sin6_addr = pi.ipi6_addr;
+        to_len = sizeof *sin6;
+      }
+    }
+    auto ev = std::make_unique<Event>();
+    ev->time = NowMs();
+    ev->nr = __NR_write;
+    ev->denied = true;
+    ev->simulated = true;
+    ev->sock_type = "udp";
+    ev->payload.assign(buf, buf + got);
+    ev->payload_len = static_cast<size_t>(n);
+    if (to_len) {
+      ev->has_sockaddr = true;
+      ev->sockaddr = DecodeSockaddr(reinterpret_cast<uint8_t *>(&to), to_len);
+    }
+    ev->note = "received by the DNS sink: sent with a call the supervisor does not intercept (write, writev), "
+               "answered REFUSED; nothing left the sandbox";
+    Emit(std::move(ev));
+    if (got < 12 || mh.msg_namelen == 0) continue;
+    // The answer: the query's header with QR set and RCODE 5 (REFUSED), and its question.
+    uint8_t reply[kPayloadMax];
+    size_t qlen = QuestionLength(buf + 12, got - 12);
+    memcpy(reply, buf, 12);
+    reply[2] = static_cast<uint8_t>(0x80 | (buf[2] & 0x79));  // QR, opcode and RD kept, AA/TC cleared
+    reply[3] = 5;                                                // RA 0, RCODE REFUSED
+    reply[4] = 0;
+    reply[5] = qlen ? 1 : 0;
+    memset(reply + 6, 0, 6);
+    memcpy(reply + 12, buf + 12, qlen);
+    struct iovec riov = {reply, 12 + qlen};
+    struct msghdr rh;
+    memset(&rh, 0, sizeof rh);
+    rh.msg_name = &from;
+    rh.msg_namelen = mh.msg_namelen;
+    rh.msg_iov = &riov;
+    rh.msg_iovlen = 1;
+    union {
+      char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+      struct cmsghdr align;
+    } rctl;
+    memset(&rctl, 0, sizeof rctl);
+    if (to_len) {
+      // From the address the query went to: a connected resolver socket takes nothing else.
+      rh.msg_control = rctl.buf;
+      struct cmsghdr *c = reinterpret_cast<struct cmsghdr *>(rctl.buf);
+      if (to.ss_family == AF_INET) {
+        struct in_pktinfo pi;
+        memset(&pi, 0, sizeof pi);
+        pi.ipi_spec_dst = reinterpret_cast<struct sockaddr_in *>(&to)->sin_addr;
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        rh.msg_controllen = CMSG_SPACE(sizeof pi);
+      } else {
+        struct in6_pktinfo pi;
+        memset(&pi, 0, sizeof pi);
+        pi.ipi6_addr = reinterpret_cast<struct sockaddr_in6 *>(&to)->sin6_addr;
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        rh.msg_controllen = CMSG_SPACE(sizeof pi);
+      }
+    }
+    sendmsg(fd, &rh, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
 }
 
 // What the profile says about this call: 0 allow, else the errno to answer (kill rules: EPERM).
@@ -526,6 +668,7 @@ void Supervisor::Handle(const void *raw) {
   bool deny = false;
   int err = EPERM;
   bool simulate = false;
+  bool redirected = false;  // allowed to run, but only ever reaches the DNS sink
 
   auto net_allowed = [&](const SockAddr &sa) {
     for (const auto &na : policy_.allow) {
@@ -620,9 +763,15 @@ void Supervisor::Handle(const void *raw) {
         deny = false;
       } else if (policy_.net_deny) {
         if (policy_.fake_dns && sa.port == 53 && ev->sock_type != "tcp") {
-          simulate = true;
           fake_peers_[{get_tgid(), ev->fd}] = sa;
-          ev->note = "connect simulated so the resolver reveals its query";
+          if (sink_families_.count(sa.family == "inet" ? AF_INET : AF_INET6)) {
+            // Every address is local in the sandbox's namespace: this connects to the DNS sink.
+            redirected = true;
+            ev->note = "connected to the DNS sink so the resolver reveals its query";
+          } else {
+            simulate = true;
+            ev->note = "connect simulated so the resolver reveals its query";
+          }
         } else {
           deny = true;
           err = ECONNREFUSED;
@@ -782,7 +931,7 @@ void Supervisor::Handle(const void *raw) {
       e->by_profile = by_profile;
       e->always = always;
     }
-    if (simulate) {
+    if (simulate || redirected) {
       e->denied = true;
       e->simulated = true;
     }

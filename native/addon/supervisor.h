@@ -100,11 +100,16 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   Napi::Value Unref(const Napi::CallbackInfo &info);
   void Loop();
   void Handle(const void *notif);
+  void DrainSinkhole(int fd);
   void Emit(std::unique_ptr<Event> ev);
   void Join();
 
   Fd listener_;
   Fd wake_;
+  // UDP sockets on port 53 inside the sandbox's network namespace, where every address is local
+  // (guard-exec --dns-sinkhole): what any program sends to any resolver lands here.
+  std::vector<Fd> sinkholes_;
+  std::set<int> sink_families_;  // AF_INET / AF_INET6 of the sinks
   Policy policy_;
   bool first_exec_done_ = false;
   std::map<std::pair<int, int>, SockAddr> fake_peers_;  // (tgid, fd) → simulated peer

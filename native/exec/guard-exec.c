@@ -17,7 +17,9 @@
  *                    compiling them while guard-exec starts.
  *   target → parent  the listener fd, as SCM_RIGHTS over --listener-sock (a socketpair end), sent
  *                    by a helper thread created before any filter, so its sendmsg is never filtered
- *   target → parent  "L <pid> scm netns=<0|1> landlock=<abi> pids=<0|1>\n" once it is sent
+ *   target → parent  with --dns-sinkhole, before any filter: each DNS sink socket as SCM_RIGHTS
+ *                    (tag 'S') over --listener-sock, ahead of the listener
+ *   target → parent  "L <pid> scm netns=<0|1> landlock=<abi> pids=<0|1> sinks=<n>\n" once it is sent
  *   parent → target  "G": go ahead and execve
  *   any    → parent  "E <step> <errno>\n" when a step failed (the process then exits 127)
  *   init   → parent  "X <code> <signal>\n" when the target has been reaped
@@ -34,8 +36,11 @@
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -116,6 +121,7 @@ struct options {
   int landlock_scope;
   int pgroup;
   int keep_caps;
+  int dns_sinkhole;
   long pids_max;
   int kill_grace_ms;
   const char *write_paths[MAX_LIST];
@@ -180,7 +186,7 @@ __attribute__((noreturn)) static void die_step(const char *step, int err) {
 
 __attribute__((noreturn)) static void usage(const char *why) {
   fprintf(stderr, "guard-exec: %s\nusage: guard-exec --ctl FD [--netns] [--landlock] [--write PATH]... "
-                  "[--read PATH]... [--landlock-net] [--allow-port N]... [--rlimit NAME=SOFT[:HARD]]... "
+                  "[--read PATH]... [--landlock-net] [--allow-port N]... [--rlimit NAME=SOFT[:HARD]]... [--dns-sinkhole] "
                   "[--pids-max N] [--pgroup] [--keep-fd FD]... -- CMD ARGS...\n", why);
   exit(2);
 }
@@ -230,6 +236,8 @@ static void parse_args(int argc, char **argv, struct options *o) {
       i++;
     } else if (strcmp(a, "--netns") == 0) {
       o->netns = 1;
+    } else if (strcmp(a, "--dns-sinkhole") == 0) {
+      o->dns_sinkhole = 1;
     } else if (strcmp(a, "--landlock") == 0) {
       o->landlock = 1;
     } else if (strcmp(a, "--landlock-net") == 0) {
@@ -459,6 +467,120 @@ static void step_loopback_up(void) {
   }
 }
 
+#ifndef IPV6_FREEBIND
+#define IPV6_FREEBIND 78
+#endif
+
+/* `ip route add local default dev lo table local` for one family, over rtnetlink: inside the
+ * fresh namespace every address of that family becomes local (AnyIP), so a packet to any
+ * resolver reaches the sink socket bound to port 53. Returns 0 or an errno. */
+static int add_local_default_route(int family) {
+  int s cleanup_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (s < 0) return errno;
+  struct {
+    struct nlmsghdr nh;
+    struct rtmsg rt;
+    char attrs[RTA_SPACE(sizeof(int))];
+  } req;
+  memset(&req, 0, sizeof req);
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtmsg));
+  req.nh.nlmsg_type = RTM_NEWROUTE;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
+  req.nh.nlmsg_seq = 1;
+  req.rt.rtm_family = (unsigned char)family;
+  req.rt.rtm_table = RT_TABLE_LOCAL;
+  req.rt.rtm_protocol = RTPROT_BOOT;
+  req.rt.rtm_scope = RT_SCOPE_HOST;
+  req.rt.rtm_type = RTN_LOCAL;
+  struct rtattr *ra = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.nh.nlmsg_len));
+  ra->rta_type = RTA_OIF;
+  ra->rta_len = RTA_LENGTH(sizeof(int));
+  int lo = (int)if_nametoindex("lo");
+  if (lo == 0) return ENODEV;
+  memcpy(RTA_DATA(ra), &lo, sizeof lo);
+  req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_LENGTH(sizeof(int));
+  if (send(s, &req, req.nh.nlmsg_len, 0) < 0) return errno;
+  char buf[512];
+  ssize_t n = recv(s, buf, sizeof buf, 0);
+  if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr))) return EPROTO;
+  struct nlmsghdr *nh = (struct nlmsghdr *)buf;
+  if (nh->nlmsg_type != NLMSG_ERROR) return EPROTO;
+  struct nlmsgerr *e = NLMSG_DATA(nh);
+  return e->error == 0 ? 0 : -e->error;
+}
+
+/* A UDP socket on port 53 of every address of `family`, that reports each datagram's destination
+ * (the resolver the program meant) and may answer from it. -1 when the family is unavailable. */
+static int open_sink(int family) {
+  int s = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (s < 0) return -1;
+  int one = 1;
+  int ok;
+  if (family == AF_INET) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(53), .sin_addr = {htonl(INADDR_ANY)}};
+    ok = setsockopt(s, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0;
+  } else {
+    struct sockaddr_in6 a;
+    memset(&a, 0, sizeof a);
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(53);
+    a.sin6_addr = in6addr_any;
+    /* FREEBIND: answering from an address that exists only through the local route. */
+    ok = setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0 &&
+         setsockopt(s, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0 &&
+         setsockopt(s, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one) == 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0;
+  }
+  if (!ok) {
+    close(s);
+    return -1;
+  }
+  return s;
+}
+
+/* Sends one fd to the parent as SCM_RIGHTS with the byte `tag`. */
+static int send_fd(int sock, int fd, char tag) {
+  struct iovec iov = {&tag, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = sizeof u.buf;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+    if (errno != EINTR) return errno;
+  return 0;
+}
+
+/* Step (--dns-sinkhole, in the fresh network namespace): every address becomes local and UDP
+ * port 53 is ours, so a DNS query reaches the supervisor whichever call sends it, write() and
+ * writev() included, which the filter cannot tell from any other write. The sockets go to the
+ * parent before any filter exists and are closed here: the command never holds them.
+ * Returns how many sockets were sent (the parent receives them before the listener). */
+static int step_dns_sinkhole(int sock) {
+  int sent = 0;
+  const int families[2] = {AF_INET, AF_INET6};
+  for (int i = 0; i < 2; i++) {
+    if (add_local_default_route(families[i]) != 0) continue; /* e.g. IPv6 disabled */
+    int s = open_sink(families[i]);
+    if (s < 0) continue;
+    int err = send_fd(sock, s, 'S');
+    close(s);
+    if (err) die_step("sendmsg(SCM_RIGHTS)", err);
+    sent++;
+  }
+  return sent;
+}
+
 static int step_landlock(struct options *o) {
   int abi = (int)syscall(__NR_landlock_create_ruleset, NULL, 0, LL_CREATE_RULESET_VERSION);
   if (abi < 1) return 0;
@@ -650,11 +772,12 @@ __attribute__((noreturn)) static void run_target(struct options *o, sigset_t *ol
   char resolved[PATH_MAX];
   const char *file = resolve_command(o->argv[0], resolved, sizeof resolved);
   if (!file) die_step("execve", ENOENT);
-  int netns = 0;
+  int netns = 0, sinks = 0;
   if (o->netns) {
     if (unshare(CLONE_NEWNET) == 0) {
       netns = 1;
       step_loopback_up();
+      if (o->dns_sinkhole && o->listener_sock >= 0) sinks = step_dns_sinkhole(o->listener_sock);
     } else if (errno != EPERM) {
       die_step("unshare(CLONE_NEWNET)", errno);
     }
@@ -687,8 +810,8 @@ __attribute__((noreturn)) static void run_target(struct options *o, sigset_t *ol
     handoff_send(&handoff, listener);
   }
   char line[128];
-  int n = snprintf(line, sizeof line, "L %d scm netns=%d landlock=%d pids=%d\n", (int)getpid(), netns, landlock,
-                   cgroup_dir[0] ? 1 : 0);
+  int n = snprintf(line, sizeof line, "L %d scm netns=%d landlock=%d pids=%d sinks=%d\n", (int)getpid(), netns, landlock,
+                   cgroup_dir[0] ? 1 : 0, sinks);
   write_all(o->ctl, line, (size_t)n);
   char go = 0;
   if (read_full(o->ctl, &go, 1) != 0 || go != 'G') die_step("handshake", errno ? errno : EPROTO);

@@ -80,6 +80,8 @@ export interface NativeEnd {
 
 export interface SupervisorOptions {
   listenerFd: number;
+  /** UDP sockets on port 53 in the sandbox's network namespace (guard-exec --dns-sinkhole), at most two. */
+  sinkholeFds?: number[];
   firstExecPid: number;
   netDeny: boolean;
   fakeDns: boolean;

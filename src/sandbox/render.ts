@@ -23,7 +23,7 @@ export function renderRunText(r: RunResult): string {
   const lines: string[] = [];
   const how = r.signal ? `killed by ${r.signal} (exit ${r.exitCode})` : `exit ${r.exitCode}`;
   lines.push(`guard run: ${r.command.join(' ')} — ${how} in ${r.durationMs} ms, profile ${r.profile}`);
-  lines.push(`  walls: seccomp${r.walls.notify ? '+notify' : ''}, network ${r.walls.network}, landlock ${r.walls.landlock ? `ABI ${r.walls.landlock}` : 'off'}, ${r.walls.pids ?? 'no process bound'}`);
+  lines.push(`  walls: seccomp${r.walls.notify ? '+notify' : ''}, network ${r.walls.network}${r.walls.dnsSink ? ' (DNS sink)' : ''}, landlock ${r.walls.landlock ? `ABI ${r.walls.landlock}` : 'off'}, ${r.walls.pids ?? 'no process bound'}`);
   const kinds = Object.entries(s.byKind).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
   lines.push(`  events: ${s.events} (${s.denied} denied, ${s.allowed} allowed, ${s.killed} killed)${kinds.length ? ` — ${kinds.join(', ')}` : ''}`);
   if (s.egress.length) lines.push(`  egress attempts: ${s.egress.join(', ')}`);

@@ -72,6 +72,8 @@ export interface RunWalls {
   architectures: string;
   /** `netns` (fresh namespace), `seccomp+landlock`, `seccomp`, or `open`. */
   network: string;
+  /** DNS queries to any resolver land in the supervisor's sink (fresh namespace only), whichever call sends them. */
+  dnsSink: boolean;
   /** Landlock ABI in force, 0 when unavailable. */
   landlock: number;
   landlockNet: boolean;
@@ -192,7 +194,8 @@ function settle(options: RunOptions, profile: SandboxProfile, tmp: string): Sett
 function guardExecArgs(s: Settings, options: RunOptions): string[] {
   const mg = s.profile.modelguard;
   const args = ['--ctl', '3', '--listener-sock', '4'];
-  if (s.netDeny && allowsNone(s) && options.netns !== false) args.push('--netns');
+  // In a fresh namespace guard-exec also sets up the DNS sink (the supervisor reads every query).
+  if (s.netDeny && allowsNone(s) && options.netns !== false) args.push('--netns', '--dns-sinkhole');
   if (s.writeCheck || s.netDeny) {
     args.push('--landlock');
     if (s.writeCheck) for (const w of s.write) args.push('--write', w);
@@ -275,6 +278,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     noNewPrivs: false,
     architectures: 'native only (foreign architectures and x32 are killed)',
     network: s.netDeny ? 'seccomp' : 'open',
+    dnsSink: false,
     landlock: 0,
     landlockNet: false,
     rlimits: { ...profile.modelguard.rlimits },
@@ -346,11 +350,13 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     const parts = line.split(' ');
     if (parts[0] === 'L') {
       const pid = Number(parts[1]);
+      let sinks = 0;
       for (const kv of parts.slice(3)) {
         const [k, v] = kv.split('=');
         if (k === 'netns' && v === '1') walls.network = 'netns';
         if (k === 'landlock') walls.landlock = Number(v);
         if (k === 'pids' && v === '1') walls.pids = `cgroup pids.max=${profile.modelguard.pids}`;
+        if (k === 'sinks') sinks = Math.min(Number(v) || 0, 2);
       }
       if (walls.network === 'seccomp' && walls.landlock >= 4) {
         walls.network = 'seccomp+landlock';
@@ -359,12 +365,17 @@ export async function run(command: readonly string[], options: RunOptions = {}):
       const nproc = profile.modelguard.rlimits.nproc ?? (process.getuid?.() !== 0 ? profile.modelguard.pids : undefined);
       if (!walls.pids && nproc) walls.pids = `RLIMIT_NPROC=${nproc}`;
       walls.noNewPrivs = true;
+      const sinkholeFds: number[] = [];
       try {
+        // The DNS sink sockets come first on the socket, then the listener.
+        for (let i = 0; i < sinks; i++) sinkholeFds.push(native.recvFd({ fd: listenerSock, timeoutMs: 10_000 }));
+        walls.dnsSink = sinkholeFds.length > 0;
         const listenerFd = native.recvFd({ fd: listenerSock, timeoutMs: 10_000 });
         let resolveDone!: () => void;
         supervisorDone = new Promise<void>((r) => (resolveDone = r));
         const opts: SupervisorOptions = {
           listenerFd,
+          sinkholeFds,
           firstExecPid: pid,
           netDeny: s.netDeny,
           fakeDns: true,
@@ -386,9 +397,11 @@ export async function run(command: readonly string[], options: RunOptions = {}):
         };
         supervisor = new native.Supervisor(opts);
         native.closeFd(listenerFd);
+        for (const fd of sinkholeFds.splice(0)) native.closeFd(fd);
         walls.notify = true;
         ctl.write('G');
       } catch (e) {
+        for (const fd of sinkholeFds) native.closeFd(fd);
         handshakeError = e;
         child.kill('SIGKILL');
       }

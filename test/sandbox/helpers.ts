@@ -50,7 +50,7 @@ export interface ReportJson {
     syscall: string;
     action: 'denied' | 'allowed' | 'killed';
     args: Record<string, unknown>;
-    egress?: { protocol: string; address: string; port: number; dnsName?: string };
+    egress?: { protocol: string; address: string; port: number; dnsName?: string; dnsType?: string };
     path?: string;
     argv?: string[];
     errno?: string;

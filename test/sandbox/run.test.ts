@@ -63,6 +63,24 @@ if (skip) {
     assert.ok(dns.every((e) => e.egress!.port === 53));
   });
 
+  test('a DNS query sent with write() or writev() on a connected socket (Go\'s way) reaches the DNS sink: named in the report, answered REFUSED at once', () => {
+    for (const [addr, how, name] of [
+      ['192.0.2.53', 'write', 'write-exfil.modelguard-test.invalid'],
+      ['2001:db8::53', 'writev', 'writev-exfil.modelguard-test.invalid'],
+    ] as const) {
+      const started = Date.now();
+      const r = guardRun([], [probe(), 'dnswrite', addr, name, how], { netns: true, timeout: 60_000 });
+      assert.match(r.stdout, 'dnswrite reply id=1234 rcode=5', `${how} to ${addr}: ${r.stdout}${r.stderr}`);
+      assert.ok(Date.now() - started < 10_000, 'the resolver is answered, not left to time out');
+      assert.ok(r.report!.walls.dnsSink, 'the sink was up');
+      assert.ok(r.report!.summary.dnsNames.includes(name), JSON.stringify(r.report!.summary));
+      const sunk = r.report!.events.find((e) => e.egress?.dnsName === name)!;
+      assert.equal([sunk.action, sunk.egress!.protocol, sunk.egress!.address, sunk.egress!.port, sunk.egress!.dnsType], ['denied', 'udp', addr, 53, 'AAAA']);
+      const connect = r.report!.events.find((e) => e.syscall === 'connect')!;
+      assert.equal([connect.action, connect.egress!.address, connect.egress!.port], ['denied', addr, 53]);
+    }
+  });
+
   test('reports and denies bind and listen on a port', () => {
     const r = guardRun([], [probe(), 'bindlisten', '8089'], { netns: true });
     assert.match(r.stdout, 'bind errno=EPERM');
