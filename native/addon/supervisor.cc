@@ -595,24 +595,23 @@ void Supervisor::DrainSinkhole(int fd) {
       // From the address the query went to: a connected resolver socket takes nothing else.
       rh.msg_control = rctl.buf;
       struct cmsghdr *c = reinterpret_cast<struct cmsghdr *>(rctl.buf);
+      auto put = [&](int level, int type, const void *data, size_t len) {
+        c->cmsg_level = level;
+        c->cmsg_type = type;
+        c->cmsg_len = CMSG_LEN(len);
+        memcpy(CMSG_DATA(c), data, len);
+        rh.msg_controllen = CMSG_SPACE(len);
+      };
       if (to.ss_family == AF_INET) {
         struct in_pktinfo pi;
         memset(&pi, 0, sizeof pi);
         pi.ipi_spec_dst = reinterpret_cast<struct sockaddr_in *>(&to)->sin_addr;
-        c->cmsg_level = IPPROTO_IP;
-        c->cmsg_type = IP_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof pi);
-        memcpy(CMSG_DATA(c), &pi, sizeof pi);
-        rh.msg_controllen = CMSG_SPACE(sizeof pi);
+        put(IPPROTO_IP, IP_PKTINFO, &pi, sizeof pi);
       } else {
         struct in6_pktinfo pi;
         memset(&pi, 0, sizeof pi);
         pi.ipi6_addr = reinterpret_cast<struct sockaddr_in6 *>(&to)->sin6_addr;
-        c->cmsg_level = IPPROTO_IPV6;
-        c->cmsg_type = IPV6_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof pi);
-        memcpy(CMSG_DATA(c), &pi, sizeof pi);
-        rh.msg_controllen = CMSG_SPACE(sizeof pi);
+        put(IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof pi);
       }
     }
     sendmsg(fd, &rh, MSG_DONTWAIT | MSG_NOSIGNAL);

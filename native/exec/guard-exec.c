@@ -641,34 +641,13 @@ struct handoff {
   int from_helper[2];
 };
 
+static int send_fd(int sock, int fd, char tag);
+
 static void *handoff_main(void *arg) {
   struct handoff *h = arg;
-  int fd = -1, err = 0;
+  int fd = -1;
   if (read_full(h->to_helper[0], &fd, sizeof fd) != 0) return NULL;
-  char byte = 'F';
-  struct iovec iov = {&byte, 1};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.buf;
-  mh.msg_controllen = sizeof u.buf;
-  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  while (sendmsg(h->sock, &mh, MSG_NOSIGNAL) < 0) {
-    if (errno != EINTR) {
-      err = errno;
-      break;
-    }
-  }
+  int err = send_fd(h->sock, fd, 'F');
   write_all(h->from_helper[1], (const char *)&err, sizeof err);
   return NULL;
 }

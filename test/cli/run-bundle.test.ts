@@ -1,27 +1,19 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeChecked } from '../../src/cache.js';
 import { currentRunBundle, loadRunBundle } from '../../src/cli/run-bundle.js';
 import { GuardError } from '../../src/errors.js';
 import { CLI, skipReason } from '../sandbox/helpers.js';
-import { ROOT } from '../helpers/fixtures.js';
+import { ROOT, withTempDir } from '../helpers/fixtures.js';
 
 const BIN = join(ROOT, 'bin', 'guard');
 const DIST = join(ROOT, 'dist');
 const CACHE_NAME = `run-${process.version}-${process.arch}.cache`;
 
-function withDir(fn: (dir: string) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), 'mg-bundle-'));
-  try {
-    fn(dir);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (fn: (dir: string) => void): void => withTempDir('bundle', fn);
 
 test('the build made a current run bundle', () => {
   const bundle = currentRunBundle(DIST);

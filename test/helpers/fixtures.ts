@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -7,6 +8,16 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '.
 export const FIXTURES = join(ROOT, 'test', 'fixtures');
 export const SCAN_FIXTURES = join(FIXTURES, 'scan');
 export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+/** Runs `fn` with a fresh temporary folder, removed afterwards. */
+export function withTempDir(tag: string, fn: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), `mg-${tag}-`));
+  try {
+    fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 export interface ScanCase {
   file: string;

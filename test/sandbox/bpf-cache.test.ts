@@ -1,12 +1,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { compileFilterCached, filterCachePath } from '../../src/sandbox/bpf-cache.js';
 import { compilePolicy } from '../../src/sandbox/filter.js';
 import { loadNative, type NativeAddon, type NativeFilterSpec } from '../../src/sandbox/native.js';
 import { loadProfile } from '../../src/sandbox/profile.js';
+import { withTempDir } from '../helpers/fixtures.js';
 
 let native: NativeAddon | undefined;
 try {
@@ -16,14 +15,7 @@ try {
 }
 const t = native ? test : test.skip;
 
-function withDir(fn: (dir: string) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), 'mg-bpf-'));
-  try {
-    fn(dir);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (fn: (dir: string) => void): void => withTempDir('bpf', fn);
 
 /** The inference profile's spec, as run() compiles it. */
 function inferenceSpec(n: NativeAddon): NativeFilterSpec {
