@@ -48,8 +48,12 @@ export function ensureDir(dir: string, mode = 0o700): void {
 
 const HEADER = 8;
 
-/** The payload of a checked file, or undefined when it is missing or damaged (a damaged file is removed). */
-export function readChecked(path: string, magic: Buffer): Buffer | undefined {
+/**
+ * The payload of a checked file, or undefined when it is missing or damaged. A damaged file is
+ * removed unless `keepDamaged` (a reader that may not write, such as a walled worker: its attempt
+ * would be a denied, reported write).
+ */
+export function readChecked(path: string, magic: Buffer, keepDamaged = false): Buffer | undefined {
   let file: Buffer;
   try {
     file = readFileSync(path);
@@ -63,7 +67,7 @@ export function readChecked(path: string, magic: Buffer): Buffer | undefined {
     file.subarray(0, magic.length).equals(magic) &&
     file.readUInt32LE(magic.length + 4) === payload.length &&
     file.readUInt32LE(magic.length) === crc32(payload);
-  if (!ok) discard(path);
+  if (!ok && !keepDamaged) discard(path);
   return ok ? payload : undefined;
 }
 

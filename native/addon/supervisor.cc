@@ -239,6 +239,53 @@ bool WriteFlags(uint64_t flags) {
   return (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC)) != 0;
 }
 
+// Calls that change the file system through a path (the open family is handled on its own):
+// where the changed path is (its dirfd argument, or -1 for the cwd), and for rename/link the
+// other path. symlink's target is link text, not a path it touches, so it is only reported.
+struct PathCall {
+  int dirfd_arg;
+  int path_arg;
+  int other_dirfd_arg = -2;  // -2: no other path
+  int other_path_arg = -1;
+  bool other_written = false;  // rename: the old name goes away, so it is a write too
+  bool other_is_text = false;  // symlink: the target is text
+};
+
+const std::map<int, PathCall> &PathCalls() {
+  static const std::map<int, PathCall> calls = {
+#ifdef __NR_mkdir
+      {__NR_mkdir, {-1, 0}},
+      {__NR_rmdir, {-1, 0}},
+      {__NR_unlink, {-1, 0}},
+      {__NR_rename, {-1, 1, -1, 0, true}},
+      {__NR_link, {-1, 1, -1, 0}},
+      {__NR_symlink, {-1, 1, -1, 0, false, true}},
+      {__NR_mknod, {-1, 0}},
+      {__NR_chmod, {-1, 0}},
+      {__NR_chown, {-1, 0}},
+      {__NR_lchown, {-1, 0}},
+      {__NR_utimes, {-1, 0}},
+      {__NR_futimesat, {0, 1}},
+#endif
+      {__NR_mkdirat, {0, 1}},
+      {__NR_unlinkat, {0, 1}},
+      {__NR_renameat, {2, 3, 0, 1, true}},
+      {__NR_renameat2, {2, 3, 0, 1, true}},
+      {__NR_linkat, {2, 3, 0, 1}},
+      {__NR_symlinkat, {1, 2, -1, 0, false, true}},
+      {__NR_mknodat, {0, 1}},
+      {__NR_truncate, {-1, 0}},
+      {__NR_fchmodat, {0, 1}},
+      {__NR_fchownat, {0, 1}},
+      {__NR_utimensat, {0, 1}},
+      {__NR_setxattr, {-1, 0}},
+      {__NR_lsetxattr, {-1, 0}},
+      {__NR_removexattr, {-1, 0}},
+      {__NR_lremovexattr, {-1, 0}},
+  };
+  return calls;
+}
+
 }  // namespace
 
 Napi::Function Supervisor::Init(Napi::Env env) {
@@ -427,6 +474,7 @@ static Napi::Value ToJs(Napi::Env env, const Event &ev) {
   }
   if (ev.msg_index >= 0) o.Set("message", Napi::Number::New(env, ev.msg_index));
   if (ev.has_path) o.Set("path", ev.path);
+  if (ev.has_other_path) o.Set("otherPath", ev.other_path);
   if (!ev.argv.empty()) {
     Napi::Array a = Napi::Array::New(env, ev.argv.size());
     for (uint32_t i = 0; i < ev.argv.size(); i++) a.Set(i, ev.argv[i]);
@@ -739,6 +787,8 @@ void Supervisor::Handle(const void *raw) {
                nr == __NR_openat2) {
       uint64_t p = nr == __NR_execve || nr == __NR_open || nr == __NR_creat ? a[0] : a[1];
       ev->has_path = mem.String(p, &ev->path);
+    } else if (PathCalls().count(nr)) {
+      ev->has_path = mem.String(a[PathCalls().at(nr).path_arg], &ev->path);
     }
     events.push_back(std::move(ev));
   } else if (nr == __NR_connect) {
@@ -871,6 +921,44 @@ void Supervisor::Handle(const void *raw) {
       deny = policy_.exec_mode != 1;
     }
     events.push_back(std::move(ev));
+  } else if (PathCalls().count(nr)) {
+    const PathCall &pc = PathCalls().at(nr);
+    auto ev = base();
+    uint64_t path_ptr = a[pc.path_arg];
+    // utimensat(fd, NULL, …) and the like act on an fd opened earlier: that open was checked.
+    if (path_ptr != 0) {
+      auto resolve = [&](int dirfd_arg, int path_arg, std::string *out) {
+        std::string p;
+        if (!mem.String(a[path_arg], &p)) return false;
+        int dirfd = dirfd_arg >= 0 ? static_cast<int>(a[dirfd_arg]) : AT_FDCWD;
+        if (p.empty() || p[0] != '/') {
+          std::string dir = dirfd == AT_FDCWD ? ReadLink("/proc/" + std::to_string(pid) + "/cwd")
+                                               : ReadLink("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(dirfd));
+          p = dir + "/" + p;
+        }
+        *out = Normalize(p);
+        return true;
+      };
+      auto allowed = [&](const std::string &p) {
+        for (const auto &w : policy_.write_allowed)
+          if (Under(p, w)) return true;
+        return false;
+      };
+      ev->has_path = resolve(pc.dirfd_arg, pc.path_arg, &ev->path);
+      if (pc.other_dirfd_arg != -2) {
+        if (pc.other_is_text) {
+          ev->has_other_path = mem.String(a[pc.other_path_arg], &ev->other_path);
+        } else {
+          ev->has_other_path = resolve(pc.other_dirfd_arg, pc.other_path_arg, &ev->other_path);
+        }
+      }
+      if (!mem.Valid()) return;
+      if (policy_.write_check) {
+        deny = !ev->has_path || !allowed(ev->path);
+        if (pc.other_written && (!ev->has_other_path || !allowed(ev->other_path))) deny = true;
+      }
+      events.push_back(std::move(ev));
+    }
   } else if (nr == __NR_open || nr == __NR_openat || nr == __NR_creat || nr == __NR_openat2) {
     int dirfd = AT_FDCWD;
     uint64_t path_ptr = 0, flags = 0;

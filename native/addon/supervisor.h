@@ -78,6 +78,9 @@ struct Event {
   int msg_index = -1;
   bool has_path = false;
   std::string path;
+  // rename/link: the source; symlink: the link text.
+  bool has_other_path = false;
+  std::string other_path;
   std::vector<std::string> argv;
   bool has_flags = false;
   uint64_t flags = 0;

@@ -141,6 +141,19 @@ export function toRunEvent(ev: NativeEvent, ctx: DecodeContext): RunEvent {
       if (ev.path !== undefined) out.path = ev.path;
       if (ev.flags !== undefined) out.args.flags = openFlags(ev.flags);
       break;
+    case 'rename':
+    case 'renameat':
+    case 'renameat2':
+    case 'link':
+    case 'linkat':
+      if (ev.path !== undefined) out.path = ev.path;
+      if (ev.otherPath !== undefined) out.args.from = ev.otherPath;
+      break;
+    case 'symlink':
+    case 'symlinkat':
+      if (ev.path !== undefined) out.path = ev.path;
+      if (ev.otherPath !== undefined) out.args.target = ev.otherPath;
+      break;
     case 'ioctl':
       out.args.fd = Number(a[0]);
       out.args.request = hex(a[1]! & 0xffffffffn);
@@ -156,6 +169,7 @@ export function toRunEvent(ev: NativeEvent, ctx: DecodeContext): RunEvent {
       out.args.pid = Number(a[1]);
       break;
     default:
+      if (ev.path !== undefined) out.path = ev.path;
       if (!ev.sockaddr && ev.path === undefined) out.args.raw = a.map(hex);
   }
   if (ev.action === 'denied') {

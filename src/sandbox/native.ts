@@ -68,6 +68,8 @@ export interface NativeEvent {
   payloadLength?: number;
   message?: number;
   path?: string;
+  /** rename/link: the source path; symlink: the link text. */
+  otherPath?: string;
   argv?: string[];
   flags?: number;
   note?: string;

@@ -20,9 +20,9 @@ export function snapshotPath(assets: PyodideAssets, dir = cacheDir()): string {
   return join(dir, `pyodide-${assets.version}-${assets.key}.snap`);
 }
 
-/** The cached snapshot, or undefined when missing or corrupt (a corrupt file is removed). */
-export function readSnapshot(assets: PyodideAssets, dir = cacheDir()): Uint8Array | undefined {
-  const payload = readChecked(snapshotPath(assets, dir), MAGIC);
+/** The cached snapshot, or undefined when missing or corrupt (a corrupt file is removed unless `readOnly`). */
+export function readSnapshot(assets: PyodideAssets, dir = cacheDir(), readOnly = false): Uint8Array | undefined {
+  const payload = readChecked(snapshotPath(assets, dir), MAGIC, readOnly);
   return payload && new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
 }
 

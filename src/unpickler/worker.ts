@@ -24,7 +24,7 @@ function boot(): VmIsolate {
   const dir = config.cacheDir ?? '';
   const opts = config.heapMb ? { heapMb: config.heapMb } : {};
   if (dir) {
-    const snap = readSnapshot(assets, dir);
+    const snap = readSnapshot(assets, dir, cacheReadOnly);
     if (snap) {
       try {
         const v = VmIsolate.boot(assets, { ...opts, snapshot: snap });

@@ -158,6 +158,50 @@ if (skip) {
     assert.ok(r.summary.blockedWrites.includes(target));
   });
 
+  test('mkdir, rename, link, symlink, unlink, chmod, truncate outside the write list: each denied, reported with its path, nothing changed', async () => {
+    const dir = tempDir('nomutate');
+    const keep = join(dir, 'keep.txt');
+    writeFileSync(keep, 'original');
+    chmodSync(keep, 0o644);
+    const script = [
+      'import os, sys',
+      `d, keep = ${JSON.stringify(dir)}, ${JSON.stringify(keep)}`,
+      'tmp = os.environ["TMPDIR"]',
+      'steps = [',
+      '  ("mkdir", lambda: os.mkdir(d + "/newdir")),',
+      '  ("rename", lambda: os.rename(keep, d + "/renamed.txt")),',
+      '  ("link", lambda: os.link(keep, d + "/hard.txt")),',
+      '  ("symlink", lambda: os.symlink("/etc/shadow", d + "/soft")),',
+      '  ("unlink", lambda: os.unlink(keep)),',
+      '  ("chmod", lambda: os.chmod(keep, 0o777)),',
+      '  ("truncate", lambda: os.truncate(keep, 0)),',
+      '  ("inside", lambda: (os.mkdir(tmp + "/in"), os.rename(tmp + "/in", tmp + "/in2"))),',
+      '  ("out-of-tmp", lambda: open(tmp + "/f", "w").close() or os.rename(tmp + "/f", d + "/smuggled")),',
+      ']',
+      'for name, f in steps:',
+      '  try: f(); print(name, "ok")',
+      '  except OSError as e: print(name, "errno", e.errno)',
+    ].join('\n');
+    const r = await run([PYTHON, '-c', script], { stdio: 'pipe', profile: 'inference' });
+    const out = r.stdout ?? '';
+    for (const step of ['mkdir', 'rename', 'link', 'symlink', 'unlink', 'chmod', 'truncate', 'out-of-tmp']) assert.match(out, `${step} errno 1`, out);
+    assert.match(out, 'inside ok');
+    assert.equal(readFileSync(keep, 'utf8'), 'original');
+    assert.equal(spawnSync('ls', ['-A', dir], { encoding: 'utf8' }).stdout.trim(), 'keep.txt', 'nothing was created, moved or removed');
+    const denied = (sc: string) => r.events.find((e) => e.syscall === sc && e.action === 'denied');
+    assert.is(denied('mkdir')?.path, join(dir, 'newdir'));
+    assert.is(denied('rename')?.path, join(dir, 'renamed.txt'));
+    assert.is(denied('rename')?.args.from, keep);
+    assert.is(denied('link')?.path, join(dir, 'hard.txt'));
+    assert.is(denied('symlink')?.args.target, '/etc/shadow');
+    assert.is(denied('unlink')?.path, keep);
+    assert.is(denied('chmod')?.path, keep);
+    assert.is(denied('truncate')?.path, keep);
+    assert.ok(r.events.some((e) => e.syscall === 'rename' && e.action === 'denied' && e.path === join(dir, 'smuggled')), 'a move out of $TMPDIR is a write outside');
+    assert.ok(r.events.some((e) => e.syscall === 'rename' && e.action === 'allowed' && e.path?.endsWith('/in2')), 'a rename inside $TMPDIR is allowed');
+    for (const p of [join(dir, 'newdir'), keep, join(dir, 'soft')]) assert.ok(r.summary.blockedWrites.includes(p), p);
+  });
+
   test('allows a write inside a --write folder, and inside $TMPDIR', async () => {
     const dir = tempDir('yeswrite');
     const target = join(dir, 'ok.txt');
