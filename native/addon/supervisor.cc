@@ -35,6 +35,8 @@ constexpr size_t kPayloadMax = 512;
 constexpr size_t kStringMax = 4096;
 constexpr size_t kArgvMax = 128;
 constexpr size_t kMmsgMax = 16;
+constexpr uint32_t kSinksMax = 4;         // UDP and TCP, IPv4 and IPv6
+constexpr size_t kTcpQueriesMax = 16;     // DNS-over-TCP connections read at once
 
 double NowMs() {
   struct timespec ts;
@@ -388,14 +390,20 @@ Supervisor::Supervisor(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Superv
   Napi::Value sinks = o.Get("sinkholeFds");
   if (sinks.IsArray()) {
     Napi::Array a = sinks.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length() && i < 2; i++) {
+    for (uint32_t i = 0; i < a.Length() && i < kSinksMax; i++) {
       int sfd = a.Get(i).ToNumber().Int32Value();
       Fd dup(fcntl(sfd, F_DUPFD_CLOEXEC, 3));
       if (!dup.ok()) ThrowSystem(env, "fcntl(F_DUPFD_CLOEXEC)", errno, "DNS sink fd " + std::to_string(sfd));
-      int domain = 0;
-      socklen_t dl = sizeof domain;
-      if (getsockopt(dup.get(), SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0) sink_families_.insert(domain);
-      sinkholes_.push_back(std::move(dup));
+      int domain = 0, type = 0;
+      socklen_t dl = sizeof domain, tl = sizeof type;
+      if (getsockopt(dup.get(), SOL_SOCKET, SO_DOMAIN, &domain, &dl) != 0 || getsockopt(dup.get(), SOL_SOCKET, SO_TYPE, &type, &tl) != 0) continue;
+      if (type == SOCK_STREAM) {
+        tcp_sink_families_.insert(domain);
+        tcp_sinks_.push_back(std::move(dup));
+      } else {
+        sink_families_.insert(domain);
+        sinkholes_.push_back(std::move(dup));
+      }
     }
   }
   int lfd = fd.As<Napi::Number>().Int32Value();
@@ -509,17 +517,30 @@ void Supervisor::Loop() {
     size_t req_size = std::max<size_t>(sizes.seccomp_notif, sizeof(struct seccomp_notif));
     std::vector<uint64_t> req_buf((req_size + 7) / 8);
     for (;;) {
-      struct pollfd fds[4] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
-      for (size_t i = 0; i < sinkholes_.size(); i++) fds[2 + i].fd = sinkholes_[i].get();
-      int r = poll(fds, 4, -1);
+      // listener, wake, then the UDP sinks, the TCP sinks and the TCP connections being read.
+      std::vector<struct pollfd> fds = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      for (auto &f : sinkholes_) fds.push_back({f.get(), POLLIN, 0});
+      for (auto &f : tcp_sinks_) fds.push_back({f.get(), POLLIN, 0});
+      for (auto &q : tcp_queries_) fds.push_back({q.fd.get(), POLLIN, 0});
+      int r = poll(fds.data(), fds.size(), -1);
       if (r < 0) {
         if (errno == EINTR) continue;
         end_error = std::string("poll: ") + strerror(errno);
         break;
       }
       if (fds[1].revents) break;
-      for (size_t i = 0; i < sinkholes_.size(); i++)
-        if (fds[2 + i].revents & POLLIN) DrainSinkhole(sinkholes_[i].get());
+      size_t k = 2;
+      for (size_t i = 0; i < sinkholes_.size(); i++, k++)
+        if (fds[k].revents & POLLIN) DrainSinkhole(sinkholes_[i].get());
+      for (size_t i = 0; i < tcp_sinks_.size(); i++, k++)
+        if (fds[k].revents & POLLIN) AcceptTcpSink(tcp_sinks_[i].get());
+      // Connections accepted just now are polled next round; read the ones polled this round.
+      size_t polled = fds.size() - k;
+      std::vector<bool> keep(tcp_queries_.size(), true);
+      for (size_t i = 0; i < polled && i < tcp_queries_.size(); i++)
+        if (fds[k + i].revents) keep[i] = ReadTcpQuery(i);
+      for (size_t i = tcp_queries_.size(); i-- > 0;)
+        if (!keep[i]) tcp_queries_.erase(tcp_queries_.begin() + static_cast<long>(i));
       if (fds[0].revents & POLLIN) {
         memset(req_buf.data(), 0, req_buf.size() * 8);
         if (ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_RECV, req_buf.data()) != 0) {
@@ -535,7 +556,10 @@ void Supervisor::Loop() {
   }
   // Queries sent just before the last task exited are still queued.
   for (auto &s : sinkholes_) DrainSinkhole(s.get());
+  for (size_t i = 0; i < tcp_queries_.size(); i++) ReadTcpQuery(i);
   sinkholes_.clear();
+  tcp_sinks_.clear();
+  tcp_queries_.clear();
   auto end = std::make_unique<Event>();
   end->end = true;
   end->end_error = end_error;
@@ -553,6 +577,72 @@ static size_t QuestionLength(const uint8_t *q, size_t n) {
     i += 1 + q[i];
   }
   return i < n && i + 5 <= n ? i + 5 : 0;
+}
+
+// The answer to a query (`n` >= 12 bytes): its header with QR set and RCODE 5 (REFUSED), and its
+// question, so that resolvers which match the question accept it. Returns its length.
+static size_t RefusedAnswer(const uint8_t *q, size_t n, uint8_t *out) {
+  size_t qlen = QuestionLength(q + 12, n - 12);
+  memcpy(out, q, 12);
+  out[2] = static_cast<uint8_t>(0x80 | (q[2] & 0x79));  // QR, opcode and RD kept, AA/TC cleared
+  out[3] = 5;                                           // RA 0, RCODE REFUSED
+  out[4] = 0;
+  out[5] = qlen ? 1 : 0;
+  memset(out + 6, 0, 6);
+  memcpy(out + 12, q + 12, qlen);
+  return 12 + qlen;
+}
+
+// A connection to a TCP sink: read in turn with the others (never blocking the supervisor).
+void Supervisor::AcceptTcpSink(int fd) {
+  for (;;) {
+    Fd c(accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!c.ok()) return;
+    if (tcp_queries_.size() >= kTcpQueriesMax) continue;  // closes it: the resolver sees a reset
+    tcp_queries_.push_back({std::move(c), {}});
+  }
+}
+
+// Reads what the connection has; once a whole query (2-byte length, then the message) or as much
+// as fits is there, reports it, answers REFUSED and closes.
+bool Supervisor::ReadTcpQuery(size_t i) {
+  TcpQuery &q = tcp_queries_[i];
+  uint8_t chunk[kPayloadMax + 2];
+  for (;;) {
+    ssize_t n = recv(q.fd.get(), chunk, sizeof chunk - q.buf.size(), MSG_DONTWAIT);
+    if (n > 0) q.buf.insert(q.buf.end(), chunk, chunk + n);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;  // closed or failed
+    size_t want = q.buf.size() >= 2 ? 2 + ((static_cast<size_t>(q.buf[0]) << 8) | q.buf[1]) : 0;
+    bool whole = want && q.buf.size() >= want;
+    if (!whole && q.buf.size() < sizeof chunk && n < 0) return true;  // wait for more
+    if (!whole && q.buf.size() < sizeof chunk) continue;
+    break;
+  }
+  if (q.buf.size() < 2) return false;
+  auto ev = std::make_unique<Event>();
+  ev->time = NowMs();
+  ev->nr = __NR_write;
+  ev->denied = true;
+  ev->simulated = true;
+  ev->sock_type = "tcp";
+  ev->payload = q.buf;
+  ev->payload_len = q.buf.size();
+  struct sockaddr_storage to;
+  socklen_t to_len = sizeof to;
+  if (getsockname(q.fd.get(), reinterpret_cast<struct sockaddr *>(&to), &to_len) == 0) {
+    ev->has_sockaddr = true;
+    ev->sockaddr = DecodeSockaddr(reinterpret_cast<uint8_t *>(&to), to_len);
+  }
+  ev->note = "received by the DNS sink over TCP, answered REFUSED; nothing left the sandbox";
+  Emit(std::move(ev));
+  if (q.buf.size() >= 14) {
+    uint8_t reply[kPayloadMax + 2];
+    size_t len = RefusedAnswer(q.buf.data() + 2, q.buf.size() - 2, reply + 2);
+    reply[0] = static_cast<uint8_t>(len >> 8);
+    reply[1] = static_cast<uint8_t>(len & 0xff);
+    send(q.fd.get(), reply, len + 2, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  return false;
 }
 
 // Reads every datagram queued on a DNS sink: each becomes a report event (the query's name is
@@ -617,17 +707,9 @@ void Supervisor::DrainSinkhole(int fd) {
                "answered REFUSED; nothing left the sandbox";
     Emit(std::move(ev));
     if (got < 12 || mh.msg_namelen == 0) continue;
-    // The answer: the query's header with QR set and RCODE 5 (REFUSED), and its question.
     uint8_t reply[kPayloadMax];
-    size_t qlen = QuestionLength(buf + 12, got - 12);
-    memcpy(reply, buf, 12);
-    reply[2] = static_cast<uint8_t>(0x80 | (buf[2] & 0x79));  // QR, opcode and RD kept, AA/TC cleared
-    reply[3] = 5;                                                // RA 0, RCODE REFUSED
-    reply[4] = 0;
-    reply[5] = qlen ? 1 : 0;
-    memset(reply + 6, 0, 6);
-    memcpy(reply + 12, buf + 12, qlen);
-    struct iovec riov = {reply, 12 + qlen};
+    size_t reply_len = RefusedAnswer(buf, got, reply);
+    struct iovec riov = {reply, reply_len};
     struct msghdr rh;
     memset(&rh, 0, sizeof rh);
     rh.msg_name = &from;
@@ -811,7 +893,12 @@ void Supervisor::Handle(const void *raw) {
       if (net_allowed(sa)) {
         deny = false;
       } else if (policy_.net_deny) {
-        if (policy_.fake_dns && sa.port == 53 && ev->sock_type != "tcp") {
+        if (policy_.fake_dns && sa.port == 53 && ev->sock_type == "tcp" &&
+            tcp_sink_families_.count(sa.family == "inet" ? AF_INET : AF_INET6)) {
+          // Every address is local in the sandbox's namespace: this connects to the TCP DNS sink.
+          redirected = true;
+          ev->note = "connected to the DNS sink so the resolver reveals its query";
+        } else if (policy_.fake_dns && sa.port == 53 && ev->sock_type != "tcp") {
           fake_peers_[{get_tgid(), ev->fd}] = sa;
           if (sink_families_.count(sa.family == "inet" ? AF_INET : AF_INET6)) {
             // Every address is local in the sandbox's namespace: this connects to the DNS sink.

@@ -104,6 +104,8 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   void Loop();
   void Handle(const void *notif);
   void DrainSinkhole(int fd);
+  void AcceptTcpSink(int fd);
+  bool ReadTcpQuery(size_t i);  // false: the connection is done (answered, closed or failed)
   void Emit(std::unique_ptr<Event> ev);
   void Join();
 
@@ -112,7 +114,15 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   // UDP sockets on port 53 inside the sandbox's network namespace, where every address is local
   // (guard-exec --dns-sinkhole): what any program sends to any resolver lands here.
   std::vector<Fd> sinkholes_;
-  std::set<int> sink_families_;  // AF_INET / AF_INET6 of the sinks
+  std::set<int> sink_families_;  // AF_INET / AF_INET6 of the UDP sinks
+  // The same for DNS over TCP: listening sockets, and the connections being read.
+  std::vector<Fd> tcp_sinks_;
+  std::set<int> tcp_sink_families_;
+  struct TcpQuery {
+    Fd fd;
+    std::vector<uint8_t> buf;
+  };
+  std::vector<TcpQuery> tcp_queries_;
   Policy policy_;
   bool first_exec_done_ = false;
   std::map<std::pair<int, int>, SockAddr> fake_peers_;  // (tgid, fd) → simulated peer

@@ -509,27 +509,32 @@ static int add_local_default_route(int family) {
   return e->error == 0 ? 0 : -e->error;
 }
 
-/* A UDP socket on port 53 of every address of `family`, that reports each datagram's destination
- * (the resolver the program meant) and may answer from it. -1 when the family is unavailable. */
-static int open_sink(int family) {
-  int s = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+/* A socket on port 53 of every address of `family`: UDP that reports each datagram's destination
+ * (the resolver the program meant) and may answer from it, or a listening TCP socket (DNS over
+ * TCP, which Go and `options use-vc` use). -1 when the family is unavailable. */
+static int open_sink(int family, int type) {
+  int s = socket(family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (s < 0) return -1;
   int one = 1;
-  int ok;
+  int ok = 1;
+  if (family == AF_INET6) ok = setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0;
+  if (type == SOCK_STREAM) ok = ok && setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0;
+  else if (family == AF_INET) ok = ok && setsockopt(s, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0;
+  /* FREEBIND: answering from an address that exists only through the local route. */
+  else ok = ok && setsockopt(s, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0 &&
+            setsockopt(s, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one) == 0;
   if (family == AF_INET) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(53), .sin_addr = {htonl(INADDR_ANY)}};
-    ok = setsockopt(s, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0;
+    ok = ok && bind(s, (struct sockaddr *)&a, sizeof a) == 0;
   } else {
     struct sockaddr_in6 a;
     memset(&a, 0, sizeof a);
     a.sin6_family = AF_INET6;
     a.sin6_port = htons(53);
     a.sin6_addr = in6addr_any;
-    /* FREEBIND: answering from an address that exists only through the local route. */
-    ok = setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0 &&
-         setsockopt(s, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0 &&
-         setsockopt(s, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one) == 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0;
+    ok = ok && bind(s, (struct sockaddr *)&a, sizeof a) == 0;
   }
+  if (ok && type == SOCK_STREAM) ok = listen(s, 16) == 0;
   if (!ok) {
     close(s);
     return -1;
@@ -561,22 +566,25 @@ static int send_fd(int sock, int fd, char tag) {
   return 0;
 }
 
-/* Step (--dns-sinkhole, in the fresh network namespace): every address becomes local and UDP
- * port 53 is ours, so a DNS query reaches the supervisor whichever call sends it, write() and
+/* Step (--dns-sinkhole, in the fresh network namespace): every address becomes local and port 53
+ * (UDP and TCP) is ours, so a DNS query reaches the supervisor whichever call sends it, write() and
  * writev() included, which the filter cannot tell from any other write. The sockets go to the
  * parent before any filter exists and are closed here: the command never holds them.
  * Returns how many sockets were sent (the parent receives them before the listener). */
 static int step_dns_sinkhole(int sock) {
   int sent = 0;
   const int families[2] = {AF_INET, AF_INET6};
+  const int types[2] = {SOCK_DGRAM, SOCK_STREAM};
   for (int i = 0; i < 2; i++) {
     if (add_local_default_route(families[i]) != 0) continue; /* e.g. IPv6 disabled */
-    int s = open_sink(families[i]);
-    if (s < 0) continue;
-    int err = send_fd(sock, s, 'S');
-    close(s);
-    if (err) die_step("sendmsg(SCM_RIGHTS)", err);
-    sent++;
+    for (int t = 0; t < 2; t++) {
+      int s = open_sink(families[i], types[t]);
+      if (s < 0) continue;
+      int err = send_fd(sock, s, 'S');
+      close(s);
+      if (err) die_step("sendmsg(SCM_RIGHTS)", err);
+      sent++;
+    }
   }
   return sent;
 }
@@ -757,6 +765,9 @@ __attribute__((noreturn)) static void run_target(struct options *o, sigset_t *ol
       netns = 1;
       step_loopback_up();
       if (o->dns_sinkhole && o->listener_sock >= 0) sinks = step_dns_sinkhole(o->listener_sock);
+      /* TCP port 53 now leads only to the DNS sink (every address is local here): Landlock's TCP
+       * rules let connects to it through, to be reported and answered. */
+      if (sinks > 0 && o->n_ports < MAX_LIST) o->allow_ports[o->n_ports++] = 53;
     } else if (errno != EPERM) {
       die_step("unshare(CLONE_NEWNET)", errno);
     }

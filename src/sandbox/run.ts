@@ -356,7 +356,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
         if (k === 'netns' && v === '1') walls.network = 'netns';
         if (k === 'landlock') walls.landlock = Number(v);
         if (k === 'pids' && v === '1') walls.pids = `cgroup pids.max=${profile.modelguard.pids}`;
-        if (k === 'sinks') sinks = Math.min(Number(v) || 0, 2);
+        if (k === 'sinks') sinks = Math.min(Number(v) || 0, 4);
       }
       if (walls.network === 'seccomp' && walls.landlock >= 4) {
         walls.network = 'seccomp+landlock';

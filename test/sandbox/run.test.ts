@@ -81,6 +81,33 @@ if (skip) {
     }
   });
 
+  test('DNS over TCP (Go, `options use-vc`) reaches the TCP DNS sink: named in the report, answered REFUSED at once', () => {
+    const script = [
+      'import socket, struct, sys',
+      'addr, name = sys.argv[1], sys.argv[2]',
+      'q = struct.pack(">HHHHHH", 0x4321, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\\0" + struct.pack(">HH", 16, 1)',
+      's = socket.create_connection((addr, 53), timeout=5)',
+      's.sendall(struct.pack(">H", len(q)) + q)',
+      'r = s.recv(600)',
+      'print("tcp reply id=%x rcode=%d" % (struct.unpack(">H", r[2:4])[0], r[5] & 15))',
+    ].join('\n');
+    for (const [addr, name] of [
+      ['198.51.100.53', 'tcp-exfil.modelguard-test.invalid'],
+      ['2001:db8::5:53', 'tcp6-exfil.modelguard-test.invalid'],
+    ] as const) {
+      const r = guardRun([], [PYTHON, '-c', script, addr, name], { netns: true, timeout: 60_000 });
+      assert.match(r.stdout, 'tcp reply id=4321 rcode=5', `${addr}: ${r.stdout}${r.stderr}`);
+      assert.ok(r.report!.summary.dnsNames.includes(name), JSON.stringify(r.report!.summary));
+      const sunk = r.report!.events.find((e) => e.egress?.dnsName === name)!;
+      assert.equal([sunk.action, sunk.egress!.protocol, sunk.egress!.address, sunk.egress!.port, sunk.egress!.dnsType], ['denied', 'tcp', addr, 53, 'TXT']);
+    }
+    // glibc's own resolver over TCP: the name from getaddrinfo() is in the report.
+    const name = 'use-vc.modelguard-test.invalid';
+    const r = guardRun([], [probe(), 'getaddrinfo', name], { netns: true, timeout: 60_000, env: { ...process.env, RES_OPTIONS: 'use-vc' } });
+    assert.match(r.stdout, 'getaddrinfo gai=');
+    assert.ok(r.report!.summary.dnsNames.includes(name), JSON.stringify(r.report!.summary));
+  });
+
   test('reports and denies bind and listen on a port', () => {
     const r = guardRun([], [probe(), 'bindlisten', '8089'], { netns: true });
     assert.match(r.stdout, 'bind errno=EPERM');
