@@ -4,7 +4,17 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { scan } from '../src/index.js';
-import { SCAN_FIXTURES, scanCases } from './helpers/fixtures.js';
+import { FIXTURES, SCAN_FIXTURES, scanCases } from './helpers/fixtures.js';
+
+// Files in the PyTorch 2.x archive layout (test/fixtures/gen_tensors.py writes them from PyTorch
+// 1.13's output): extra records and 64-byte alignment padding are no finding.
+for (const f of ['checkpoint_torch2_layout.pt', 'all_dtypes_torch2_layout.pt']) {
+  test(`${f} (PyTorch 2.x layout) is safe with no finding`, async () => {
+    const report = await scan(join(FIXTURES, 'tensors', f));
+    assert.is(report.files[0]!.verdict, 'safe', JSON.stringify(report.files[0]!.findings));
+    assert.equal(report.files[0]!.findings, []);
+  });
+}
 
 // One named test per fixture written by test/fixtures/generate.py (real libraries + crafted bypasses).
 for (const c of scanCases()) {
