@@ -2,8 +2,8 @@ import { createGunzip, createInflate } from 'node:zlib';
 import { mkdtempSync, openSync, closeSync, writeSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FormatContext, FormatHandler } from './types.js';
-import { FileSource } from './source.js';
+import type { FormatHandler } from './types.js';
+import { FileSource, type ByteSource } from './source.js';
 
 /**
  * Whole-file compression as joblib (`compress=`) and people (`model.pkl.gz`) use it. gzip and zlib
@@ -16,7 +16,7 @@ const CHUNK = 1 << 20;
 
 type Kind = 'gzip' | 'zlib' | 'xz' | 'lz4' | 'bz2' | 'zstd';
 
-function kindOf(h: Buffer): Kind | undefined {
+export function compressionOf(h: Buffer): Kind | undefined {
   if (h.length < 4) return undefined;
   if (h[0] === 0x1f && h[1] === 0x8b && h[2] === 8) return 'gzip';
   if (h[0] === 0x78 && ((h[0] << 8) | (h[1] as number)) % 31 === 0 && [0x01, 0x5e, 0x9c, 0xda].includes(h[1] as number)) return 'zlib';
@@ -29,8 +29,8 @@ function kindOf(h: Buffer): Kind | undefined {
 
 export class InflateLimitError extends Error {}
 
-/** Streams `kind` from the source into `path`, stopping with InflateLimitError past `cap` bytes. */
-async function inflateToFile(ctx: FormatContext, kind: 'gzip' | 'zlib', path: string, cap: number): Promise<number> {
+/** Streams `kind` from `src` into a new file `path`, stopping with InflateLimitError past `cap` bytes. */
+export async function inflateToFile(src: ByteSource, kind: 'gzip' | 'zlib', path: string, cap: number): Promise<number> {
   const z = kind === 'gzip' ? createGunzip() : createInflate();
   const fd = openSync(path, 'wx', 0o600);
   let written = 0;
@@ -46,7 +46,6 @@ async function inflateToFile(ctx: FormatContext, kind: 'gzip' | 'zlib', path: st
       });
       z.on('error', reject);
       z.on('end', resolve);
-      const src = ctx.source;
       let off = 0;
       const pump = () => {
         while (off < src.size) {
@@ -69,9 +68,9 @@ async function inflateToFile(ctx: FormatContext, kind: 'gzip' | 'zlib', path: st
 
 export const compressedHandler: FormatHandler = {
   name: 'compressed',
-  detect: (h) => kindOf(h) !== undefined,
+  detect: (h) => compressionOf(h) !== undefined,
   async scan(ctx) {
-    const kind = kindOf(ctx.source.read(0, 8)) as Kind;
+    const kind = compressionOf(ctx.source.read(0, 8)) as Kind;
     if (kind !== 'gzip' && kind !== 'zlib') {
       ctx.sink.add({ rule: 'compressed/unsupported', severity: 'high', verdict: 'error', message: `${kind}-compressed file: modelguard cannot decompress ${kind}, so the contents were not analysed; decompress it and scan the result` });
       return kind;
@@ -81,7 +80,7 @@ export const compressedHandler: FormatHandler = {
     try {
       let size: number;
       try {
-        size = await inflateToFile(ctx, kind, path, ctx.limits.maxInflateBytes);
+        size = await inflateToFile(ctx.source, kind, path, ctx.limits.maxInflateBytes);
       } catch (e) {
         if (e instanceof InflateLimitError) {
           ctx.sink.add({ rule: 'compressed/bomb', severity: 'high', verdict: 'invalid', message: `${kind} stream ${e.message} (limit maxInflateBytes): a decompression bomb or an oversized file; not analysed` });

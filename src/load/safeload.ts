@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, statSync, type Stats } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, statSync, type Stats } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GuardError, toGuardError } from '../errors.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { scan } from '../scan.js';
 import { summarize, verdictOf, verdictRank, type FileReport, type Finding, type Report } from '../report/model.js';
 import { BufferSource, FdSource, SliceSource, type ByteSource } from '../formats/source.js';
 import { inflateCapped, readZip, type ZipEntry } from '../formats/zip.js';
+import { InflateLimitError, inflateToFile } from '../formats/compressed.js';
 import { parseNpyHeader } from '../formats/numpy.js';
 import { parseSafetensors } from '../formats/safetensors.js';
 import { parseGguf } from '../formats/gguf.js';
@@ -46,7 +49,7 @@ export interface SafeLoadOptions {
 }
 
 export interface LoadResult {
-  /** `pytorch-zip`, `pytorch-legacy`, `pickle`, `numpy`, `npz`, `safetensors`, `gguf`. */
+  /** `pytorch-zip`, `pytorch-legacy`, `pickle`, `joblib`, `numpy`, `npz`, `safetensors`, `gguf`; `gzip+…`/`zlib+…` when the whole file was compressed. */
   format: string;
   tensors: Map<string, Tensor>;
   /** The object graph as JS values, tensors in place. */
@@ -123,6 +126,8 @@ function hashSource(src: ByteSource): string {
 
 async function loadFormat(ctx: LoadContext): Promise<LoadResult> {
   const { file, input } = ctx;
+  const wrapped = /^(gzip|zlib)\+(.+)$/.exec(file.format);
+  if (wrapped) return loadInflated(ctx, wrapped[1] as 'gzip' | 'zlib', wrapped[2]!);
   {
     switch (file.format) {
       case 'pytorch-zip':
@@ -144,6 +149,34 @@ async function loadFormat(ctx: LoadContext): Promise<LoadResult> {
       default:
         throw new GuardError('UNSUPPORTED', `safeLoad cannot load ${file.format} files (${input.path})`, { context: { path: input.path, format: file.format } });
     }
+  }
+}
+
+/**
+ * A whole-file gzip/zlib stream (joblib `compress=`, `model.pkl.gz`): inflated, under the same cap
+ * the scan used, into a private temporary file that is loaded like the file itself would be (the
+ * scan already judged these inflated bytes) and removed once the tensors are read.
+ */
+async function loadInflated(ctx: LoadContext, kind: 'gzip' | 'zlib', inner: string): Promise<LoadResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'modelguard-load-'));
+  const path = join(dir, 'inflated');
+  let fd: number | undefined;
+  try {
+    try {
+      await inflateToFile(ctx.input.src, kind, path, Math.min(ctx.limits.maxInflateBytes, ctx.maxBytes));
+    } catch (e) {
+      if (e instanceof InflateLimitError) throw new GuardError('LIMIT_EXCEEDED', `${ctx.input.path}: the ${kind} stream ${e.message}`, { context: { path: ctx.input.path } });
+      throw new GuardError('INVALID_MODEL', `${ctx.input.path}: the ${kind} stream is corrupt: ${(e as Error).message}`, { context: { path: ctx.input.path } });
+    }
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const input: Input = { src: new FdSource(fd, size), fd, path: ctx.input.path, stat: undefined };
+    const result = await loadFormat({ ...ctx, input, file: { ...ctx.file, format: inner } });
+    result.format = `${kind}+${result.format}`;
+    return result;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

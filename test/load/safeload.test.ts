@@ -1,7 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GuardError } from '../../src/errors.js';
 import type { Report } from '../../src/report/model.js';
@@ -42,6 +43,18 @@ bitExact.run();
 
 const graph = suite('safeLoad() object graph');
 graph.after(() => closeDefaultPool());
+
+graph('a compressed joblib file is inflated into a private temporary file that is gone afterwards', async () => {
+  const before = readdirSync(tmpdir()).filter((n) => n.startsWith('modelguard-load-'));
+  const r = await safeLoad(join(TENSORS, 'arrays_gzip.joblib'));
+  assert.is(r.format, 'gzip+joblib');
+  assert.is(r.tensors.get('nested.ids')?.shape[0], 5);
+  assert.equal(readdirSync(tmpdir()).filter((n) => n.startsWith('modelguard-load-')), before);
+  // Bytes in memory take the same path.
+  const m = await safeLoad(readFileSync(join(TENSORS, 'arrays_zlib.joblib')), { name: 'arrays_zlib.joblib' });
+  assert.is(m.format, 'zlib+joblib');
+  assert.equal([...m.tensors.keys()].sort(), ['f', 'nested.ids', 'w']);
+});
 
 graph('a nested training checkpoint keeps its Python values', async () => {
   const r = await safeLoad(join(TENSORS, 'checkpoint.pt'));
