@@ -15,6 +15,17 @@ export function restoreSetAsideEnv(): void {
   delete process.env[SET_ASIDE];
 }
 
+/**
+ * `guard load … | head`: when the reader of stdout goes away, stop quietly as other command-line
+ * tools do, instead of dying on an unhandled EPIPE.
+ */
+export function quietOnClosedStdout(): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    throw e;
+  });
+}
+
 /** The command's exit code once `result` settles: a GuardError is a one-line message and 2, anything else an internal error. */
 export function finish(result: Promise<number>): void {
   result.then(

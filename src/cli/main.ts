@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import { fileURLToPath } from 'node:url';
 import { VERSION } from '../version.js';
-import { finish, restoreSetAsideEnv } from './finish.js';
+import { finish, quietOnClosedStdout, restoreSetAsideEnv } from './finish.js';
 
 restoreSetAsideEnv();
+quietOnClosedStdout();
 
 /** Each subcommand lives in its own file and exports `main(argv) → exit code`. */
 const COMMANDS: Record<string, string> = {

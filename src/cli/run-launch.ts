@@ -6,7 +6,7 @@
  */
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { finish, restoreSetAsideEnv } from './finish.js';
+import { finish, quietOnClosedStdout, restoreSetAsideEnv } from './finish.js';
 import { currentRunBundle, runFromBundle } from './run-bundle.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -14,6 +14,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const dist = basename(here) === 'bundle' ? dirname(here) : join(here, '..', '..');
 
 restoreSetAsideEnv();
+quietOnClosedStdout();
 const bundle = currentRunBundle(dist);
 // process.argv: node, this file, 'run', then run's own arguments.
 if (bundle && process.argv[2] === 'run') finish(runFromBundle(bundle, process.argv.slice(3)));

@@ -4,30 +4,60 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FormatHandler } from './types.js';
 import { FileSource, type ByteSource } from './source.js';
+import { decompressSingle, SevenZipCapError } from './sevenzip.js';
 
 /**
  * Whole-file compression as joblib (`compress=`) and people (`model.pkl.gz`) use it. gzip and zlib
- * streams are inflated into a private temporary file with a byte cap, so a bomb costs bounded
- * disk and no memory, and the result is scanned by content. Formats Node cannot inflate (xz, lz4,
- * bz2, zstd) are reported as `error`: never `safe` unread.
+ * streams are inflated by Node, xz, lzma (joblib's `lzma`, the .lzma "alone" format) and bzip2 by
+ * 7-Zip (./sevenzip.ts), each into a private temporary file with a byte cap, so a bomb costs
+ * bounded disk and no memory, and the result is scanned by content. lz4 and zstd, which neither
+ * reads, are reported as `error`: never `safe` unread.
  */
 
 const CHUNK = 1 << 20;
 
-type Kind = 'gzip' | 'zlib' | 'xz' | 'lz4' | 'bz2' | 'zstd';
+type Kind = 'gzip' | 'zlib' | 'xz' | 'lzma' | 'lz4' | 'bz2' | 'zstd';
+export type Decompressible = 'gzip' | 'zlib' | 'xz' | 'lzma' | 'bz2';
+const DECOMPRESSIBLE: readonly Kind[] = ['gzip', 'zlib', 'xz', 'lzma', 'bz2'];
+
+/**
+ * The .lzma "alone" header: properties byte 0x5d (lc=3, lp=0, pb=2, what every encoder writes by
+ * default), a dictionary size of 2^n or 2^n + 2^(n-1) between 4 KiB and 1.5 GiB, and an
+ * uncompressed size that is unknown (all ones) or below 2^48. Strict, because 0x5d is also a
+ * pickle opcode (EMPTY_LIST).
+ */
+function isLzmaAlone(h: Buffer): boolean {
+  if (h.length < 13 || h[0] !== 0x5d) return false;
+  const dict = h.readUInt32LE(1);
+  const pow = dict >= 4096 && dict <= 0x60000000 && (Math.log2(dict) % 1 === 0 || Math.log2(dict / 3) % 1 === 0);
+  const size = h.readBigUInt64LE(5);
+  return pow && (size === 0xffffffffffffffffn || size < 1n << 48n);
+}
 
 export function compressionOf(h: Buffer): Kind | undefined {
   if (h.length < 4) return undefined;
   if (h[0] === 0x1f && h[1] === 0x8b && h[2] === 8) return 'gzip';
   if (h[0] === 0x78 && ((h[0] << 8) | (h[1] as number)) % 31 === 0 && [0x01, 0x5e, 0x9c, 0xda].includes(h[1] as number)) return 'zlib';
   if (h.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+  if (isLzmaAlone(h)) return 'lzma';
   if (h.readUInt32LE(0) === 0x184d2204) return 'lz4';
-  if (h.toString('latin1', 0, 3) === 'BZh' && h[3] !== undefined && h[3] >= 0x31 && h[3] <= 0x39) return 'bz2';
+  // "BZh", the block size, then a block's or the end-of-stream's magic.
+  if (h.length >= 10 && h.toString('latin1', 0, 3) === 'BZh' && h[3]! >= 0x31 && h[3]! <= 0x39 && ['314159265359', '177245385090'].includes(h.toString('hex', 4, 10))) return 'bz2';
   if (h.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   return undefined;
 }
 
 export class InflateLimitError extends Error {}
+
+/** Decompresses `src` into a new file `path`: InflateLimitError past `cap` bytes, another Error when damaged. */
+export async function decompressToFile(src: ByteSource, kind: Decompressible, path: string, cap: number): Promise<number> {
+  if (kind === 'gzip' || kind === 'zlib') return inflateToFile(src, kind, path, cap);
+  try {
+    return await decompressSingle(src, path, cap);
+  } catch (e) {
+    throw e instanceof SevenZipCapError ? new InflateLimitError(e.message) : e;
+  }
+}
 
 /** Streams `kind` from `src` into a new file `path`, stopping with InflateLimitError past `cap` bytes. */
 export async function inflateToFile(src: ByteSource, kind: 'gzip' | 'zlib', path: string, cap: number): Promise<number> {
@@ -70,8 +100,8 @@ export const compressedHandler: FormatHandler = {
   name: 'compressed',
   detect: (h) => compressionOf(h) !== undefined,
   async scan(ctx) {
-    const kind = compressionOf(ctx.source.read(0, 8)) as Kind;
-    if (kind !== 'gzip' && kind !== 'zlib') {
+    const kind = compressionOf(ctx.source.read(0, 16)) as Kind;
+    if (!DECOMPRESSIBLE.includes(kind)) {
       ctx.sink.add({ rule: 'compressed/unsupported', severity: 'high', verdict: 'error', message: `${kind}-compressed file: modelguard cannot decompress ${kind}, so the contents were not analysed; decompress it and scan the result` });
       return kind;
     }
@@ -80,7 +110,7 @@ export const compressedHandler: FormatHandler = {
     try {
       let size: number;
       try {
-        size = await inflateToFile(ctx.source, kind, path, ctx.limits.maxInflateBytes);
+        size = await decompressToFile(ctx.source, kind as Decompressible, path, ctx.limits.maxInflateBytes);
       } catch (e) {
         if (e instanceof InflateLimitError) {
           ctx.sink.add({ rule: 'compressed/bomb', severity: 'high', verdict: 'invalid', message: `${kind} stream ${e.message} (limit maxInflateBytes): a decompression bomb or an oversized file; not analysed` });
@@ -91,7 +121,8 @@ export const compressedHandler: FormatHandler = {
       }
       const inner = new FileSource(path);
       try {
-        const fmt = await ctx.scanNested(inner, kind === 'gzip' ? 'gunzipped' : 'inflated', ctx.sink.forMember(kind === 'gzip' ? 'gunzipped' : 'inflated'), { probeOnly: true });
+        const member = kind === 'gzip' ? 'gunzipped' : kind === 'zlib' ? 'inflated' : 'decompressed';
+        const fmt = await ctx.scanNested(inner, member, ctx.sink.forMember(member), { probeOnly: true });
         ctx.stats.inflatedBytes = size;
         return ctx.depth === 0 ? `${kind}+${fmt}` : kind;
       } finally {

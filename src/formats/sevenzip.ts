@@ -1,5 +1,6 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
 import type { FormatContext, FormatHandler } from './types.js';
-import { BufferSource } from './source.js';
+import { BufferSource, type ByteSource } from './source.js';
 
 /**
  * 7z archives, read with 7-Zip itself compiled to WebAssembly (npm `7z-wasm`), in an in-memory
@@ -13,11 +14,26 @@ export const SEVENZIP_MAX_ARCHIVE_BYTES = 512 * 1024 * 1024;
 /** A password nobody uses, so 7-Zip fails on encrypted archives instead of prompting. */
 const NO_PASSWORD = '-pmodelguard-has-no-password';
 
+interface SevenZipStream {
+  fd: number;
+}
+interface SevenZipDeviceOps {
+  open(stream: SevenZipStream): void;
+  close(stream: SevenZipStream): void;
+  read(): number;
+  write(stream: SevenZipStream, buffer: Uint8Array, offset: number, length: number): number;
+}
 interface SevenZipFs {
   writeFile(path: string, data: Uint8Array): void;
   readFile(path: string): Uint8Array;
   mkdir(path: string): void;
   unlink(path: string): void;
+  makedev(major: number, minor: number): number;
+  registerDevice(dev: number, ops: SevenZipDeviceOps): void;
+  mkdev(path: string, dev: number): void;
+  open(path: string, flags: string): SevenZipStream;
+  close(stream: SevenZipStream): void;
+  streams: (SevenZipStream | null)[];
 }
 interface SevenZipModule {
   FS: SevenZipFs;
@@ -36,13 +52,65 @@ async function load(print: (s: string) => void): Promise<SevenZipModule> {
   return mod.default({ print, printErr: print, stdin: () => null });
 }
 
+/** 7-Zip's exit status; an exception that is not an exit (such as a device's) propagates. */
 function run(sz: SevenZipModule, args: string[]): number {
   try {
     sz.callMain(args);
     return 0;
   } catch (e) {
     const status = (e as { status?: number }).status;
-    return typeof status === 'number' ? status : 255;
+    if (typeof status === 'number') return status;
+    if (e instanceof SevenZipCapError) throw e;
+    return 255;
+  }
+}
+
+/** What decompressSingle() stops with when the output passes its cap. */
+export class SevenZipCapError extends Error {}
+
+/**
+ * Decompresses a single-stream file (xz, lzma, bzip2) with 7-Zip into a new file at `outPath`,
+ * streaming: 7-Zip writes to its stdout, which is a device here whose writes go straight to the
+ * file, so memory holds only the compressed input. Past `cap` bytes the device throws, which
+ * unwinds 7-Zip at once (SevenZipCapError). Returns the decompressed size; a stream 7-Zip calls
+ * damaged throws an Error with its message.
+ */
+export async function decompressSingle(src: ByteSource, outPath: string, cap: number): Promise<number> {
+  if (src.size > SEVENZIP_MAX_ARCHIVE_BYTES) throw new SevenZipCapError(`the compressed file of ${src.size} bytes exceeds the ${SEVENZIP_MAX_ARCHIVE_BYTES}-byte limit for in-memory decompression`);
+  const lines: string[] = [];
+  const sz = await load((s) => lines.push(s));
+  const out = openSync(outPath, 'wx', 0o600);
+  let written = 0;
+  try {
+    const dev = sz.FS.makedev(64, 0);
+    sz.FS.registerDevice(dev, {
+      open() {},
+      close() {},
+      read: () => 0,
+      write(_stream, buffer, offset, length) {
+        if (written + length > cap) throw new SevenZipCapError(`decompresses to more than ${cap} bytes`);
+        writeSync(out, buffer, offset, length);
+        written += length;
+        return length;
+      },
+    });
+    sz.FS.mkdev('/sink', dev);
+    sz.FS.writeFile('/in', src.read(0, src.size));
+    // fd 1 becomes the sink: `-so` sends the data there, and 7-Zip's messages go to stderr.
+    const stdout = sz.FS.streams[1];
+    if (stdout) sz.FS.close(stdout);
+    if (sz.FS.open('/sink', 'w').fd !== 1) throw new Error('could not redirect 7-Zip\'s output');
+    let status: number;
+    try {
+      status = run(sz, ['e', '-so', NO_PASSWORD, '/in']);
+    } catch (e) {
+      if (e instanceof SevenZipCapError) throw e;
+      throw new Error(`7-Zip stopped: ${(e as Error).message}`);
+    }
+    if (status !== 0) throw new Error(lines.filter((l) => /ERROR|Error|error/.test(l)).slice(0, 2).join(' ') || `7-Zip exited with status ${status}`);
+    return written;
+  } finally {
+    closeSync(out);
   }
 }
 

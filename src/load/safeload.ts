@@ -8,7 +8,7 @@ import { scan } from '../scan.js';
 import { summarize, verdictOf, verdictRank, type FileReport, type Finding, type Report } from '../report/model.js';
 import { BufferSource, FdSource, SliceSource, type ByteSource } from '../formats/source.js';
 import { inflateCapped, readZip, type ZipEntry } from '../formats/zip.js';
-import { InflateLimitError, inflateToFile } from '../formats/compressed.js';
+import { decompressToFile, InflateLimitError, type Decompressible } from '../formats/compressed.js';
 import { parseNpyHeader } from '../formats/numpy.js';
 import { parseSafetensors } from '../formats/safetensors.js';
 import { parseGguf } from '../formats/gguf.js';
@@ -126,8 +126,8 @@ function hashSource(src: ByteSource): string {
 
 async function loadFormat(ctx: LoadContext): Promise<LoadResult> {
   const { file, input } = ctx;
-  const wrapped = /^(gzip|zlib)\+(.+)$/.exec(file.format);
-  if (wrapped) return loadInflated(ctx, wrapped[1] as 'gzip' | 'zlib', wrapped[2]!);
+  const wrapped = /^(gzip|zlib|xz|lzma|bz2)\+(.+)$/.exec(file.format);
+  if (wrapped) return loadInflated(ctx, wrapped[1] as Decompressible, wrapped[2]!);
   {
     switch (file.format) {
       case 'pytorch-zip':
@@ -153,17 +153,17 @@ async function loadFormat(ctx: LoadContext): Promise<LoadResult> {
 }
 
 /**
- * A whole-file gzip/zlib stream (joblib `compress=`, `model.pkl.gz`): inflated, under the same cap
+ * A whole-file gzip/zlib/xz/lzma/bzip2 stream (joblib `compress=`, `model.pkl.gz`): decompressed, under the same cap
  * the scan used, into a private temporary file that is loaded like the file itself would be (the
  * scan already judged these inflated bytes) and removed once the tensors are read.
  */
-async function loadInflated(ctx: LoadContext, kind: 'gzip' | 'zlib', inner: string): Promise<LoadResult> {
+async function loadInflated(ctx: LoadContext, kind: Decompressible, inner: string): Promise<LoadResult> {
   const dir = mkdtempSync(join(tmpdir(), 'modelguard-load-'));
   const path = join(dir, 'inflated');
   let fd: number | undefined;
   try {
     try {
-      await inflateToFile(ctx.input.src, kind, path, Math.min(ctx.limits.maxInflateBytes, ctx.maxBytes));
+      await decompressToFile(ctx.input.src, kind, path, Math.min(ctx.limits.maxInflateBytes, ctx.maxBytes));
     } catch (e) {
       if (e instanceof InflateLimitError) throw new GuardError('LIMIT_EXCEEDED', `${ctx.input.path}: the ${kind} stream ${e.message}`, { context: { path: ctx.input.path } });
       throw new GuardError('INVALID_MODEL', `${ctx.input.path}: the ${kind} stream is corrupt: ${(e as Error).message}`, { context: { path: ctx.input.path } });

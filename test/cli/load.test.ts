@@ -22,6 +22,22 @@ test('guard load prints a table of tensors and the other values', () => {
   assert.match(r.stdout, /verdict: safe/);
 });
 
+test('guard load into a pipe whose reader is gone (| true) stops quietly', () => {
+  // `true` exits at once, long before guard writes: every write meets EPIPE.
+  const r = spawnSync('/bin/sh', ['-c', `"${process.execPath}" "${CLI}" load "${join(TENSORS, 'all_dtypes.pt')}" | true`], { encoding: 'utf8', cwd: ROOT, timeout: 120_000 });
+  assert.is(r.status, 0);
+  assert.not.match(r.stderr, /EPIPE|Unhandled|internal error/, r.stderr);
+});
+
+test('guard load reads xz, lzma and bz2 compressed joblib files', () => {
+  for (const method of ['xz', 'lzma', 'bz2']) {
+    const r = guard('load', join(SCAN_FIXTURES, 'real', `numpy_arrays_${method}.joblib`));
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`w\\s+float64\\s+\\[10\\]\\s+80`));
+    assert.match(r.stdout, new RegExp(`\\(${method}\\+joblib\\)`));
+  }
+});
+
 test('guard load --json gives tensors and values', () => {
   const r = guard('load', '--json', join(TENSORS, 'views.pt'));
   assert.is(r.status, 0, r.stderr);
