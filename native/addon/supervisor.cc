@@ -593,6 +593,26 @@ static size_t RefusedAnswer(const uint8_t *q, size_t n, uint8_t *out) {
   return 12 + qlen;
 }
 
+// A query the DNS sink received, as a report event: the syscall is unknown (the sink sees the
+// datagram, not the call), so it is reported as `write`, the one the filter cannot tell apart.
+static std::unique_ptr<Event> SinkEvent(const char *type, const uint8_t *data, size_t got, size_t len,
+                                        const struct sockaddr_storage &to, socklen_t to_len, const char *note) {
+  auto ev = std::make_unique<Event>();
+  ev->time = NowMs();
+  ev->nr = __NR_write;
+  ev->denied = true;
+  ev->simulated = true;
+  ev->sock_type = type;
+  ev->payload.assign(data, data + got);
+  ev->payload_len = len;
+  if (to_len) {
+    ev->has_sockaddr = true;
+    ev->sockaddr = DecodeSockaddr(reinterpret_cast<const uint8_t *>(&to), to_len);
+  }
+  ev->note = note;
+  return ev;
+}
+
 // A connection to a TCP sink: read in turn with the others (never blocking the supervisor).
 void Supervisor::AcceptTcpSink(int fd) {
   for (;;) {
@@ -619,22 +639,11 @@ bool Supervisor::ReadTcpQuery(size_t i) {
     break;
   }
   if (q.buf.size() < 2) return false;
-  auto ev = std::make_unique<Event>();
-  ev->time = NowMs();
-  ev->nr = __NR_write;
-  ev->denied = true;
-  ev->simulated = true;
-  ev->sock_type = "tcp";
-  ev->payload = q.buf;
-  ev->payload_len = q.buf.size();
   struct sockaddr_storage to;
   socklen_t to_len = sizeof to;
-  if (getsockname(q.fd.get(), reinterpret_cast<struct sockaddr *>(&to), &to_len) == 0) {
-    ev->has_sockaddr = true;
-    ev->sockaddr = DecodeSockaddr(reinterpret_cast<uint8_t *>(&to), to_len);
-  }
-  ev->note = "received by the DNS sink over TCP, answered REFUSED; nothing left the sandbox";
-  Emit(std::move(ev));
+  if (getsockname(q.fd.get(), reinterpret_cast<struct sockaddr *>(&to), &to_len) != 0) to_len = 0;
+  Emit(SinkEvent("tcp", q.buf.data(), q.buf.size(), q.buf.size(), to, to_len,
+                 "received by the DNS sink over TCP, answered REFUSED; nothing left the sandbox"));
   if (q.buf.size() >= 14) {
     uint8_t reply[kPayloadMax + 2];
     size_t len = RefusedAnswer(q.buf.data() + 2, q.buf.size() - 2, reply + 2);
@@ -676,36 +685,24 @@ void Supervisor::DrainSinkhole(int fd) {
       if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
         struct in_pktinfo pi;
         memcpy(&pi, CMSG_DATA(c), sizeof pi);
-        auto *sin = reinterpret_cast<struct sockaddr_in *>(&to);
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(53);
-        sin->sin_addr = pi.ipi_addr;
-        to_len = sizeof *sin;
+        struct sockaddr_in sin = {};
+        sin.sin_family = AF_INET;
+        sin.sin_addr = pi.ipi_addr;
+        memcpy(&to, &sin, to_len = sizeof sin);
       } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
         struct in6_pktinfo pi;
         memcpy(&pi, CMSG_DATA(c), sizeof pi);
-        auto *sin6 = reinterpret_cast<struct sockaddr_in6 *>(&to);
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(53);
-        sin6->sin6_addr = pi.ipi6_addr;
-        to_len = sizeof *sin6;
+        struct sockaddr_in6 sin6 = {};
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_addr = pi.ipi6_addr;
+        memcpy(&to, &sin6, to_len = sizeof sin6);
       }
+      // Both layouts keep the port at the same offset, right after the family.
+      if (to_len) reinterpret_cast<struct sockaddr_in *>(&to)->sin_port = htons(53);
     }
-    auto ev = std::make_unique<Event>();
-    ev->time = NowMs();
-    ev->nr = __NR_write;
-    ev->denied = true;
-    ev->simulated = true;
-    ev->sock_type = "udp";
-    ev->payload.assign(buf, buf + got);
-    ev->payload_len = static_cast<size_t>(n);
-    if (to_len) {
-      ev->has_sockaddr = true;
-      ev->sockaddr = DecodeSockaddr(reinterpret_cast<uint8_t *>(&to), to_len);
-    }
-    ev->note = "received by the DNS sink: sent with a call the supervisor does not intercept (write, writev), "
-               "answered REFUSED; nothing left the sandbox";
-    Emit(std::move(ev));
+    Emit(SinkEvent("udp", buf, got, static_cast<size_t>(n), to, to_len,
+                   "received by the DNS sink: sent with a call the supervisor does not intercept (write, writev), "
+                   "answered REFUSED; nothing left the sandbox"));
     if (got < 12 || mh.msg_namelen == 0) continue;
     uint8_t reply[kPayloadMax];
     size_t reply_len = RefusedAnswer(buf, got, reply);
