@@ -724,8 +724,7 @@ static const char *resolve_command(const char *cmd, char *buf, size_t size) {
 
 /* Reads the compiled filters (the profile's, then the supervisor's notify overlay) from the control
  * socket. The target does this as late as it can, just before installing them, so that Node's
- * compiling and writing them overlaps with the slow steps before (joining the pids cgroup waits for
- * an RCU grace period, ~15 ms on a cgroup v1 host). */
+ * compiling and writing them overlaps with the steps before (namespace, DNS sink, cgroup). */
 static uint32_t read_filters(int ctl, struct sock_fprog *progs) {
   uint32_t count = 0;
   if (read_full(ctl, &count, sizeof count) != 0) die_step("read filter", errno);

@@ -316,9 +316,9 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   native.closeFd(childSock);
   if (child.pid !== undefined) options.onSpawn?.(child.pid);
   const ctl = child.stdio[3] as unknown as NodeJS.ReadWriteStream & { destroy(): void };
-  // Compiled after the spawn: guard-exec's first steps (joining the pids cgroup waits for an RCU
-  // grace period, ~15 ms on cgroup v1) run while libseccomp works; the target reads the filters
-  // only when its other walls are up.
+  // Compiled (or read from the cache) after the spawn: guard-exec's own set-up (namespace, DNS
+  // sink, cgroup, Landlock) runs meanwhile, and its target reads the filters only when its other
+  // walls are up.
   let policy: CompiledPolicy;
   try {
     policy = compile(native, s);
