@@ -75,7 +75,17 @@ export const hdf5Handler: FormatHandler = {
         if (names.includes('keras_version') || names.includes('model_config') || names.includes('layer_names')) format = 'keras-h5';
         for (const name of CONFIG_ATTRS) {
           if (!names.includes(name)) continue;
-          const text = attrText(attrs[name]?.value);
+          // The attribute's declared size comes from its metadata, before anything is read: h5wasm
+          // reads a value whole (a 70 MB attribute peaks at ~700 MB), and a small file may declare
+          // far more than it holds. A variable-length string's bytes live in the file's heap, so
+          // the file bounds them.
+          const attr = attrs[name];
+          const declared = attr && !attr.metadata.vlen ? attr.metadata.size * Math.max(1, attr.metadata.total_size) : 0;
+          if (declared > HDF5_MAX_CONFIG_CHARS) {
+            ctx.sink.add({ rule: 'keras/config-too-large', severity: 'medium', verdict: 'suspicious', message: `root attribute ${name} declares ${declared} bytes, beyond ${HDF5_MAX_CONFIG_CHARS}; not read or analysed` });
+            continue;
+          }
+          const text = attrText(attr?.value);
           if (text === undefined) {
             ctx.sink.add({ rule: 'keras/bad-config', severity: 'medium', verdict: 'invalid', message: `root attribute ${name} is not a string` });
             continue;
