@@ -128,6 +128,15 @@ Napi::Value ResolveSyscall(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, nr);
 }
 
+// pathWriteSyscalls() → the syscall numbers the supervisor checks as path-changing writes.
+Napi::Value PathWriteSyscallsJs(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::vector<int> nrs = PathWriteSyscalls();
+  Napi::Array out = Napi::Array::New(env, nrs.size());
+  for (uint32_t i = 0; i < nrs.size(); i++) out.Set(i, Napi::Number::New(env, nrs[i]));
+  return out;
+}
+
 Napi::Value SyscallName(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) ThrowUsage(env, "syscallName", "expects a syscall number");
@@ -351,6 +360,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   exports.Set("resolveSyscall", Napi::Function::New(env, ResolveSyscall, "resolveSyscall"));
   exports.Set("syscallName", Napi::Function::New(env, SyscallName, "syscallName"));
+  exports.Set("pathWriteSyscalls", Napi::Function::New(env, PathWriteSyscallsJs, "pathWriteSyscalls"));
   exports.Set("compileFilter", Napi::Function::New(env, CompileFilter, "compileFilter"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("allocPages", Napi::Function::New(env, AllocPages, "allocPages"));

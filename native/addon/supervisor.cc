@@ -290,6 +290,12 @@ const std::map<int, PathCall> &PathCalls() {
 
 }  // namespace
 
+std::vector<int> PathWriteSyscalls() {
+  std::vector<int> out;
+  for (const auto &kv : PathCalls()) out.push_back(kv.first);
+  return out;
+}
+
 Napi::Function Supervisor::Init(Napi::Env env) {
   return DefineClass(env, "Supervisor", {InstanceMethod("stop", &Supervisor::Stop), InstanceMethod("ref", &Supervisor::Ref),
                                           InstanceMethod("unref", &Supervisor::Unref)});

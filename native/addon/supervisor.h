@@ -89,6 +89,10 @@ struct Event {
   std::string end_error;
 };
 
+// The calls that change the file system through a path, which the supervisor decodes and checks
+// against the write list (the BPF side notifies exactly these).
+std::vector<int> PathWriteSyscalls();
+
 class Supervisor : public Napi::ObjectWrap<Supervisor> {
  public:
   static Napi::Function Init(Napi::Env env);

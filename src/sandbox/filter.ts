@@ -46,12 +46,6 @@ export const PERSONALITY_ALLOWED = [0n, 0xffffffffn];
 
 export const NETWORK_CALLS = ['socket', 'connect', 'bind', 'listen', 'sendto', 'sendmsg', 'sendmmsg'] as const;
 export const EXEC_CALLS = ['execve', 'execveat'] as const;
-/** Calls that change the file system through a path, checked against the write list like opens for writing. */
-export const PATH_WRITE_CALLS = [
-  'mkdir', 'mkdirat', 'rmdir', 'unlink', 'unlinkat', 'rename', 'renameat', 'renameat2', 'link', 'linkat', 'symlink', 'symlinkat',
-  'mknod', 'mknodat', 'truncate', 'chmod', 'fchmodat', 'chown', 'lchown', 'fchownat', 'utimes', 'futimesat', 'utimensat',
-  'setxattr', 'lsetxattr', 'removexattr', 'lremovexattr',
-] as const;
 const O_WRONLY = 0o1n;
 const O_RDWR = 0o2n;
 const O_CREAT = 0o100n;
@@ -230,7 +224,11 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
   mark('prctl');
   if (options.reportNetwork) for (const n of NETWORK_CALLS) mark(n);
   if (options.reportExec) for (const n of EXEC_CALLS) mark(n);
-  if (options.reportWrites) for (const n of ['creat', 'openat2', ...PATH_WRITE_CALLS]) mark(n);
+  if (options.reportWrites) {
+    for (const n of ['creat', 'openat2']) mark(n);
+    // The path-changing calls: the supervisor's own table says which, so BPF and decoder agree.
+    for (const nr of native.pathWriteSyscalls()) notified.set(native.syscallName(nr) ?? String(nr), nr);
+  }
   const reportOnly: number[] = [];
   for (const name of mg.report) {
     const nr = nrOf(name);

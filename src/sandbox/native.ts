@@ -118,6 +118,8 @@ export interface NativeAddon {
   version(): { libseccomp: string; api: number; arch: number };
   resolveSyscall(name: string): number;
   syscallName(nr: number): string | null;
+  /** The syscalls the supervisor decodes and checks as path-changing writes (mkdir, rename, …). */
+  pathWriteSyscalls(): number[];
   compileFilter(spec: NativeFilterSpec): Buffer;
   closeFd(fd: number): void;
   /** Anonymous zeroed memory as an ArrayBuffer that owns the mapping; `hugePages` adds MADV_HUGEPAGE. */
