@@ -94,3 +94,29 @@ export function oneOf<T extends string>(value: string | string[] | boolean | und
   }
   return value as T;
 }
+
+/**
+ * How a command that runs another command starts (`guard run`, `guard entrypoint`): parse the
+ * arguments, answer `--help`, insist on a command. Returns the options, or the exit code to end with.
+ */
+export function parseCommandLine<T extends { help: boolean; command: string[] }>(name: string, usage: string, parse: () => T, usageAfterError: boolean): T | number {
+  let o: T;
+  try {
+    o = parse();
+  } catch (e) {
+    if (e instanceof GuardError) {
+      process.stderr.write(`guard ${name}: ${e.message}\n${usageAfterError ? `\n${usage}` : ''}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (o.help) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  if (o.command.length === 0) {
+    process.stderr.write(`guard ${name}: no command given\n\n${usage}`);
+    return 2;
+  }
+  return o;
+}

@@ -11,6 +11,7 @@
  * Exit: the command's status (128 + signal when killed); 3 when the gate refused; 2 on error.
  */
 import { writeFileSync } from 'node:fs';
+import { parseCommandLine } from './args.js';
 import { GuardError } from '../errors.js';
 import type { FailOn } from '../report/model.js';
 import { renderText } from '../report/render.js';
@@ -108,24 +109,8 @@ function writeReport(dest: string | undefined, report: EntrypointReport | (RunRe
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let p: Parsed;
-  try {
-    p = parseEntrypointArgs(argv, process.env);
-  } catch (e) {
-    if (e instanceof GuardError) {
-      process.stderr.write(`guard entrypoint: ${e.message}\n`);
-      return 2;
-    }
-    throw e;
-  }
-  if (p.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (p.command.length === 0) {
-    process.stderr.write(`guard entrypoint: no command given\n\n${USAGE}`);
-    return 2;
-  }
+  const p = parseCommandLine('entrypoint', USAGE, () => parseEntrypointArgs(argv, process.env), false);
+  if (typeof p === 'number') return p;
   let report: EntrypointReport;
   try {
     report = await entrypoint(p.command, {

@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { GuardError } from '../errors.js';
+import { parseCommandLine } from './args.js';
 import { run, RunError, type RunEvent, type RunResult } from '../sandbox/run.js';
 import { renderRunText, renderEventLine } from '../sandbox/render.js';
 
@@ -92,24 +93,8 @@ export function writeReport(path: string, result: RunResult, format: 'text' | 'j
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let o: RunCliOptions;
-  try {
-    o = parseRunArgs(argv);
-  } catch (e) {
-    if (e instanceof GuardError) {
-      process.stderr.write(`guard run: ${e.message}\n\n${RUN_USAGE}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (o.help) {
-    process.stdout.write(RUN_USAGE);
-    return 0;
-  }
-  if (o.command.length === 0) {
-    process.stderr.write(`guard run: no command given\n\n${RUN_USAGE}`);
-    return 2;
-  }
+  const o = parseCommandLine('run', RUN_USAGE, () => parseRunArgs(argv), true);
+  if (typeof o === 'number') return o;
   const onEvent = o.verbose ? (e: RunEvent): void => void process.stderr.write(`guard: ${renderEventLine(e)}\n`) : undefined;
   let result: RunResult;
   try {
