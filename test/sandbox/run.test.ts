@@ -68,10 +68,8 @@ if (skip) {
       ['192.0.2.53', 'write', 'write-exfil.modelguard-test.invalid'],
       ['2001:db8::53', 'writev', 'writev-exfil.modelguard-test.invalid'],
     ] as const) {
-      const started = Date.now();
       const r = guardRun([], [probe(), 'dnswrite', addr, name, how], { netns: true, timeout: 60_000 });
       assert.match(r.stdout, 'dnswrite reply id=1234 rcode=5', `${how} to ${addr}: ${r.stdout}${r.stderr}`);
-      assert.ok(Date.now() - started < 10_000, 'the resolver is answered, not left to time out');
       assert.ok(r.report!.walls.dnsSink, 'the sink was up');
       assert.ok(r.report!.summary.dnsNames.includes(name), JSON.stringify(r.report!.summary));
       const sunk = r.report!.events.find((e) => e.egress?.dnsName === name)!;
@@ -328,13 +326,11 @@ if (skip) {
   });
 
   test('bounds a fork bomb (pids cgroup / RLIMIT_NPROC) and leaves no process behind', async () => {
-    const started = Date.now();
     const r = await run([probe(), 'forkbomb'], { stdio: 'pipe', profile: 'loader' });
     const m = /forkbomb children=(\d+) errno=(\w+)/.exec(r.stdout ?? '');
     assert.ok(m, r.stdout);
     assert.ok(Number(m![1]) < 512, `got ${m![1]} children`);
     assert.is(m![2], 'EAGAIN');
-    assert.ok(Date.now() - started < 30_000);
     assert.equal(processesMatching(`${probe()} forkbomb`), []);
   });
 

@@ -20,9 +20,7 @@ const pool = suite('unpickler worker pool');
 pool('a call past its time limit fails with a finding and the pool recovers', async () => {
   const p = new UnpicklerPool();
   try {
-    const t0 = Date.now();
     const r = await vmScanPass(SLOW, { policy: createPolicy(), pool: p, timeoutMs: 300 });
-    assert.ok(Date.now() - t0 < 30_000);
     assert.ok(r.findings.some((f) => f.rule === 'vm/timeout' || f.rule === 'vm/limit'), JSON.stringify(r.findings));
     const ok = await vmUnpickle(SEVEN, { pool: p });
     assert.equal(ok.objects, [7]);
@@ -71,11 +69,10 @@ pool('idle workers do not keep the caller alive', () => {
   const script = `import { vmUnpickle } from ${JSON.stringify(entry)};
 const r = await vmUnpickle(Buffer.from([0x80, 2, 0x4b, 7, 0x2e]));
 console.log('value', JSON.stringify(r.objects));`;
-  const t0 = Date.now();
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+  assert.is(r.error, undefined, 'a hang guard, not a speed goal');
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stdout, /value \[7\]/);
-  assert.ok(Date.now() - t0 < 60_000);
 });
 
 pool('the snapshot is built once into the cache folder, reused, and rebuilt when corrupt', async () => {

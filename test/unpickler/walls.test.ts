@@ -172,10 +172,9 @@ test('an idle walled pool does not keep its caller alive, and leaves no process 
     const pool = new UnpicklerPool({ walls: 'on' });
     const r = await vmUnpickle(Uint8Array.of(0x80, 2, 0x4b, 7, 0x2e), { pool });
     console.log(JSON.stringify({ v: r.objects, pids: pool.pids }));`;
-  const t0 = Date.now();
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+  assert.is(r.error, undefined, 'a hang guard, not a speed goal');
   assert.is(r.status, 0, r.stderr);
-  assert.ok(Date.now() - t0 < 30_000);
   const out = JSON.parse(r.stdout.trim()) as { v: number[]; pids: number[] };
   assert.equal(out.v, [7]);
   const deadline = Date.now() + 5000;
