@@ -200,7 +200,12 @@ Napi::Value CompileFilter(const Napi::CallbackInfo &info) {
   const Libseccomp *lib = Lib(env);
   CtxGuard g{lib, lib->init(ActionOf(env, o.Get("defaultAction").As<Napi::Object>()))};
   if (g.ctx == nullptr) ThrowSystem(env, "seccomp_init", EINVAL);
-  int rc = lib->attr_set(g.ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  // Calls through another architecture or the x32 ABI: killed, or (`badArchAction: "notify"`) handed
+  // to the supervisor, which answers ENOSYS and reports them.
+  uint32_t badarch = o.Get("badArchAction").IsString() && o.Get("badArchAction").ToString().Utf8Value() == "notify"
+                         ? SCMP_ACT_NOTIFY
+                         : SCMP_ACT_KILL_PROCESS;
+  int rc = lib->attr_set(g.ctx, SCMP_FLTATR_ACT_BADARCH, badarch);
   if (rc < 0) ThrowSystem(env, "seccomp_attr_set(ACT_BADARCH)", -rc);
   // A binary tree keeps hot syscalls a few comparisons away even with hundreds of rules.
   if (o.Get("optimize").ToBoolean().Value()) lib->attr_set(g.ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);

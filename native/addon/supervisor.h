@@ -1,10 +1,12 @@
-// The seccomp notification supervisor: one thread per sandbox reads the listener, decodes the
-// arguments it needs from /proc/PID/mem, answers per the policy TypeScript compiled, and hands
-// every event to JavaScript through a ThreadSafeFunction.
+// The seccomp notification supervisor: one thread per sandbox reads the listener and answers each
+// notified call per the policy TypeScript compiled (decide.cc), reading the target from outside
+// (remote.cc), reading the DNS sink (dns_sink.cc), and handing every event to JavaScript through a
+// ThreadSafeFunction. The rule every answer follows is written at the top of supervisor.cc.
 #pragma once
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -13,6 +15,9 @@
 #include <vector>
 
 #include "common.h"
+#include "dns_sink.h"
+#include "event.h"
+#include "remote.h"
 
 namespace mg {
 
@@ -45,53 +50,33 @@ struct Policy {
   std::vector<std::string> write_allowed;
   std::vector<std::string> unix_allowed;
   bool write_check = true;
+  // Landlock ABI in force in the target (0: none). Write checks lean on it (see supervisor.cc).
+  int landlock_abi = 0;
   std::set<int> always_denied;
   std::map<int, std::pair<int, std::set<uint32_t>>> cond_denied;  // nr → (arg index, low-32 values)
+  std::map<int, std::pair<int, uint64_t>> mask_denied;            // nr → (arg index, bits that deny)
+  std::set<int> runtime_probes;                                   // answered ENOSYS, reported as such
+  std::set<int> socket_families;                                  // empty: any
+  std::set<int> netlink_protocols;
   std::set<uint32_t> personality_allowed;
   int default_errno = 1;  // for calls no profile rule allows; 0: allowed
   std::map<int, std::vector<ProfileRule>> profile_rules;
 };
 
-struct SockAddr {
-  std::string family;  // inet, inet6, unix, netlink, other
-  std::string address;
-  int port = -1;
-  std::vector<uint8_t> raw_addr;
-};
-
-struct Event {
-  double time = 0;
-  int pid = 0;
-  int nr = 0;
-  bool denied = false;
-  bool simulated = false;
-  bool by_profile = false;
-  bool always = false;
-  int err = 0;
-  uint64_t args[6] = {0, 0, 0, 0, 0, 0};
-  int fd = -1;
-  bool has_sockaddr = false;
-  SockAddr sockaddr;
-  std::string sock_type;
-  std::vector<uint8_t> payload;
-  size_t payload_len = 0;
-  int msg_index = -1;
-  bool has_path = false;
-  std::string path;
-  // rename/link: the source; symlink: the link text.
-  bool has_other_path = false;
-  std::string other_path;
-  std::vector<std::string> argv;
-  bool has_flags = false;
-  uint64_t flags = 0;
-  std::string note;
-  bool end = false;
-  std::string end_error;
-};
-
-// The calls that change the file system through a path, which the supervisor decodes and checks
-// against the write list (the BPF side notifies exactly these).
+// The calls that change the file system through a path or an fd, which the supervisor decides
+// (the BPF side notifies exactly these).
 std::vector<int> PathWriteSyscalls();
+
+// A call's answer.
+struct Answer {
+  enum Kind { kContinue, kError, kValue, kDeferred } kind = kContinue;
+  int err = 0;
+  int64_t val = 0;
+  static Answer Continue() { return {}; }
+  static Answer Error(int e) { return {kError, e, 0}; }
+  static Answer Value(int64_t v) { return {kValue, 0, v}; }
+  static Answer Deferred() { return {kDeferred, 0, 0}; }
+};
 
 class Supervisor : public Napi::ObjectWrap<Supervisor> {
  public:
@@ -106,27 +91,28 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   Napi::Value Ref(const Napi::CallbackInfo &info);
   Napi::Value Unref(const Napi::CallbackInfo &info);
   void Loop();
-  void Handle(const void *notif);
-  void DrainSinkhole(int fd);
-  void AcceptTcpSink(int fd);
-  bool ReadTcpQuery(size_t i);  // false: the connection is done (answered, closed or failed)
   void Emit(std::unique_ptr<Event> ev);
   void Join();
 
+  // decide.cc: one notification in, one answer out (or handed to a helper thread).
+  void Handle(const void *notif);
+  struct Call;
+  Answer Decide(Call &c);
+  Answer Connect(Call &c);
+  Answer Bind(Call &c);
+  Answer Listen(Call &c);
+  Answer SendTo(Call &c);
+  Answer SendMsg(Call &c, bool many);
+  Answer Exec(Call &c);
+  Answer PathWrite(Call &c);
+  Answer OpenForWrite(Call &c);
+  // Runs `work` on its own thread and answers the call with its result: for a call the supervisor
+  // performs that may block (a blocking socket), so the loop keeps answering everyone else.
+  void Defer(uint64_t id, std::function<int64_t(const std::function<bool()> &alive)> work);
+
   Fd listener_;
   Fd wake_;
-  // UDP sockets on port 53 inside the sandbox's network namespace, where every address is local
-  // (guard-exec --dns-sinkhole): what any program sends to any resolver lands here.
-  std::vector<Fd> sinkholes_;
-  std::set<int> sink_families_;  // AF_INET / AF_INET6 of the UDP sinks
-  // The same for DNS over TCP: listening sockets, and the connections being read.
-  std::vector<Fd> tcp_sinks_;
-  std::set<int> tcp_sink_families_;
-  struct TcpQuery {
-    Fd fd;
-    std::vector<uint8_t> buf;
-  };
-  std::vector<TcpQuery> tcp_queries_;
+  DnsSink sink_;
   Policy policy_;
   bool first_exec_done_ = false;
   std::map<std::pair<int, int>, SockAddr> fake_peers_;  // (tgid, fd) → simulated peer

@@ -59,6 +59,9 @@
 #include <unistd.h>
 
 /* Landlock ABI constants, declared here so the build does not depend on new kernel headers. */
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
 #define LL_CREATE_RULESET_VERSION (1U << 0)
 #define LL_RULE_PATH_BENEATH 1
 #define LL_RULE_NET_PORT 2
@@ -789,7 +792,12 @@ __attribute__((noreturn)) static void run_target(struct options *o, sigset_t *ol
   int listener = -1;
   for (uint32_t f = 0; f < count; f++) {
     unsigned flags = f + 1 == count ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
+    /* Once the supervisor has received a call, only a fatal signal interrupts the wait: a call it
+     * performs itself is never restarted and performed twice (kernel 5.19+; older ones refuse). */
+    if (flags) flags |= SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
     int rc = (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, flags, &progs[f]);
+    if (rc < 0 && errno == EINVAL && (flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV))
+      rc = (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, flags & ~SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &progs[f]);
     if (rc < 0) die_step("seccomp(SET_MODE_FILTER)", errno);
     if (flags) listener = rc;
   }

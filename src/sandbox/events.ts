@@ -30,11 +30,13 @@ export interface RunEvent {
   errno?: string;
   /** Why: "always denied", "outside the write list", "network denied"… */
   reason?: string;
+  /** A call a supported runtime makes on its own (libuv's io_uring probe), answered so it falls back. */
+  runtimeProbe?: boolean;
 }
 
 export type EventKind = 'network' | 'dns' | 'exec' | 'write' | 'denied-syscall' | 'syscall';
 
-const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 13: 'EACCES', 38: 'ENOSYS', 111: 'ECONNREFUSED', 22: 'EINVAL' };
+const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 9: 'EBADF', 13: 'EACCES', 14: 'EFAULT', 22: 'EINVAL', 36: 'ENAMETOOLONG', 38: 'ENOSYS', 90: 'EMSGSIZE', 95: 'EOPNOTSUPP', 97: 'EAFNOSUPPORT', 111: 'ECONNREFUSED' };
 
 export function errnoName(n: number): string {
   return ERRNO_NAMES[n] ?? `E${n}`;
@@ -172,8 +174,13 @@ export function toRunEvent(ev: NativeEvent, ctx: DecodeContext): RunEvent {
       if (ev.path !== undefined) out.path = ev.path;
       if (!ev.sockaddr && ev.path === undefined) out.args.raw = a.map(hex);
   }
+  if (ev.abi) out.args.abi = ev.abi;
+  if (ev.runtimeProbe) out.runtimeProbe = true;
+  if (ev.action === 'killed') out.reason = 'killed by a profile rule';
   if (ev.action === 'denied') {
-    if (ev.alwaysDenied) out.reason = 'always denied';
+    if (ev.abi) out.reason = `a call through the ${ev.abi} ABI, answered ENOSYS`;
+    else if (ev.runtimeProbe) out.reason = 'a runtime probe, answered ENOSYS so it falls back';
+    else if (ev.alwaysDenied) out.reason = 'always denied';
     else if (ev.byProfile) out.reason = 'denied by the profile';
     else if (ev.simulated) out.reason = 'simulated: nothing was sent';
     else if (out.egress || ev.sockaddr) out.reason = 'network denied';

@@ -1,35 +1,46 @@
 /**
  * Turns a profile into one seccomp filter (with the notification listener) and the table the
- * supervisor answers from.
+ * supervisor answers from. What BPF decides here is decided on registers alone; what it hands to
+ * the supervisor is decided there without trusting memory the kernel reads again (the rule and the
+ * table are at the top of native/addon/supervisor.cc).
  *
  * Profiles whose default denies (loader, inference, Docker's):
  *   default action NOTIFY — every call the profile does not allow reaches the supervisor, which
  *   denies it with the profile's errno *and reports it*; the profile's ALLOW rules stay in BPF, so
- *   hot calls never leave the kernel. Calls modelguard decodes (network, exec, write-opens,
- *   always-denied, personality, the report list) get no ALLOW rule: they are notified and the
- *   supervisor applies the profile's own rules to them (`profileRules`), then its policy.
- *   `openat`/`open` keep an ALLOW rule for opens without write flags; `ioctl` keeps ALLOW rules for
- *   every 32-bit request but TIOCSTI/TIOCLINUX (as masked blocks: the kernel reads an int).
+ *   hot calls never leave the kernel. Calls modelguard decides (network, exec, write-opens, path
+ *   and metadata changes, always-denied, personality, the report list) get no ALLOW rule: they are
+ *   notified and the supervisor applies the profile's own rules to them (`profileRules`), then its
+ *   policy. `openat`/`open` keep an ALLOW rule for opens without write flags; `ioctl` keeps ALLOW
+ *   rules for every 32-bit request but TIOCSTI/TIOCLINUX (as masked blocks: the kernel reads an int).
  * Profiles whose default allows (audit):
  *   default ALLOW; NOTIFY rules for what modelguard decodes and always denies; the profile's other
  *   rules stay as they are.
- * Everywhere: syscalls newer than the profile answer ENOSYS; foreign architectures and x32 are
- * killed (libseccomp's bad-arch action).
+ * Everywhere, on registers:
+ *   - socket(): only the profile's families (and netlink protocols) are allowed; others are
+ *     notified, denied with EAFNOSUPPORT and reported;
+ *   - clone() with a namespace flag is notified, denied and reported; clone3() answers ENOSYS (its
+ *     flags are in memory, out of BPF's reach), and the C library falls back to clone();
+ *   - io_uring_* is notified and answered ENOSYS, reported as a runtime probe (libuv falls back);
+ *   - foreign architectures and x32 calls are notified (libseccomp's bad-arch action), answered
+ *     ENOSYS and reported; a profile's kill rules are notified, and the supervisor kills and
+ *     reports: no process of the tree dies of SIGSYS unseen;
+ *   - syscalls newer than the profile answer ENOSYS.
  */
 import { release } from 'node:os';
 import { compileFilterCached } from './bpf-cache.js';
 import type { CompareOp, NativeAddon, NativeCondition, NativeFilterSpec, NativeRule, RuleAction } from './native.js';
-import type { OciAction, OciArg, OciFilterSelector, OciOp, SandboxProfile } from './profile.js';
+import { NETLINK_PROTOCOLS, SOCKET_FAMILIES, type OciAction, type OciArg, type OciFilterSelector, type OciOp, type SandboxProfile } from './profile.js';
 
 export const EPERM = 1;
 export const ENOSYS = 38;
+export const EAFNOSUPPORT = 97;
 
 /** Denied whatever the profile says; every attempt is reported. */
 export const ALWAYS_DENIED = [
   'ptrace', 'process_vm_readv', 'process_vm_writev', 'kcmp', 'pidfd_getfd',
   'mount', 'umount', 'umount2', 'pivot_root', 'move_mount', 'open_tree', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr',
   'unshare', 'setns', 'bpf', 'perf_event_open', 'keyctl', 'add_key', 'request_key', 'userfaultfd',
-  'io_uring_setup', 'io_uring_enter', 'io_uring_register', 'kexec_load', 'kexec_file_load',
+  'kexec_load', 'kexec_file_load',
   'init_module', 'finit_module', 'delete_module', 'seccomp', 'reboot', 'swapon', 'swapoff', 'acct',
   'iopl', 'ioperm', 'name_to_handle_at', 'open_by_handle_at', 'lookup_dcookie', 'quotactl', 'quotactl_fd',
 ] as const;
@@ -41,10 +52,30 @@ export const CONDITIONALLY_DENIED: { name: string; index: number; value: bigint;
   { name: 'ioctl', index: 1, value: 0x541cn, why: 'ioctl(TIOCLINUX)' },
 ];
 
+/**
+ * Calls a supported runtime makes on its own to probe the kernel: answered ENOSYS so it falls back
+ * (libuv on Node 22+ tries io_uring at start-up), and reported as a runtime probe, never let through.
+ */
+export const RUNTIME_PROBES = ['io_uring_setup', 'io_uring_enter', 'io_uring_register'] as const;
+
+/** The namespace flags of clone(): a new namespace of any kind is denied (low 32 bits). */
+export const CLONE_NAMESPACE_FLAGS = 0x7e020000n; // NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+
+/** Denied when any of `mask`'s bits is set in the argument. */
+export const MASK_DENIED: { name: string; index: number; mask: bigint; why: string }[] = [
+  { name: 'clone', index: 0, mask: CLONE_NAMESPACE_FLAGS, why: 'clone() into a new namespace' },
+];
+
+/** Answered ENOSYS in BPF whatever the profile says: their arguments are in memory BPF cannot read. */
+export const ENOSYS_CALLS = ['clone3'] as const;
+
+/** Past the highest family the kernel knows (AF_MAX). */
+const AF_MAX = 46;
+
 /** personality() values that are allowed; anything else is denied and reported. */
 export const PERSONALITY_ALLOWED = [0n, 0xffffffffn];
 
-export const NETWORK_CALLS = ['socket', 'connect', 'bind', 'listen', 'sendto', 'sendmsg', 'sendmmsg'] as const;
+export const NETWORK_CALLS = ['connect', 'bind', 'listen', 'sendto', 'sendmsg', 'sendmmsg'] as const;
 export const EXEC_CALLS = ['execve', 'execveat'] as const;
 const O_WRONLY = 0o1n;
 const O_RDWR = 0o2n;
@@ -84,6 +115,41 @@ export interface CompiledPolicy {
   profileRules: SupervisorRule[];
   /** Calls from the report list (allowed by the profile, reported). */
   reportOnly: number[];
+  /** nr → argument index and bits that deny (clone's namespace flags). */
+  maskDenied: { nr: number; index: number; mask: bigint }[];
+  /** Answered ENOSYS by the supervisor and reported as a runtime's probe. */
+  runtimeProbes: number[];
+  /** Socket families the profile allows (empty: any). */
+  socketFamilies: number[];
+  /** Netlink protocols the profile allows (empty: any). */
+  netlinkProtocols: number[];
+}
+
+/** The fields of the supervisor's options that come from the compiled policy. */
+export function supervisorPolicy(policy: CompiledPolicy, landlockAbi: number): {
+  alwaysDenied: number[];
+  conditionallyDenied: { nr: number; index: number; values: number[] }[];
+  maskDenied: { nr: number; index: number; mask: bigint }[];
+  runtimeProbes: number[];
+  socketFamilies: number[];
+  netlinkProtocols: number[];
+  defaultErrno: number;
+  profileRules: SupervisorRule[];
+  personalityAllowed: number[];
+  landlockAbi: number;
+} {
+  return {
+    alwaysDenied: policy.alwaysDenied,
+    conditionallyDenied: policy.conditionallyDenied,
+    maskDenied: policy.maskDenied,
+    runtimeProbes: policy.runtimeProbes,
+    socketFamilies: policy.socketFamilies,
+    netlinkProtocols: policy.netlinkProtocols,
+    defaultErrno: policy.defaultErrno,
+    profileRules: policy.profileRules,
+    personalityAllowed: PERSONALITY_ALLOWED.map(Number),
+    landlockAbi,
+  };
 }
 
 const NATIVE_ARCH: Record<string, string[]> = {
@@ -213,6 +279,25 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
     e.values.push(c.value);
     condDenied.set(nr, e);
   }
+  const maskDenied = new Map<number, { index: number; mask: bigint }>();
+  for (const m of MASK_DENIED) {
+    const nr = nrOf(m.name);
+    if (nr >= 0) maskDenied.set(nr, { index: m.index, mask: m.mask });
+  }
+  const runtimeProbes = RUNTIME_PROBES.map(nrOf).filter((n) => n >= 0);
+  const enosysCalls = new Set(ENOSYS_CALLS.map(nrOf).filter((n) => n >= 0));
+  const socketNr = nrOf('socket');
+  const families = mg.socketFamilies.map((f) => SOCKET_FAMILIES[f]!).filter((f) => f !== undefined);
+  const netlinkProtos = mg.netlinkProtocols.map((f) => NETLINK_PROTOCOLS[f]!).filter((f) => f !== undefined);
+  /** Register conditions under which socket() is allowed in BPF: one set per family (and protocol). */
+  const socketAllowed: NativeCondition[][] = [];
+  for (const f of families) {
+    if (f === SOCKET_FAMILIES.netlink && netlinkProtos.length) {
+      for (const proto of netlinkProtos) socketAllowed.push([{ index: 0, op: 'eq', a: BigInt(f), b: 0n }, { index: 2, op: 'eq', a: BigInt(proto), b: 0n }]);
+    } else {
+      socketAllowed.push([{ index: 0, op: 'eq', a: BigInt(f), b: 0n }]);
+    }
+  }
   // The calls the supervisor decodes.
   const notified = new Map<string, number>();
   const mark = (name: string): void => {
@@ -220,6 +305,7 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
     if (nr >= 0) notified.set(name, nr);
   };
   for (const nr of alwaysDenied) notified.set(native.syscallName(nr) ?? String(nr), nr);
+  for (const nr of runtimeProbes) notified.set(native.syscallName(nr) ?? String(nr), nr);
   mark('personality');
   mark('prctl');
   if (options.reportNetwork) for (const n of NETWORK_CALLS) mark(n);
@@ -255,7 +341,9 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
       excluded++;
       continue;
     }
-    const act = ociAction(r.action, r.errnoRet, profile.defaultErrnoRet);
+    const given = ociAction(r.action, r.errnoRet, profile.defaultErrnoRet);
+    // A kill rule kills through the supervisor, which reports it (BPF's SIGSYS would go unseen).
+    const act: { action: RuleAction; errno?: number } = given.action === 'kill_process' || given.action === 'kill_thread' ? { action: 'notify' } : given;
     // A rule that says what the default says changes nothing (and libseccomp refuses it).
     const redundant = act.action === defaultAct.action && act.errno === defaultAct.errno;
     for (const name of r.names) {
@@ -268,9 +356,24 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
       maxKnown = Math.max(maxKnown, nr);
       if (redundant) continue;
       for (const conds of expandArgs(r.args)) {
-        const sup: SupervisorRule = { nr, action: act.action === 'allow' || act.action === 'log' ? 'allow' : act.action === 'errno' ? 'errno' : 'kill', errno: act.errno ?? 0, conds };
+        const sup: SupervisorRule = { nr, action: given.action === 'allow' || given.action === 'log' ? 'allow' : given.action === 'errno' ? 'errno' : 'kill', errno: given.errno ?? 0, conds };
         profileRules.push(sup);
-        if (fullyNotified.has(nr)) continue; // decided by the supervisor
+        if (fullyNotified.has(nr) || enosysCalls.has(nr)) continue; // decided by the supervisor, or ENOSYS below
+        if (nr === socketNr && families.length && act.action === 'allow') {
+          // Only the profile's families stay in BPF; a condition of the profile's own on the family
+          // leaves every socket() to the supervisor.
+          if (allowDefault || conds.some((c) => c.index === 0 || c.index === 2)) continue;
+          for (const fam of socketAllowed) bpf.push({ nr, name, action: 'allow', args: [...conds, ...fam] });
+          continue;
+        }
+        if (maskDenied.has(nr) && act.action === 'allow' && !allowDefault) {
+          const md = maskDenied.get(nr)!;
+          const own = conds.filter((c) => c.index === md.index);
+          // The profile's own mask on that argument is kept only when it already denies every bit.
+          if (own.length === 0) bpf.push({ nr, name, action: 'allow', args: [...conds, { index: md.index, op: 'masked_eq', a: md.mask, b: 0n }] });
+          else if (own.every((c) => c.op === 'masked_eq' && (c.a & md.mask) === md.mask && (c.b & md.mask) === 0n)) bpf.push({ nr, name, action: 'allow', args: conds });
+          continue;
+        }
         if (!allowDefault && act.action === 'allow' && flagIndex.has(nr) && options.reportWrites) {
           // Opens without write flags stay in BPF; the rest reach the supervisor.
           const idx = flagIndex.get(nr)!;
@@ -296,6 +399,11 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
     }
   }
   for (const nr of alwaysDenied) named.add(nr);
+  for (const nr of runtimeProbes) named.add(nr);
+  for (const nr of enosysCalls) {
+    named.add(nr);
+    bpf.push({ nr, name: native.syscallName(nr) ?? String(nr), action: 'errno', errno: ENOSYS });
+  }
 
   // Calls newer than anything the profile names answer ENOSYS (runc does the same).
   const enosys: number[] = [];
@@ -314,6 +422,23 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
       if (fullyNotified.has(nr)) continue;
       for (const v of cd.values) bpf.push({ nr, action: 'notify', args: [{ index: cd.index, op: 'masked_eq', a: 0xffffffffn, b: v }] });
     }
+    for (const [nr, md] of maskDenied) {
+      if (fullyNotified.has(nr)) continue;
+      for (let bit = 1n; bit <= 0xffffffffn; bit <<= 1n) if (md.mask & bit) bpf.push({ nr, action: 'notify', args: [{ index: md.index, op: 'masked_eq', a: bit, b: bit }] });
+    }
+    if (families.length && socketNr >= 0) {
+      // Every family value the profile does not name, and every netlink protocol it does not.
+      for (let f = 0; f < AF_MAX; f++) {
+        if (!families.includes(f)) bpf.push({ nr: socketNr, action: 'notify', args: [{ index: 0, op: 'masked_eq', a: 0xffffffffn, b: BigInt(f) }] });
+      }
+      bpf.push({ nr: socketNr, action: 'notify', args: [{ index: 0, op: 'ge', a: BigInt(AF_MAX), b: 0n }] });
+      if (families.includes(SOCKET_FAMILIES.netlink!) && netlinkProtos.length) {
+        for (let p = 0; p < 32; p++) {
+          if (!netlinkProtos.includes(p)) bpf.push({ nr: socketNr, action: 'notify', args: [{ index: 0, op: 'masked_eq', a: 0xffffffffn, b: BigInt(SOCKET_FAMILIES.netlink!) }, { index: 2, op: 'eq', a: BigInt(p), b: 0n }] });
+        }
+        bpf.push({ nr: socketNr, action: 'notify', args: [{ index: 0, op: 'masked_eq', a: 0xffffffffn, b: BigInt(SOCKET_FAMILIES.netlink!) }, { index: 2, op: 'ge', a: 32n, b: 0n }] });
+      }
+    }
     if (options.reportWrites) {
       for (const [nr, idx] of flagIndex) {
         if (nr < 0) continue;
@@ -321,7 +446,8 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
       }
     }
   }
-  const spec: NativeFilterSpec = { defaultAction: allowDefault ? { action: 'allow' } : { action: 'notify' }, rules: bpf, optimize: true };
+  // Calls through another ABI are notified, answered ENOSYS and reported, never killed unseen.
+  const spec: NativeFilterSpec = { defaultAction: allowDefault ? { action: 'allow' } : { action: 'notify' }, badArchAction: 'notify', rules: bpf, optimize: true };
   const filters = [compileFilterCached(native, spec)];
   return {
     filters,
@@ -336,6 +462,10 @@ export function compilePolicy(native: NativeAddon, profile: SandboxProfile, opti
     notified,
     profileRules,
     reportOnly,
+    maskDenied: [...maskDenied].map(([nr, m]) => ({ nr, index: m.index, mask: m.mask })),
+    runtimeProbes,
+    socketFamilies: families,
+    netlinkProtocols: netlinkProtos,
   };
 }
 

@@ -42,6 +42,8 @@ export interface NativeRule {
 
 export interface NativeFilterSpec {
   defaultAction: { action: RuleAction; errno?: number };
+  /** For calls through another architecture or the x32 ABI (default `kill_process`). */
+  badArchAction?: 'kill_process' | 'notify';
   /** Ask libseccomp for a binary-tree filter (SCMP_FLTATR_CTL_OPTIMIZE=2). */
   optimize?: boolean;
   rules: NativeRule[];
@@ -53,8 +55,12 @@ export interface NativeEvent {
   time: number;
   pid: number;
   nr: number;
-  action: 'denied' | 'allowed';
+  action: 'denied' | 'allowed' | 'killed';
   simulated?: boolean;
+  /** A call a supported runtime makes on its own (io_uring), answered ENOSYS so it falls back. */
+  runtimeProbe?: boolean;
+  /** The ABI of a call made through another one than the native (`x32`, `i386`, `arch 0x…`). */
+  abi?: string;
   /** Denied because the profile does not allow it. */
   byProfile?: boolean;
   /** Denied because modelguard always denies it. */
@@ -103,6 +109,19 @@ export interface SupervisorOptions {
   profileRules: { nr: number; action: 'allow' | 'errno' | 'kill'; errno: number; conds: NativeCondition[] }[];
   /** personality() values let through (low 32 bits). */
   personalityAllowed: number[];
+  /** Denied when any bit of `mask` is set in the argument (clone's namespace flags). */
+  maskDenied?: { nr: number; index: number; mask: bigint }[];
+  /** Answered ENOSYS and reported as a runtime's probe (io_uring). */
+  runtimeProbes?: number[];
+  /** Socket families allowed (empty: any); netlink protocols allowed (empty: any). */
+  socketFamilies?: number[];
+  netlinkProtocols?: number[];
+  /**
+   * Landlock ABI in force in the target (0: none). The supervisor lets a write the kernel will check
+   * again go on only where Landlock holds the kernel to the write list; without it, such writes are
+   * denied.
+   */
+  landlockAbi?: number;
   onEvent: (event: NativeEvent | NativeEnd) => void;
 }
 

@@ -8,6 +8,11 @@ import { basename, join } from 'node:path';
 import { GuardError } from '../errors.js';
 import { PACKAGE_ROOT } from './native.js';
 
+/** Socket families by name, as profiles write them. */
+export const SOCKET_FAMILIES: Record<string, number> = { unix: 1, inet: 2, inet6: 10, rds: 21, llc: 26, ib: 27, can: 29, tipc: 30, bluetooth: 31, alg: 38, vsock: 40, qipcrtr: 42, smc: 43, xdp: 44, mctp: 45, netlink: 16, packet: 17 };
+/** Netlink protocols by name. */
+export const NETLINK_PROTOCOLS: Record<string, number> = { route: 0, sock_diag: 4, xfrm: 6, selinux: 7, audit: 9, connector: 11, netfilter: 12, kobject_uevent: 15, generic: 16 };
+
 export const OCI_ACTIONS = [
   'SCMP_ACT_ALLOW',
   'SCMP_ACT_ERRNO',
@@ -80,7 +85,18 @@ export interface ModelguardSection {
   unixSockets: string[];
   /** Keep the user's capabilities (default: none survive, not even root's). */
   keepCapabilities: boolean;
+  /**
+   * Socket families socket() may create (`unix`, `inet`, `inet6`, `netlink`, …), decided in BPF;
+   * every other family is denied and reported. Empty: any family.
+   */
+  socketFamilies: string[];
+  /** Netlink protocols an AF_NETLINK socket may use (`route`, …). Empty: any. */
+  netlinkProtocols: string[];
 }
+
+/** What a Python/PyTorch or Node program needs: local sockets, the resolver, interface lists. */
+export const DEFAULT_SOCKET_FAMILIES = ['unix', 'inet', 'inet6', 'netlink'];
+export const DEFAULT_NETLINK_PROTOCOLS = ['route'];
 
 export interface SandboxProfile {
   name: string;
@@ -173,12 +189,14 @@ const SECTION_DEFAULTS: ModelguardSection = {
   auditWrites: false,
   unixSockets: [],
   keepCapabilities: false,
+  socketFamilies: DEFAULT_SOCKET_FAMILIES,
+  netlinkProtocols: DEFAULT_NETLINK_PROTOCOLS,
 };
 
 function parseSection(source: string, v: unknown): ModelguardSection {
   if (v === undefined) return structuredClone(SECTION_DEFAULTS);
   if (!isObject(v)) throw invalid(source, '`x-modelguard` must be an object');
-  checkKeys(source, 'x-modelguard', v, ['description', 'network', 'exec', 'fs', 'rlimits', 'pids', 'report', 'auditWrites', 'unixSockets', 'keepCapabilities']);
+  checkKeys(source, 'x-modelguard', v, ['description', 'network', 'exec', 'fs', 'rlimits', 'pids', 'report', 'auditWrites', 'unixSockets', 'keepCapabilities', 'socketFamilies', 'netlinkProtocols']);
   const s = structuredClone(SECTION_DEFAULTS);
   if (v.description !== undefined) {
     if (typeof v.description !== 'string') throw invalid(source, '`x-modelguard.description` must be a string');
@@ -217,6 +235,14 @@ function parseSection(source: string, v: unknown): ModelguardSection {
     s.keepCapabilities = v.keepCapabilities;
   }
   if (v.unixSockets !== undefined) s.unixSockets = stringList(source, 'x-modelguard.unixSockets', v.unixSockets);
+  if (v.socketFamilies !== undefined) {
+    s.socketFamilies = stringList(source, 'x-modelguard.socketFamilies', v.socketFamilies);
+    for (const f of s.socketFamilies) if (!(f in SOCKET_FAMILIES)) throw invalid(source, `unknown socket family \`${f}\` in \`x-modelguard.socketFamilies\`${suggest(f, Object.keys(SOCKET_FAMILIES))}`);
+  }
+  if (v.netlinkProtocols !== undefined) {
+    s.netlinkProtocols = stringList(source, 'x-modelguard.netlinkProtocols', v.netlinkProtocols);
+    for (const f of s.netlinkProtocols) if (!(f in NETLINK_PROTOCOLS)) throw invalid(source, `unknown netlink protocol \`${f}\` in \`x-modelguard.netlinkProtocols\`${suggest(f, Object.keys(NETLINK_PROTOCOLS))}`);
+  }
   if (v.auditWrites !== undefined) {
     if (typeof v.auditWrites !== 'boolean') throw invalid(source, '`x-modelguard.auditWrites` must be a boolean');
     s.auditWrites = v.auditWrites;

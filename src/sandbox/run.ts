@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { execa, type Options as ExecaOptions } from 'execa';
 import { GuardError } from '../errors.js';
-import { compilePolicy, PERSONALITY_ALLOWED, type CompiledPolicy } from './filter.js';
+import { compilePolicy, supervisorPolicy, type CompiledPolicy } from './filter.js';
 import { guardExecPath, loadNative, type NativeAddon, type NativeEnd, type NativeEvent, type SupervisorOptions } from './native.js';
 import { loadProfile, type RlimitName, type SandboxProfile } from './profile.js';
 import { summarize, toRunEvent, type RunEvent, type RunSummary } from './events.js';
@@ -385,11 +385,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
           writeCheck: s.writeCheck,
           writeAllowed: s.write,
           unixAllowed: profile.modelguard.unixSockets,
-          alwaysDenied: policy.alwaysDenied,
-          conditionallyDenied: policy.conditionallyDenied,
-          defaultErrno: policy.defaultErrno,
-          profileRules: policy.profileRules,
-          personalityAllowed: PERSONALITY_ALLOWED.map(Number),
+          ...supervisorPolicy(policy, walls.landlock),
           onEvent: (ev) => {
             if (ev.type === 'end') resolveDone();
             onNative(ev);

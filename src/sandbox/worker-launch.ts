@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { GuardError } from '../errors.js';
-import { compilePolicy, PERSONALITY_ALLOWED, type CompiledPolicy } from './filter.js';
+import { compilePolicy, supervisorPolicy, type CompiledPolicy } from './filter.js';
 import { guardExecPath, loadNative, type NativeAddon, type NativeEnd, type NativeEvent, type NativeSupervisor } from './native.js';
 import { loadProfile, type RlimitName, type SandboxProfile } from './profile.js';
 import { toRunEvent, type RunEvent } from './events.js';
@@ -201,11 +201,7 @@ export function spawnWalled(command: readonly string[], options: WalledSpawnOpti
             writeCheck: !mg.auditWrites,
             writeAllowed: write,
             unixAllowed: mg.unixSockets,
-            alwaysDenied: policy.alwaysDenied,
-            conditionallyDenied: policy.conditionallyDenied,
-            defaultErrno: policy.defaultErrno,
-            profileRules: policy.profileRules,
-            personalityAllowed: PERSONALITY_ALLOWED.map(Number),
+            ...supervisorPolicy(policy, state.landlock),
             onEvent: (ev: NativeEvent | NativeEnd) => {
               // Never throw back into the addon's thread-safe call.
               try {

@@ -175,7 +175,7 @@ const WORKER_ENV_KEEP = new Set(['PATH', 'HOME', 'LANG', 'LC_ALL', 'LC_CTYPE', '
 
 /**
  * Environment every worker gets: an allowlist, so an escaped worker finds no secrets to read
- * (HF_TOKEN, AWS_*, …), plus libuv told not to try io_uring (the profile denies it).
+ * (HF_TOKEN, AWS_*, …), plus libuv told not to try io_uring (the walls answer it ENOSYS anyway).
  */
 function workerEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
@@ -289,9 +289,15 @@ export function enforceRequireWalls(j: WallsJournal | undefined, required: boole
   throw new GuardError('SANDBOX_UNAVAILABLE', `requireWalls: the unpickler ran isolate-only (${j.walls.reason ?? 'kernel walls unavailable'})`, { context: { step: 'walls' } });
 }
 
-/** Events that mean the worker tried something the walls refused. */
+/**
+ * Events that mean the worker tried something the walls refused. A runtime's own probe (libuv on
+ * Node 22+ tries io_uring when its loop starts) is denied with ENOSYS so the runtime falls back, and
+ * stays in the report, but is not an attack: the model runs as Python inside the isolate and cannot
+ * reach a system call except by escaping it, and an escape that only manages an io_uring probe got
+ * ENOSYS and nothing else.
+ */
 export function violations(events: readonly RunEvent[]): RunEvent[] {
-  return events.filter((e) => e.action !== 'allowed');
+  return events.filter((e) => e.action !== 'allowed' && !(e.runtimeProbe && e.action === 'denied'));
 }
 
 /** One line per violation, for error messages and findings. */
