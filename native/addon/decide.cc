@@ -295,7 +295,7 @@ void Supervisor::Handle(const void *raw) {
   Call c(listener_.get(), static_cast<const struct seccomp_notif *>(raw));
   Answer ans = Decide(c);
   for (auto &e : c.events) {
-    if (ans.kind == Answer::kError) {
+    if (ans.kind == Answer::kError && !ans.performed) {
       e->denied = true;
       e->err = ans.err;
     }
@@ -543,7 +543,7 @@ Answer Supervisor::Connect(Call &c) {
   // Performed on the target's own socket with the supervisor's copy of the address.
   if (!Blocking(*sock)) {
     if (connect(sock->get(), to.sa(), to.len) == 0) return Answer::Value(0);
-    return Answer::Error(errno);
+    return Answer::Failed(errno);
   }
   Defer(c.id, [sock, to](const std::function<bool()> &) -> int64_t {
     int r;
@@ -584,7 +584,7 @@ Answer Supervisor::Bind(Call &c) {
     }
   }
   if (bind(sock.get(), at.sa(), at.len) == 0) return Answer::Value(0);
-  return Answer::Error(errno);
+  return Answer::Failed(errno);
 }
 
 Answer Supervisor::Listen(Call &c) {
@@ -610,7 +610,7 @@ Answer Supervisor::Listen(Call &c) {
     return Answer::Error(EPERM);
   // The socket decided on is the one that listens, whatever the fd table holds by now.
   if (listen(sock.get(), static_cast<int>(c.a[1])) == 0) return Answer::Value(0);
-  return Answer::Error(errno);
+  return Answer::Failed(errno);
 }
 
 // Sends now, or hands the send to a helper thread when a blocking socket has no room yet.
@@ -619,7 +619,7 @@ static Answer SendPerformed(Supervisor *self, uint64_t id, const Fd &sock, int f
   bool may_block = Blocking(sock) && !(flags & MSG_DONTWAIT);
   ssize_t r = send_fn(flags | MSG_DONTWAIT);
   if (r >= 0) return Answer::Value(r);
-  if (!may_block || (errno != EAGAIN && errno != EWOULDBLOCK)) return Answer::Error(errno);
+  if (!may_block || (errno != EAGAIN && errno != EWOULDBLOCK)) return Answer::Failed(errno);
   int fd = dup(sock.get());
   auto held = std::make_shared<Fd>(fd);
   defer([held, flags, send_fn](const std::function<bool()> &alive) -> int64_t {
@@ -1043,14 +1043,14 @@ Answer Supervisor::PathWrite(Call &c) {
     }
     if (S_ISLNK(st.st_mode)) return Answer::Error(EOPNOTSUPP);
     if (fchmodat(AT_FDCWD, proc.c_str(), mode, 0) == 0) return Answer::Value(0);
-    return Answer::Error(errno);
+    return Answer::Failed(errno);
   }
   if (pc.how == How::kOwner) {
     uint32_t uid = static_cast<uint32_t>(a[pc.value_arg]);
     uint32_t gid = static_cast<uint32_t>(a[pc.value_arg + 1]);
     if ((uid != 0xffffffffu && uid != fsuid) || (gid != 0xffffffffu && gid != fsgid)) return Answer::Error(EPERM);
     if (fchownat(obj.get(), "", uid, gid, AT_EMPTY_PATH) == 0) return Answer::Value(0);
-    return Answer::Error(errno);
+    return Answer::Failed(errno);
   }
   // kTimes: the supervisor's own copy of the times.
   struct timespec ts[2];
@@ -1073,7 +1073,7 @@ Answer Supervisor::PathWrite(Call &c) {
   }
   if (S_ISLNK(st.st_mode)) return Answer::Error(EOPNOTSUPP);
   if (utimensat(AT_FDCWD, proc.c_str(), tsp, 0) == 0) return Answer::Value(0);
-  return Answer::Error(errno);
+  return Answer::Failed(errno);
 }
 
 }  // namespace mg

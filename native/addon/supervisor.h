@@ -72,8 +72,10 @@ struct Answer {
   enum Kind { kContinue, kError, kValue, kDeferred } kind = kContinue;
   int err = 0;
   int64_t val = 0;
+  bool performed = false;  // an error the call itself got when the supervisor performed it
   static Answer Continue() { return {}; }
   static Answer Error(int e) { return {kError, e, 0}; }
+  static Answer Failed(int e) { return {kError, e, 0, true}; }
   static Answer Value(int64_t v) { return {kValue, 0, v}; }
   static Answer Deferred() { return {kDeferred, 0, 0}; }
 };
