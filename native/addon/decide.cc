@@ -422,7 +422,15 @@ Answer Supervisor::Decide(Call &c) {
       uint64_t p = nr == __NR_execve || nr == __NR_open || nr == __NR_creat ? a[0] : a[1];
       ev.has_path = c.mem.String(p, &ev.path);
     } else if (PathCalls().count(nr) && PathCalls().at(nr).path_arg >= 0) {
-      ev.has_path = c.mem.String(a[PathCalls().at(nr).path_arg], &ev.path);
+      const PathCall &pc = PathCalls().at(nr);
+      std::string raw;
+      if ((ev.has_path = c.mem.String(a[pc.path_arg], &raw)))
+        ev.path = AbsoluteFor(c.pid, pc.dirfd_arg >= 0 ? static_cast<int>(a[pc.dirfd_arg]) : AT_FDCWD, raw);
+    } else if (PathCalls().count(nr)) {
+      // An fd form: the fd's file, as the kernel names it.
+      ev.fd = static_cast<int>(a[PathCalls().at(nr).fd_arg]);
+      ev.path = ReadLink("/proc/" + std::to_string(c.pid) + "/fd/" + std::to_string(ev.fd));
+      ev.has_path = !ev.path.empty();
     }
     return Answer::Error(pv.err);
   }
@@ -766,14 +774,17 @@ Answer Supervisor::SendMsg(Call &c, bool many) {
   const int flags = static_cast<int>(many ? a[3] : a[2]);
   Fd sock = RemoteFd(c.Tgid(), fd);
   std::string type = SockType(sock);
-  auto report = [&](size_t i) -> Event * {
-    if (i >= kMsgsReported) return nullptr;
+  // The first messages are reported one by one, and past them every one with a destination (up to as
+  // many again): what decides a denial is always in the report.
+  size_t extra = 0;
+  auto add = [&](size_t i) -> Event * {
     Event &ev = c.Add();
     ev.fd = fd;
     ev.sock_type = type;
     if (many) ev.msg_index = static_cast<int>(i);
     return &ev;
   };
+  auto report = [&](size_t i) -> Event * { return i < kMsgsReported ? add(i) : nullptr; };
   if (!sock.ok()) {
     report(0);
     return Answer::Error(EBADF);
@@ -799,6 +810,10 @@ Answer Supervisor::SendMsg(Call &c, bool many) {
     MsgCopy &m = (*msgs)[i];
     Event *ev = report(i);
     int bad = CopyMsg(c.mem, c.Tgid(), hdrs[i].msg_hdr, &budget, &m);
+    if (!ev && m.has_name && extra < kMsgsReported) {
+      extra++;
+      ev = add(i);
+    }
     if (ev) {
       if (m.has_name) {
         ev->has_sockaddr = true;
@@ -840,8 +855,8 @@ Answer Supervisor::SendMsg(Call &c, bool many) {
       break;
     }
   }
-  if (count > kMsgsReported && !c.events.empty())
-    c.events.back()->note = std::to_string(count - kMsgsReported) + " more messages in this call, judged with it";
+  if (count > c.events.size() && !c.events.empty())
+    c.events.back()->note = std::to_string(count - c.events.size()) + " more messages in this call, judged with it";
   if (deny) return Answer::Error(deny);
   msgs->resize(copied);
   for (auto &m : *msgs) m.Build();

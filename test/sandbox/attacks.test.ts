@@ -142,9 +142,10 @@ if (skip || process.arch !== 'x64') {
       const modes: [string, string[]][] = [
         ['fchmod', ['fchmod']],
         ['fchown', ['fchown']],
-        ['chown', ['chown']],
-        ['utime', ['utime']],
-        ['utimes', ['utimes']],
+        ['chown', ['chown', 'fchownat']],
+        // The C library may make these with utimensat.
+        ['utime', ['utime', 'utimensat']],
+        ['utimes', ['utimes', 'utimensat']],
         ['futimens-null', ['utimensat']],
         ['futimesat', ['futimesat']],
         ['setxattr', ['setxattr']],

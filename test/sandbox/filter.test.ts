@@ -39,7 +39,7 @@ if (skip || process.arch !== 'x64') {
   test('hot syscalls never leave BPF; network, exec and write-opens are notified', () => {
     const { filters } = compilePolicy(native, loadProfile('inference'), opts);
     for (const hot of ['read', 'write', 'futex', 'mmap', 'close', 'epoll_wait', 'clock_gettime']) assert.is(combined(filters, hot).action, 'allow', hot);
-    for (const rare of ['connect', 'sendto', 'sendmsg', 'sendmmsg', 'bind', 'listen', 'socket', 'execve', 'execveat']) assert.is(combined(filters, rare).action, 'notify', rare);
+    for (const rare of ['connect', 'sendto', 'sendmsg', 'sendmmsg', 'bind', 'listen', 'execve', 'execveat']) assert.is(combined(filters, rare).action, 'notify', rare);
     const O_RDONLY = 0n, O_WRONLY = 1n, O_RDWR = 2n, O_CREAT = 0o100n, O_CLOEXEC = 0o2000000n;
     assert.is(combined(filters, 'openat', [0n, 0n, O_RDONLY | O_CLOEXEC]).action, 'allow');
     assert.is(combined(filters, 'openat', [0n, 0n, O_WRONLY | O_CREAT]).action, 'notify');
@@ -61,10 +61,48 @@ if (skip || process.arch !== 'x64') {
     }
   });
 
-  test('foreign architectures and x32 are killed', () => {
-    const { filters } = compilePolicy(native, loadProfile('audit'), opts);
-    assert.is(combined(filters, 'getpid', [], AUDIT_ARCH_I386).action, 'kill_process');
-    assert.is(combined(filters, nr('getpid') | 0x40000000).action, 'kill_process');
+  test('foreign architectures and x32 reach the supervisor (answered ENOSYS and reported there), never a silent kill', () => {
+    for (const name of ['audit', 'inference', 'loader']) {
+      const { filters } = compilePolicy(native, loadProfile(name), opts);
+      assert.is(combined(filters, 'getpid', [], AUDIT_ARCH_I386).action, 'notify', name);
+      assert.is(combined(filters, nr('getpid') | 0x40000000).action, 'notify', name);
+    }
+  });
+
+  test('a profile kill rule is notified, so the supervisor kills and reports', () => {
+    const p = parseProfile({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['syslog'], action: 'SCMP_ACT_KILL_PROCESS' }, { names: ['acct'], action: 'SCMP_ACT_KILL' }] });
+    const c = compilePolicy(native, p, opts);
+    assert.is(combined(c.filters, 'syslog').action, 'notify');
+    assert.ok(c.profileRules.some((r) => r.nr === nr('syslog') && r.action === 'kill'));
+  });
+
+  test('socket families are closed in BPF: only the profile\'s families (and netlink route) are created', () => {
+    for (const name of ['inference', 'loader', 'audit']) {
+      const { filters } = compilePolicy(native, loadProfile(name), opts);
+      for (const fam of [1n, 2n, 10n]) assert.is(combined(filters, 'socket', [fam, 1n, 0n]).action, 'allow', `${name}: family ${fam}`);
+      assert.is(combined(filters, 'socket', [16n, 3n, 0n]).action, 'allow', `${name}: netlink route`);
+      for (const [fam, proto] of [[40n, 0n], [17n, 0n], [16n, 9n], [16n, 15n], [45n, 0n], [1000n, 0n]] as const)
+        assert.is(combined(filters, 'socket', [fam, 1n, proto]).action, 'notify', `${name}: family ${fam} protocol ${proto}`);
+    }
+  });
+
+  test('clone with a namespace flag is notified; clone3 answers ENOSYS in BPF; io_uring is a notified runtime probe', () => {
+    for (const name of ['inference', 'loader', 'audit']) {
+      const c = compilePolicy(native, loadProfile(name), opts);
+      assert.is(combined(c.filters, 'clone', [0x3d0f00n]).action, 'allow', `${name}: pthread_create's flags`);
+      for (const flag of [0x10000000n, 0x20000000n, 0x40000000n, 0x20000n]) assert.is(combined(c.filters, 'clone', [flag | 17n]).action, 'notify', `${name}: ${flag.toString(16)}`);
+      assert.equal(combined(c.filters, 'clone3'), { action: 'errno', errno: 38 }, name);
+      assert.ok(c.maskDenied.some((m) => m.nr === nr('clone') && m.mask === 0x7e020000n));
+      assert.is(combined(c.filters, 'io_uring_setup').action, 'notify', name);
+      assert.ok(c.runtimeProbes.includes(nr('io_uring_setup')));
+      assert.not.ok(c.alwaysDenied.includes(nr('io_uring_setup')));
+    }
+  });
+
+  test('metadata calls in path and fd forms are notified (Landlock has no right for them)', () => {
+    const { filters } = compilePolicy(native, loadProfile('inference'), opts);
+    for (const n of ['chmod', 'fchmod', 'fchmodat', 'chown', 'fchown', 'lchown', 'fchownat', 'utime', 'utimes', 'utimensat', 'futimesat', 'setxattr', 'fsetxattr', 'lsetxattr', 'removexattr', 'fremovexattr'])
+      assert.is(combined(filters, n).action, 'notify', n);
   });
 
   test('syscalls newer than the profile answer ENOSYS; older unlisted ones are notified, denied and reported', () => {
