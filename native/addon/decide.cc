@@ -584,12 +584,30 @@ Answer Supervisor::Bind(Call &c) {
     if (int e = AbsoluteUnix(c.pid, &at, &shown)) return Answer::Error(e);
     ev.has_path = true;
     ev.path = shown;
+    // The folder is opened as the caller sees it and judged by what it is, so a symlink on the way
+    // cannot lead the supervisor's bind out of the write list; the bind then goes through that very
+    // folder.
+    size_t slash = shown.rfind('/');
+    std::string base = shown.substr(slash + 1);
+    int err = 0;
+    Fd parent = OpenAsTarget(c.pid, c.Tgid(), AT_FDCWD, slash == 0 ? "/" : shown.substr(0, slash), true, &err);
+    if (!parent.ok()) return Answer::Error(err);
+    std::string real = FdPath(parent.get());
+    ev.path = real.empty() ? shown : Normalize(real + "/" + base);
     if (policy_.write_check) {
       bool ok = false;
       for (const auto &w : policy_.write_allowed)
-        if (Under(shown, w)) ok = true;
+        if (!real.empty() && Under(ev.path, w)) ok = true;
       if (!ok) return Answer::Error(EACCES);
     }
+    std::string via = "/proc/self/fd/" + std::to_string(parent.get()) + "/" + base;
+    auto *un = reinterpret_cast<struct sockaddr_un *>(&at.ss);
+    if (via.size() >= sizeof un->sun_path) return Answer::Error(ENAMETOOLONG);
+    memset(un->sun_path, 0, sizeof un->sun_path);
+    memcpy(un->sun_path, via.data(), via.size());
+    at.len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + via.size() + 1);
+    if (bind(sock.get(), at.sa(), at.len) == 0) return Answer::Value(0);
+    return Answer::Failed(errno);
   }
   if (bind(sock.get(), at.sa(), at.len) == 0) return Answer::Value(0);
   return Answer::Failed(errno);

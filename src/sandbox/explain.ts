@@ -1,5 +1,5 @@
 /** `guard profile check`: what a profile will do on this machine, in words. */
-import { compilePolicy, ALWAYS_DENIED, CONDITIONALLY_DENIED } from './filter.js';
+import { compilePolicy, ALWAYS_DENIED, CONDITIONALLY_DENIED, ENOSYS_CALLS, MASK_DENIED, RUNTIME_PROBES } from './filter.js';
 import type { NativeAddon } from './native.js';
 import type { SandboxProfile } from './profile.js';
 
@@ -20,7 +20,7 @@ export function explainProfile(profile: SandboxProfile, native: NativeAddon | nu
   if (mg.description) lines.push(`  ${mg.description}`);
   const errno = profile.defaultErrnoRet !== undefined ? ` (errno ${profile.defaultErrnoRet})` : '';
   lines.push(`  default action: ${profile.defaultAction}${errno}; ${profile.syscalls.length} rule groups naming ${profile.syscalls.reduce((n, r) => n + r.names.length, 0)} syscalls`);
-  if (profile.architectures.length) lines.push(`  architectures listed: ${profile.architectures.join(', ')} — modelguard installs the native one only; foreign architectures and x32 are killed`);
+  if (profile.architectures.length) lines.push(`  architectures listed: ${profile.architectures.join(', ')} — modelguard installs the native one only; calls through foreign architectures and x32 are answered ENOSYS and reported`);
   lines.push(`  network: ${mg.network === 'deny' ? 'denied (fresh network namespace where permitted, else seccomp + Landlock TCP rules); every attempt reported, DNS names included' : 'allowed, every attempt reported'}`);
   lines.push(`  exec: ${mg.exec === 'first' ? 'the command itself only; later execve/execveat denied and reported' : mg.exec === 'allow' ? 'allowed and reported' : 'denied after the command itself'}`);
   lines.push(`  filesystem: read ${mg.fs.read.join(', ') || '(nothing)'}; write ${mg.auditWrites ? 'anywhere (reported)' : mg.fs.write.join(', ') || 'nowhere'} plus /dev/null-like devices (Landlock)`);
@@ -29,7 +29,10 @@ export function explainProfile(profile: SandboxProfile, native: NativeAddon | nu
   lines.push(`  rlimits: ${rl.length ? rl.join(', ') : 'none'}; processes: ${mg.pids ?? 'unbounded'}`);
   lines.push(`  capabilities: ${mg.keepCapabilities ? "the user's are kept" : 'none survive the execve, not even root\'s'}; no_new_privs always`);
   if (mg.report.length) lines.push(`  also reported: ${mg.report.join(', ')}`);
-  lines.push(`  always denied and reported: ${ALWAYS_DENIED.join(', ')}, ${CONDITIONALLY_DENIED.map((c) => c.why).join(', ')}, personality other than the default`);
+  lines.push(`  always denied and reported: ${ALWAYS_DENIED.join(', ')}, ${CONDITIONALLY_DENIED.map((c) => c.why).join(', ')}, ${MASK_DENIED.map((c) => c.why).join(', ')}, personality other than the default`);
+  lines.push(`  socket families: ${mg.socketFamilies.length ? mg.socketFamilies.join(', ') : 'any'}${mg.socketFamilies.includes('netlink') && mg.netlinkProtocols.length ? ` (netlink: ${mg.netlinkProtocols.join(', ')})` : ''}; others denied in BPF and reported`);
+  lines.push(`  answered ENOSYS: ${ENOSYS_CALLS.join(', ')} (the C library falls back to clone); ${RUNTIME_PROBES.join(', ')} (reported as runtime probes); calls through another ABI (x32, i386; reported)`);
+  lines.push('  decisions: no call is let through on memory the supervisor read (the kernel reads it again); connect, bind, send* and metadata changes are performed by the supervisor on its own copy');
   let rules = 0;
   let skipped: string[] = [];
   if (native) {

@@ -55,6 +55,14 @@ test('unknown keys name the option and the fix', () => {
   assert.throws(() => parseProfile({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_46'] }, 'p.json'), /did you mean `SCMP_ARCH_X86_64`/);
 });
 
+test('socket families and netlink protocols are named, checked, and default to what a program needs', () => {
+  const p = parseProfile({ defaultAction: 'SCMP_ACT_ERRNO' }, 'p.json');
+  assert.equal([p.modelguard.socketFamilies, p.modelguard.netlinkProtocols], [['unix', 'inet', 'inet6', 'netlink'], ['route']]);
+  for (const name of ['loader', 'inference']) assert.not.ok(loadProfile(name).modelguard.socketFamilies.includes('vsock'), name);
+  assert.throws(() => parseProfile({ defaultAction: 'SCMP_ACT_ERRNO', 'x-modelguard': { socketFamilies: ['inet7'] } }, 'p.json'), /unknown socket family `inet7`.*did you mean `inet6`/);
+  assert.throws(() => parseProfile({ defaultAction: 'SCMP_ACT_ERRNO', 'x-modelguard': { netlinkProtocols: ['rout'] } }, 'p.json'), /unknown netlink protocol `rout`.*did you mean `route`/);
+});
+
 test('errors are GuardError PROFILE_INVALID with the path', () => {
   const dir = tempDir('prof');
   const f = join(dir, 'broken.json');

@@ -4,6 +4,7 @@ import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { run, type RunEvent } from '../../src/sandbox/run.js';
+import { loadProfile } from '../../src/sandbox/profile.js';
 import { CLI, guardRun, probe, processesMatching, PYTHON, ROOT, skipReason, tempDir } from './helpers.js';
 
 const skip = skipReason();
@@ -346,8 +347,14 @@ if (skip) {
     for (const k of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) assert.match(out, new RegExp(`${k}:\\s+0000000000000000`), k);
     assert.match(out, /NoNewPrivs:\s+1/);
     assert.match(out, /Seccomp:\s+2/);
-    const p = await run([probe(), 'packet'], { stdio: 'pipe' });
+    // AF_PACKET is closed to `inference` in BPF (EAFNOSUPPORT); opened to it, the kernel still
+    // refuses: no CAP_NET_RAW.
+    const open = loadProfile('inference');
+    open.modelguard.socketFamilies = [...open.modelguard.socketFamilies, 'packet'];
+    const p = await run([probe(), 'packet'], { stdio: 'pipe', profile: open });
     assert.match(p.stdout ?? '', 'packet errno=EPERM');
+    const closed = await run([probe(), 'packet'], { stdio: 'pipe' });
+    assert.match(closed.stdout ?? '', 'packet errno=EAFNOSUPPORT');
   });
 
   test('leaks no file descriptor into the command', async () => {
