@@ -33,8 +33,12 @@ export const ENV_PASS = [
   'HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_DATASETS_OFFLINE',
 ] as const;
 
-/** Passed by prefix (locale categories, OpenMP and MKL tuning, CUDA settings), unless credential-like. */
-export const ENV_PASS_PREFIXES = ['LC_', 'OMP_', 'KMP_', 'GOMP_', 'MKL_', 'CUDA_', 'CUBLAS_', 'CUDNN_'] as const;
+/**
+ * Passed by prefix (locale categories; OpenMP, BLAS and oneDNN tuning, which change results as well
+ * as speed: OPENBLAS_CORETYPE picks other kernels and other rounding; ATen and CUDA settings),
+ * unless credential-like.
+ */
+export const ENV_PASS_PREFIXES = ['LC_', 'OMP_', 'KMP_', 'GOMP_', 'MKL_', 'OPENBLAS_', 'GOTO_', 'BLIS_', 'DNNL_', 'ONEDNN_', 'ATEN_', 'TORCH_', 'CUDA_', 'CUBLAS_', 'CUDNN_'] as const;
 
 /** Names that look like credentials: never passed by a prefix rule, only when named exactly (ENV_PASS or --env). */
 export const CREDENTIAL_LIKE = /TOKEN|SECRET|PASSW(?:OR)?D|PASSPHRASE|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE|AUTH|COOKIE|SESSION|(?:^|_)KEY(?:_|$)|^AWS_|^AZURE_|^GOOGLE_|^GCP_|^GH_|^GITHUB_|^HF_TOKEN|^HUGGING_?FACE|^OPENAI_|^ANTHROPIC_|^NPM_|^DOCKER_|^KUBE|^SSH_|^GPG_|^VAULT_/i;

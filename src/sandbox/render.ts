@@ -18,8 +18,9 @@ export function printable(s: string): string {
   return s.replace(UNSAFE, (c) => NAMED[c] ?? (c.charCodeAt(0) < 0x100 ? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}` : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
 }
 
+/** JSON escapes C0 controls and quotes; DEL, C1 controls and bidirectional overrides are escaped here too. */
 function argvText(argv: readonly string[]): string {
-  return `[${argv.map((a) => `"${printable(a).replace(/"/g, '\\"')}"`).join(', ')}]`;
+  return JSON.stringify(argv).replace(/[\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function pathText(e: RunEvent): string {

@@ -562,7 +562,7 @@ function limitsHit(s: Settings, w: RunWalls, x: LauncherExit | undefined): strin
   if (!x) return out;
   if (x.oomKills > 0) out.push(`memory ceiling of ${bytes(s.memory)}: the kernel killed ${x.oomKills} process${x.oomKills === 1 ? '' : 'es'} that went beyond it`);
   // tmpfs rounds to pages; "full" is within a page of the size.
-  for (const t of x.tmpfs) if (t.size > 0 && t.used + 4096 >= t.size) out.push(`disk quota of ${bytes(t.size)} on ${t.path}: full (${bytes(t.used)} used at exit); writes beyond it failed with ENOSPC`);
+  for (const t of x.tmpfs) if (t.size > 0 && t.used + 4096 >= t.size) out.push(`disk quota of ${bytes(t.size)} on ${t.path}: full (${bytes(t.used)} used at exit): writes beyond it failed (ENOSPC; EFBIG for one file past the quota)`);
   void w;
   return out;
 }
