@@ -18,6 +18,8 @@ export const ENV_PASS = [
   'LANG', 'LANGUAGE', 'TZ', 'TZDIR',
   'TERM', 'COLORTERM', 'NO_COLOR', 'COLUMNS', 'LINES',
   'USER', 'LOGNAME',
+  // The resolver's options (glibc): how a lookup is sent, which the DNS sink then reads.
+  'RES_OPTIONS', 'LOCALDOMAIN',
   // Python: how the interpreter behaves, and where it looks for modules (their folders are readable, see reads.ts).
   'PYTHONPATH', 'PYTHONHASHSEED', 'PYTHONUNBUFFERED', 'PYTHONDONTWRITEBYTECODE', 'PYTHONIOENCODING', 'PYTHONUTF8',
   'PYTHONNOUSERSITE', 'PYTHONSAFEPATH', 'PYTHONWARNINGS', 'PYTHONFAULTHANDLER', 'VIRTUAL_ENV', 'CONDA_PREFIX',
