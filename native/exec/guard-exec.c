@@ -19,10 +19,18 @@
  *                    by a helper thread created before any filter, so its sendmsg is never filtered
  *   target → parent  with --dns-sinkhole, before any filter: each DNS sink socket as SCM_RIGHTS
  *                    (tag 'S') over --listener-sock, ahead of the listener
- *   target → parent  "L <pid> scm netns=<0|1> landlock=<abi> pids=<0|1> sinks=<n>\n" once it is sent
+ *   target → parent  "L <pid> scm netns=<0|1> landlock=<abi> pids=<0|1> sinks=<n> mem=<cgroup|rlimit|none>
+ *                    tmp=<0|1>\n" once it is sent
  *   parent → target  "G": go ahead and execve
  *   any    → parent  "E <step> <errno>\n" when a step failed (the process then exits 127)
- *   init   → parent  "X <code> <signal>\n" when the target has been reaped
+ *   init   → parent  "X <code> <signal> - oom=<kills> mempeak=<bytes> tmpfs<i>=<used>/<size>:<path>\n" when
+ *                    the target has been reaped (path %-encoded); with --hold, init then waits for the
+ *                    parent to close the channel before it exits, so the run's mount namespace stays
+ *                    readable (/proc/PID/root) while the parent reads the last events
+ * --memory-max BYTES: a memory cgroup below guard-exec's own (v1 or v2), RLIMIT_DATA where none can be had.
+ * --tmpfs PATH=BYTES (repeatable): init enters a mount namespace of its own and mounts a private tmpfs of
+ * that size on PATH (the run's $TMPDIR, /dev/shm); the target and everything it starts share it, and it
+ * is gone when they are. Without the privilege to do so, the folders stay as they are (tmp=0).
  * --keep-fd FD (repeatable) keeps another inherited fd open in the target across execve: the
  * unpickler worker's Node IPC channel travels this way.
  * Every policy decision (which syscalls, which paths) is made by the caller; this file only
@@ -51,7 +59,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -107,7 +117,8 @@ struct ll_net_port_attr {
   uint64_t port;
 };
 
-#define MAX_LIST 256
+#define MAX_LIST 1024
+#define MAX_TMPFS 4
 #define MAX_FILTERS 4
 
 struct rlimit_opt {
@@ -126,6 +137,11 @@ struct options {
   int keep_caps;
   int dns_sinkhole;
   long pids_max;
+  unsigned long long memory_max;
+  const char *tmpfs_paths[MAX_TMPFS];
+  unsigned long long tmpfs_sizes[MAX_TMPFS];
+  int n_tmpfs;
+  int hold;
   int kill_grace_ms;
   const char *write_paths[MAX_LIST];
   int n_write;
@@ -190,7 +206,8 @@ __attribute__((noreturn)) static void die_step(const char *step, int err) {
 __attribute__((noreturn)) static void usage(const char *why) {
   fprintf(stderr, "guard-exec: %s\nusage: guard-exec --ctl FD [--netns] [--landlock] [--write PATH]... "
                   "[--read PATH]... [--landlock-net] [--allow-port N]... [--rlimit NAME=SOFT[:HARD]]... [--dns-sinkhole] "
-                  "[--pids-max N] [--pgroup] [--keep-fd FD]... -- CMD ARGS...\n", why);
+                  "[--pids-max N] [--memory-max BYTES] [--tmpfs PATH=BYTES]... [--hold] [--pgroup] [--keep-fd FD]... "
+                  "-- CMD ARGS...\n", why);
   exit(2);
 }
 
@@ -263,6 +280,19 @@ static void parse_args(int argc, char **argv, struct options *o) {
       if (o->n_ports >= MAX_LIST) usage("too many --allow-port");
       o->allow_ports[o->n_ports++] = (unsigned)atoi(v);
       i++;
+    } else if (strcmp(a, "--memory-max") == 0 && v) {
+      o->memory_max = strtoull(v, NULL, 10);
+      i++;
+    } else if (strcmp(a, "--tmpfs") == 0 && v) {
+      const char *eq = strrchr(v, '=');
+      if (!eq || eq == v || o->n_tmpfs >= MAX_TMPFS) usage("bad --tmpfs (PATH=BYTES, at most 4)");
+      char *path = strndup(v, (size_t)(eq - v));
+      if (!path) usage("out of memory");
+      o->tmpfs_paths[o->n_tmpfs] = path;
+      o->tmpfs_sizes[o->n_tmpfs++] = strtoull(eq + 1, NULL, 10);
+      i++;
+    } else if (strcmp(a, "--hold") == 0) {
+      o->hold = 1;
     } else if (strcmp(a, "--pids-max") == 0 && v) {
       o->pids_max = atol(v);
       i++;
@@ -351,12 +381,147 @@ static int make_pids_cgroup(long pids_max) {
   return 0;
 }
 
+/* ---- memory ceiling and private temporary space --------------------------------------- */
+
+static char memcg_dir[512];
+static int memcg_v2;
+/* How the memory ceiling is enforced: set in init before the fork, read by the target. */
+static const char *memory_mode = "none";
+
+static int write_file(const char *dir, const char *name, const char *text) {
+  char file[600];
+  snprintf(file, sizeof file, "%s/%s", dir, name);
+  int fd cleanup_fd = open(file, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t n = strlen(text);
+  return write(fd, text, n) == (ssize_t)n ? 0 : -1;
+}
+
+/* Reads the number after `key ` in a "key value" file (memory.events, memory.oom_control), or a
+ * file holding one number when key is NULL. -1 when absent. */
+static long long read_number(const char *dir, const char *name, const char *key) {
+  char file[600];
+  snprintf(file, sizeof file, "%s/%s", dir, name);
+  FILE *f = fopen(file, "re");
+  if (!f) return -1;
+  long long v = -1;
+  char k[64];
+  long long n;
+  if (!key) {
+    if (fscanf(f, "%lld", &n) == 1) v = n;
+  } else {
+    while (fscanf(f, "%63s %lld", k, &n) == 2)
+      if (strcmp(k, key) == 0) v = n;
+  }
+  fclose(f);
+  return v;
+}
+
+/* guard-exec's own cgroup path for the memory controller (v1) or the unified hierarchy (v2). */
+static int own_cgroup(int v2, char *out, size_t size) {
+  FILE *f = fopen("/proc/self/cgroup", "re");
+  if (!f) return -1;
+  char line[1024];
+  int found = -1;
+  while (fgets(line, sizeof line, f)) {
+    char *a = strchr(line, ':');
+    char *b = a ? strchr(a + 1, ':') : NULL;
+    if (!b) continue;
+    *a = 0;
+    *b = 0;
+    char *path = b + 1;
+    path[strcspn(path, "\n")] = 0;
+    int match = 0;
+    if (v2) match = strcmp(a + 1, "") == 0 && strcmp(line, "0") == 0;
+    else
+      for (char *c = strtok(a + 1, ","); c; c = strtok(NULL, ","))
+        if (strcmp(c, "memory") == 0) match = 1;
+    if (match) {
+      snprintf(out, size, "%s", strcmp(path, "/") == 0 ? "" : path);
+      found = 0;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+/* A memory cgroup of `bytes` below guard-exec's own, so the machine's own accounting still holds
+ * the run. cgroup v1 first (memory.limit_in_bytes), then v2 (memory.max); 0 when neither works. */
+static int make_memory_cgroup(unsigned long long bytes) {
+  char num[32];
+  snprintf(num, sizeof num, "%llu", bytes);
+  for (int v2 = 0; v2 < 2; v2++) {
+    char own[400];
+    if (own_cgroup(v2, own, sizeof own) != 0) continue;
+    const char *root = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+    if (v2 && access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0) continue;
+    snprintf(memcg_dir, sizeof memcg_dir, "%s%s/modelguard-%d", root, own, (int)getpid());
+    if (mkdir(memcg_dir, 0700) != 0 && errno != EEXIST) {
+      memcg_dir[0] = 0;
+      continue;
+    }
+    int ok = write_file(memcg_dir, v2 ? "memory.max" : "memory.limit_in_bytes", num) == 0;
+    if (ok && v2) write_file(memcg_dir, "memory.swap.max", "0");
+    if (ok && !v2) write_file(memcg_dir, "memory.memsw.limit_in_bytes", num); /* no swap to slip past it, where swap is accounted */
+    if (!ok) {
+      rmdir(memcg_dir);
+      memcg_dir[0] = 0;
+      continue;
+    }
+    memcg_v2 = v2;
+    return 1;
+  }
+  return 0;
+}
+
+/* Step (init, before the fork): a mount namespace of the run's own with a private tmpfs on each
+ * --tmpfs path. Returns 1 when they are in place, 0 without the privilege to make them. */
+static int tmp_private;
+static int step_private_tmp(struct options *o) {
+  if (o->n_tmpfs == 0) return 0;
+  if (unshare(CLONE_NEWNS) != 0) {
+    if (errno == EPERM) return 0;
+    die_step("unshare(CLONE_NEWNS)", errno);
+  }
+  /* Nothing mounted here reaches the host's namespace. */
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die_step("mount(MS_PRIVATE)", errno);
+  for (int i = 0; i < o->n_tmpfs; i++) {
+    struct stat st;
+    if (stat(o->tmpfs_paths[i], &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    char opts[160];
+    int shared = strcmp(o->tmpfs_paths[i], "/dev/shm") == 0;
+    snprintf(opts, sizeof opts, "size=%llu,mode=%s,uid=%u,gid=%u", o->tmpfs_sizes[i], shared ? "1777" : "0700",
+             shared ? 0U : (unsigned)st.st_uid, shared ? 0U : (unsigned)st.st_gid);
+    if (mount("tmpfs", o->tmpfs_paths[i], "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) die_step("mount(tmpfs)", errno);
+  }
+  return 1;
+}
+
+/* "%XX" for every byte of a path but [A-Za-z0-9/._-], so the control line stays one line of fields. */
+static void encode_path(const char *p, char *out, size_t size) {
+  size_t n = 0;
+  for (; *p && n + 4 < size; p++) {
+    unsigned char c = (unsigned char)*p;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' || c == '.' || c == '_' || c == '-')
+      out[n++] = (char)c;
+    else
+      n += (size_t)snprintf(out + n, size - n, "%%%02X", c);
+  }
+  out[n] = 0;
+}
+
 /* Moves the calling process into the pids cgroup. On a cgroup v1 hierarchy, writing 0 to `tasks`
  * moves only the calling thread, and the kernel then skips the global threadgroup lock that a
  * cgroup.procs write takes, whose first writer waits for an RCU grace period (5-20 ms, on the
  * path of every run). The target calls this while it is single-threaded (the hand-off thread
  * comes later), so moving its thread moves the process. cgroup v2 has no `tasks`: cgroup.procs. */
+static void join_memory_cgroup(void) {
+  if (!memcg_dir[0]) return;
+  if (write_file(memcg_dir, memcg_v2 ? "cgroup.procs" : "tasks", "0") != 0) die_step("cgroup(memory)", errno);
+}
+
 static void join_cgroup(void) {
+  join_memory_cgroup();
   if (!cgroup_dir[0]) return;
   char file[300];
   snprintf(file, sizeof file, "%s/tasks", cgroup_dir);
@@ -444,15 +609,47 @@ static int run_init(struct options *o, pid_t child, sigset_t *blocked) {
     if (left == 0 && p < 0) break;
   }
   if (cgroup_dir[0]) rmdir(cgroup_dir);
+  long long oom = 0, peak = 0;
+  if (memcg_dir[0]) {
+    if (memcg_v2) {
+      oom = read_number(memcg_dir, "memory.events", "oom_kill");
+      peak = read_number(memcg_dir, "memory.peak", NULL);
+    } else {
+      oom = read_number(memcg_dir, "memory.oom_control", "oom_kill");
+      /* Older v1 kernels have no oom_kill count: a failed charge at the limit is what we can tell. */
+      if (oom < 0) oom = read_number(memcg_dir, "memory.failcnt", NULL) > 0 ? 1 : 0;
+      peak = read_number(memcg_dir, "memory.max_usage_in_bytes", NULL);
+    }
+    rmdir(memcg_dir);
+  }
   int code = 0, signo = 0;
   if (WIFEXITED(main_status)) code = WEXITSTATUS(main_status);
   else if (WIFSIGNALED(main_status)) {
     signo = WTERMSIG(main_status);
     code = 128 + signo;
   }
-  char line[64];
-  int n = snprintf(line, sizeof line, "X %d %d\n", code, signo);
+  char line[2048];
+  int n = snprintf(line, sizeof line, "X %d %d - oom=%lld mempeak=%lld", code, signo, oom < 0 ? 0 : oom, peak < 0 ? 0 : peak);
+  for (int i = 0; tmp_private && i < o->n_tmpfs && n < (int)sizeof line - 600; i++) {
+    struct statfs sf;
+    if (statfs(o->tmpfs_paths[i], &sf) != 0) continue;
+    char enc[500];
+    encode_path(o->tmpfs_paths[i], enc, sizeof enc);
+    n += snprintf(line + n, sizeof line - (size_t)n, " tmpfs%d=%llu/%llu:%s", i,
+                  (unsigned long long)(sf.f_blocks - sf.f_bfree) * (unsigned long long)sf.f_bsize,
+                  (unsigned long long)sf.f_blocks * (unsigned long long)sf.f_bsize, enc);
+  }
+  n += snprintf(line + n, sizeof line - (size_t)n, "\n");
   write_all(o->ctl, line, (size_t)n);
+  if (o->hold) {
+    /* Keep the mount namespace (and /proc/PID/root into it) until the parent has read what it needs. */
+    char b[64];
+    for (;;) {
+      ssize_t r = read(o->ctl, b, sizeof b);
+      if (r > 0 || (r < 0 && errno == EINTR)) continue;
+      break;
+    }
+  }
   return code;
 }
 
@@ -782,6 +979,16 @@ __attribute__((noreturn)) static void run_target(struct options *o, sigset_t *ol
     if (want.rlim_cur == RLIM_INFINITY || want.rlim_cur > want.rlim_max) want.rlim_cur = want.rlim_max;
     if (setrlimit(o->rlimits[i].resource, &want) != 0) die_step("setrlimit", errno);
   }
+  /* Step: without a memory cgroup, RLIMIT_DATA (private writable memory; unlike RLIMIT_AS it leaves
+   * alone the address space that CUDA and allocators reserve without using). */
+  if (o->memory_max > 0 && strcmp(memory_mode, "rlimit") == 0) {
+    struct rlimit cur;
+    if (getrlimit(RLIMIT_DATA, &cur) != 0) die_step("getrlimit", errno);
+    struct rlimit want = {o->memory_max, o->memory_max};
+    if (cur.rlim_max != RLIM_INFINITY && cur.rlim_max < want.rlim_max) want.rlim_max = cur.rlim_max;
+    if (want.rlim_cur > want.rlim_max) want.rlim_cur = want.rlim_max;
+    if (setrlimit(RLIMIT_DATA, &want) != 0) die_step("setrlimit", errno);
+  }
   if (!o->keep_caps) step_drop_capabilities();
   int landlock = o->landlock ? step_landlock(o) : 0;
   struct sock_fprog progs[MAX_FILTERS];
@@ -806,9 +1013,9 @@ __attribute__((noreturn)) static void run_target(struct options *o, sigset_t *ol
     if (o->listener_sock < 0) die_step("listener hand-off", EBADF);
     handoff_send(&handoff, listener);
   }
-  char line[128];
-  int n = snprintf(line, sizeof line, "L %d scm netns=%d landlock=%d pids=%d sinks=%d\n", (int)getpid(), netns, landlock,
-                   cgroup_dir[0] ? 1 : 0, sinks);
+  char line[256];
+  int n = snprintf(line, sizeof line, "L %d scm netns=%d landlock=%d pids=%d sinks=%d mem=%s tmp=%d\n", (int)getpid(), netns,
+                   landlock, cgroup_dir[0] ? 1 : 0, sinks, memory_mode, tmp_private);
   write_all(o->ctl, line, (size_t)n);
   char go = 0;
   if (read_full(o->ctl, &go, 1) != 0 || go != 'G') die_step("handshake", errno ? errno : EPROTO);
@@ -842,6 +1049,8 @@ int main(int argc, char **argv) {
   if (sigprocmask(SIG_BLOCK, &blocked, &old_mask) != 0) die_step("sigprocmask", errno);
 
   if (o.pids_max > 0) make_pids_cgroup(o.pids_max);
+  if (o.memory_max > 0) memory_mode = make_memory_cgroup(o.memory_max) ? "cgroup" : "rlimit";
+  tmp_private = step_private_tmp(&o);
 
   pid_t child = fork();
   if (child < 0) die_step("fork", errno);

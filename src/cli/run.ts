@@ -1,12 +1,14 @@
 /**
  * `guard run [--profile NAME|FILE] [--report FILE] [--format text|json] [--allow-net HOST:PORT]…
- *            [--write DIR]… [--audit] [--verbose] -- CMD ARGS…`
+ *            [--write DIR]… [--read PATH]… [--env NAME[=VALUE]]… [--memory SIZE] [--disk SIZE]
+ *            [--audit] [--verbose] -- CMD ARGS…`
  * Exit code: the command's own (128 + signal when it was killed); 2 when guard could not run it.
  */
 import { writeFileSync } from 'node:fs';
 import { GuardError } from '../errors.js';
 import { parseCommandLine } from './args.js';
-import { run, RunError, type RunEvent, type RunResult } from '../sandbox/run.js';
+import { parseSize, run, RunError, type RunEvent, type RunResult } from '../sandbox/run.js';
+import { parseEnvSpec } from '../sandbox/env.js';
 import { renderRunText, renderEventLine } from '../sandbox/render.js';
 
 export const RUN_USAGE = `Usage: guard run [options] -- CMD ARGS…
@@ -19,6 +21,12 @@ Options:
   --format text|json    report format for --report (default json)
   --allow-net HOST:PORT allow connections to this destination (repeatable; IP literal or *)
   --write DIR           also allow writes under DIR (repeatable)
+  --read PATH           also allow reads of PATH (repeatable). Reads are confined to system folders,
+                        the command, its interpreter and the paths on its command line; not $HOME
+  --env NAME[=VALUE]    pass NAME from this environment, or set it (repeatable). Only locale, PATH,
+                        TZ, TERM, Python, thread and device variables pass otherwise; never tokens
+  --memory SIZE         memory ceiling, e.g. 4G (default 3/4 of this machine's; 0 for none)
+  --disk SIZE           size of the private /tmp and /dev/shm, and of the largest file (default 4G)
   --audit               allow everything except the always-denied calls, report it all
   --verbose             stream events to stderr as they happen
   --signal-group        forward signals to CMD's process group
@@ -32,6 +40,10 @@ export interface RunCliOptions {
   format: 'text' | 'json';
   allowNet: string[];
   write: string[];
+  read: string[];
+  env: string[];
+  memory?: number;
+  disk?: number;
   audit: boolean;
   verbose: boolean;
   signalGroup: boolean;
@@ -40,10 +52,10 @@ export interface RunCliOptions {
   help: boolean;
 }
 
-const KNOWN = ['--profile', '--report', '--format', '--allow-net', '--write', '--audit', '--verbose', '--signal-group', '--no-netns', '--help'];
+const KNOWN = ['--profile', '--report', '--format', '--allow-net', '--write', '--read', '--env', '--memory', '--disk', '--audit', '--verbose', '--signal-group', '--no-netns', '--help'];
 
 export function parseRunArgs(argv: readonly string[]): RunCliOptions {
-  const o: RunCliOptions = { format: 'json', allowNet: [], write: [], audit: false, verbose: false, signalGroup: false, netns: true, command: [], help: false };
+  const o: RunCliOptions = { format: 'json', allowNet: [], write: [], read: [], env: [], audit: false, verbose: false, signalGroup: false, netns: true, command: [], help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
@@ -69,6 +81,15 @@ export function parseRunArgs(argv: readonly string[]): RunCliOptions {
       }
       case '--allow-net': o.allowNet.push(value()); break;
       case '--write': o.write.push(value()); break;
+      case '--read': o.read.push(value()); break;
+      case '--env': {
+        const v = value();
+        parseEnvSpec(v);
+        o.env.push(v);
+        break;
+      }
+      case '--memory': o.memory = parseSize(value(), '--memory'); break;
+      case '--disk': o.disk = parseSize(value(), '--disk'); break;
       case '--audit': o.audit = true; break;
       case '--verbose': case '-v': o.verbose = true; break;
       case '--signal-group': o.signalGroup = true; break;
@@ -102,6 +123,10 @@ export async function main(argv: string[]): Promise<number> {
       ...(o.profile ? { profile: o.profile } : {}),
       allowNet: o.allowNet,
       write: o.write,
+      read: o.read,
+      passEnv: o.env,
+      ...(o.memory !== undefined ? { memory: o.memory } : {}),
+      ...(o.disk !== undefined ? { disk: o.disk } : {}),
       audit: o.audit,
       forwardSignals: true,
       signalGroup: o.signalGroup,

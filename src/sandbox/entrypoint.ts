@@ -166,6 +166,8 @@ export async function entrypoint(command: readonly string[], o: EntrypointOption
       ...(o.profile ? { profile: o.profile } : {}),
       allowNet: o.allowNet,
       write: o.write,
+      // A container's own settings: MODELGUARD_ENV names the variables that pass beyond the allowlist (sandbox/env.ts).
+      passEnv: envList(process.env.MODELGUARD_ENV),
       forwardSignals: true,
       signalGroup: o.signalGroup === true,
       onSpawn: (pid) => known.push(pid),

@@ -32,6 +32,17 @@ export interface RunEvent {
   reason?: string;
   /** A call a supported runtime makes on its own (libuv's io_uring probe), answered so it falls back. */
   runtimeProbe?: boolean;
+  /** How many identical attempts this event stands for (absent: one). */
+  count?: number;
+  /** Time of the last of them, when `count` > 1. */
+  lastTime?: string;
+  /**
+   * The file the kernel acted on, when `path` (as the caller wrote it) led through a symbolic link
+   * somewhere else. Landlock judges this one.
+   */
+  resolvedPath?: string;
+  /** `path` is as the caller wrote it: symbolic links on it could not be followed to tell where it led. */
+  pathAsWritten?: true;
 }
 
 export type EventKind = 'network' | 'dns' | 'exec' | 'write' | 'denied-syscall' | 'syscall';
@@ -200,8 +211,18 @@ export function kindOf(e: RunEvent): EventKind {
   return 'syscall';
 }
 
+/**
+ * Distinct attempts of one kind kept in a result; identical attempts fold into one event with a
+ * count, so a burst of junk calls costs one entry. Past the bound, attempts are counted per kind
+ * (`summary.unlisted`) and the text report says so on a line of its own.
+ */
+export const MAX_DISTINCT_PER_KIND = 10_000;
+
 export interface RunSummary {
+  /** Every attempt seen, folded or not. */
   events: number;
+  /** Entries in `events` (identical attempts fold into one, with `count`). */
+  distinct: number;
   denied: number;
   allowed: number;
   killed: number;
@@ -213,13 +234,39 @@ export interface RunSummary {
   blockedExecs: { path?: string; argv?: string[] }[];
   blockedWrites: string[];
   deniedSyscalls: string[];
-  /** Events beyond the result's limit (counted, not kept). */
+  /** Distinct attempts beyond MAX_DISTINCT_PER_KIND of their kind: counted, not listed. Absent when none. */
+  unlisted?: { distinct: number; events: number; byKind: Partial<Record<EventKind, number>>; limitPerKind: number };
+  /** @deprecated kept for readers of older reports: the same as `unlisted.events`. */
   dropped?: number;
 }
 
-export function summarize(events: readonly RunEvent[]): RunSummary {
-  const s: RunSummary = {
-    events: events.length,
+/**
+ * What makes two attempts the same for the report: the kind's identity (the destination, the DNS
+ * name, the exec'd path and argv, the path written, or for any other call its name), the outcome
+ * and the reason. Arguments that vary freely (raw registers, payload bytes, pids, times) do not
+ * count, so varying them cannot flood the report.
+ */
+export function foldKey(e: RunEvent): string {
+  const k = kindOf(e);
+  const head = `${k}\0${e.syscall}\0${e.action}\0${e.errno ?? ''}\0${e.reason ?? ''}`;
+  switch (k) {
+    case 'dns':
+      return `${head}\0${e.egress!.dnsName}\0${e.egress!.dnsType ?? ''}\0${e.egress!.protocol}\0${e.egress!.address}`;
+    case 'network':
+      return e.egress ? `${head}\0${e.egress.protocol}\0${e.egress.address}\0${e.egress.port}` : `${head}\0${String(e.args.family ?? '')}\0${String(e.args.address ?? '')}\0${String(e.args.port ?? '')}\0${String(e.args.type ?? '')}`;
+    case 'exec':
+      return `${head}\0${e.path ?? ''}\0${JSON.stringify(e.argv ?? [])}`;
+    case 'write':
+      return `${head}\0${e.path}\0${String(e.args.from ?? e.args.target ?? '')}\0${e.resolvedPath ?? ''}`;
+    default:
+      return head;
+  }
+}
+
+function emptySummary(): RunSummary {
+  return {
+    events: 0,
+    distinct: 0,
     denied: 0,
     allowed: 0,
     killed: 0,
@@ -231,24 +278,102 @@ export function summarize(events: readonly RunEvent[]): RunSummary {
     blockedWrites: [],
     deniedSyscalls: [],
   };
-  const seen = new Set<string>();
-  const once = (list: string[], key: string, v: string): void => {
-    if (seen.has(key + v)) return;
-    seen.add(key + v);
+}
+
+/**
+ * The events of one run, folded as they arrive: memory and report size grow with the number of
+ * distinct attempts (bounded per kind), not with the number of calls.
+ */
+export class EventLog {
+  readonly events: RunEvent[] = [];
+  private readonly index = new Map<string, RunEvent>();
+  private readonly perKind = new Map<EventKind, number>();
+  private readonly seen = new Set<string>();
+  private readonly s = emptySummary();
+  private unlistedDistinct = new Set<string>();
+  private unlistedEvents = 0;
+  private readonly unlistedByKind: Partial<Record<EventKind, number>> = {};
+  /** Distinct unlisted keys remembered, to count distinct attempts; beyond it they are counted as events only. */
+  private static readonly UNLISTED_KEYS_MAX = 100_000;
+
+  constructor(private readonly limitPerKind = MAX_DISTINCT_PER_KIND) {}
+
+  /** Adds `times` identical attempts (the event is kept, not copied, when it is the first of its kind). */
+  add(e: RunEvent, times = 1): void {
+    const s = this.s;
+    const kind = kindOf(e);
+    s.events += times;
+    s[e.action] += times;
+    s.byKind[kind] += times;
+    s.bySyscall[e.syscall] = (s.bySyscall[e.syscall] ?? 0) + times;
+    const key = foldKey(e);
+    const had = this.index.get(key);
+    if (had) {
+      had.count = (had.count ?? 1) + times;
+      had.lastTime = e.time;
+      return;
+    }
+    const n = this.perKind.get(kind) ?? 0;
+    if (n >= this.limitPerKind) {
+      this.unlistedEvents += times;
+      if (!this.unlistedDistinct.has(key)) {
+        if (this.unlistedDistinct.size < EventLog.UNLISTED_KEYS_MAX) this.unlistedDistinct.add(key);
+        this.unlistedByKind[kind] = (this.unlistedByKind[kind] ?? 0) + 1;
+      }
+      return;
+    }
+    this.perKind.set(kind, n + 1);
+    if (times > 1) e.count = times;
+    this.index.set(key, e);
+    this.events.push(e);
+    this.list(e, kind);
+  }
+
+  private once(list: string[], tag: string, v: string): void {
+    if (this.seen.has(tag + v)) return;
+    this.seen.add(tag + v);
     list.push(v);
-  };
-  for (const e of events) {
-    s[e.action]++;
-    s.byKind[kindOf(e)]++;
-    s.bySyscall[e.syscall] = (s.bySyscall[e.syscall] ?? 0) + 1;
+  }
+
+  private list(e: RunEvent, kind: EventKind): void {
+    const s = this.s;
     if (e.egress) {
       const host = e.egress.family === 'inet6' ? `[${e.egress.address}]` : e.egress.address;
-      once(s.egress, 'e', `${e.egress.protocol} ${host}:${e.egress.port}`);
-      if (e.egress.dnsName) once(s.dnsNames, 'd', e.egress.dnsName);
+      this.once(s.egress, 'e', `${e.egress.protocol} ${host}:${e.egress.port}`);
+      if (e.egress.dnsName) this.once(s.dnsNames, 'd', e.egress.dnsName);
     }
-    if (e.action === 'denied' && e.syscall.startsWith('exec')) s.blockedExecs.push({ ...(e.path !== undefined ? { path: e.path } : {}), ...(e.argv ? { argv: e.argv } : {}) });
-    if (e.action === 'denied' && kindOf(e) === 'write' && e.path !== undefined) once(s.blockedWrites, 'w', e.path);
-    if (e.action !== 'allowed' && kindOf(e) === 'denied-syscall') once(s.deniedSyscalls, 's', e.syscall);
+    if (e.action === 'denied' && kind === 'exec') s.blockedExecs.push({ ...(e.path !== undefined ? { path: e.path } : {}), ...(e.argv ? { argv: e.argv } : {}) });
+    if (e.action === 'denied' && kind === 'write' && e.path !== undefined) this.once(s.blockedWrites, 'w', e.resolvedPath ?? e.path);
+    if (e.action !== 'allowed' && kind === 'denied-syscall') this.once(s.deniedSyscalls, 's', e.syscall);
   }
-  return s;
+
+  summary(): RunSummary {
+    const out: RunSummary = {
+      ...this.s,
+      distinct: this.events.length,
+      byKind: { ...this.s.byKind },
+      bySyscall: { ...this.s.bySyscall },
+      egress: [...this.s.egress],
+      dnsNames: [...this.s.dnsNames],
+      blockedExecs: [...this.s.blockedExecs],
+      blockedWrites: [...this.s.blockedWrites],
+      deniedSyscalls: [...this.s.deniedSyscalls],
+    };
+    if (this.unlistedEvents > 0) {
+      const distinct = Object.values(this.unlistedByKind).reduce((a, b) => a + (b ?? 0), 0);
+      out.unlisted = { distinct, events: this.unlistedEvents, byKind: { ...this.unlistedByKind }, limitPerKind: this.limitPerKind };
+      out.dropped = this.unlistedEvents;
+    }
+    return out;
+  }
+}
+
+/** The summary of a list of events (folding them as a run would). */
+export function summarize(events: readonly RunEvent[]): RunSummary {
+  const log = new EventLog(Number.MAX_SAFE_INTEGER);
+  for (const e of events) {
+    const { count, ...one } = e;
+    log.add(one, count ?? 1);
+  }
+  return log.summary();
 }

@@ -6,21 +6,37 @@
  *   the supervisor thread answers notifications and streams events → the command exits →
  *   RunResult (the report's JSON contract).
  */
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
-import { constants, tmpdir } from 'node:os';
+import { lstatSync, mkdtempSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { constants, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { execa, type Options as ExecaOptions } from 'execa';
 import { GuardError } from '../errors.js';
-import { compilePolicy, supervisorPolicy, type CompiledPolicy } from './filter.js';
-import { guardExecPath, loadNative, type NativeAddon, type NativeEnd, type NativeEvent, type SupervisorOptions } from './native.js';
+import type { CompiledPolicy } from './filter.js';
+import { guardExecPath, loadNative, type NativeEnd, type NativeEvent, type NativeSupervisor } from './native.js';
 import { loadProfile, type RlimitName, type SandboxProfile } from './profile.js';
-import { summarize, toRunEvent, type RunEvent, type RunSummary } from './events.js';
+import { EventLog, kindOf, toRunEvent, type RunEvent, type RunSummary } from './events.js';
+import { allowlistedEnv, heldBack, type EnvSpec } from './env.js';
+import { errnoText, frameFilters, launcherArgs, policyFor, readControl, release, startSupervisor, syscallNamer, type AllowNet, type LauncherExit, type LaunchPlan } from './launcher.js';
+import { commandReadList, SYSTEM_READ_TOKEN, whichCommand } from './reads.js';
 
 export type { RunEvent, RunSummary, Egress, EventAction } from './events.js';
 
-/** Events kept in a result; later ones are counted (summary.dropped) and still streamed to onEvent. */
-export const MAX_EVENTS = 100_000;
+/**
+ * Distinct attempts of each kind kept in a result (identical attempts fold into one event with a
+ * count); further distinct ones are counted in `summary.unlisted` and still streamed to onEvent.
+ */
+export { MAX_DISTINCT_PER_KIND as MAX_EVENTS } from './events.js';
+
+/** Memory ceiling when none is given: this share of the machine's memory. */
+export const DEFAULT_MEMORY_FRACTION = 0.75;
+/** Disk quota when none is given: the private /tmp and /dev/shm may each hold this much (and no file may grow beyond it). */
+export const DEFAULT_DISK_BYTES = 4 * 1024 ** 3;
+/** ...but never more than this share of memory: the private folders are tmpfs, held in memory. */
+export const DEFAULT_DISK_MEMORY_FRACTION = 0.25;
+/** Symbolic links followed when telling where a reported path led (the kernel's own limit). */
+const MAX_SYMLINKS = 40;
 
 /** Signals forwarded to the command when `forwardSignals` is on. */
 export const FORWARDED_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
@@ -28,10 +44,7 @@ export const FORWARDED_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIG
 /** Writable by default under every profile that denies writes: devices a program opens for writing. */
 export const DEFAULT_WRITABLE = ['/dev/null', '/dev/zero', '/dev/full', '/dev/tty', '/dev/pts', '/dev/ptmx', '/dev/shm', '/dev/urandom', '/dev/random'];
 
-export interface AllowNet {
-  host: string;
-  port: number;
-}
+export type { AllowNet } from './launcher.js';
 
 export interface RunOptions {
   /** Built-in profile name or path to a profile JSON file (default `inference`). */
@@ -48,8 +61,20 @@ export interface RunOptions {
   forwardSignals?: boolean;
   /** Signals go to the command's process group instead of the command. */
   signalGroup?: boolean;
+  /** Extra folders or files the command may read (reads are confined when the profile says "$SYSTEM"). */
+  read?: readonly string[];
   cwd?: string;
+  /**
+   * The environment the command's is taken from (default process.env). Only its allowlisted part
+   * passes (see env.ts); name others in `passEnv`.
+   */
   env?: Record<string, string | undefined>;
+  /** `NAME` (passed from `env` whatever it looks like) or `NAME=VALUE`: the `--env` flag. */
+  passEnv?: readonly (string | EnvSpec)[];
+  /** Memory ceiling in bytes (default DEFAULT_MEMORY_FRACTION of the machine's); 0: none. */
+  memory?: number;
+  /** Disk quota in bytes for the private /tmp and /dev/shm, and the largest file the command may write; 0: none. */
+  disk?: number;
   /** stdio of the command (default inherit). */
   stdio?: 'inherit' | 'pipe' | 'ignore';
   /** Kill the command after this many milliseconds. */
@@ -82,6 +107,14 @@ export interface RunWalls {
   /** `dropped`: no capability survives the execve (bounding set cleared), `kept` otherwise. */
   capabilities: 'dropped' | 'kept';
   write: string[];
+  /** What the command may read: a list (Landlock), or "everywhere". */
+  read: string[] | 'everywhere';
+  /** Environment variables passed, by name; the rest were held back (`envHeldBack` of them). */
+  env: string[];
+  envHeldBack: number;
+  /** `private`: the run's own tmpfs /tmp ($TMPDIR) and /dev/shm, gone with it; `shared` otherwise. */
+  tmp: 'private' | 'shared';
+  limits: { memory: number; memoryHow: 'cgroup' | 'rlimit' | 'none'; disk: number; text: string } | null;
 }
 
 export interface RunResult {
@@ -95,6 +128,8 @@ export interface RunResult {
   summary: RunSummary;
   stdout?: string;
   stderr?: string;
+  /** Limits the command ran into (memory ceiling, disk quota), in words. */
+  limitsHit?: string[];
   failed?: boolean;
   shortMessage?: string;
 }
@@ -127,34 +162,8 @@ export function parseAllowNet(spec: string): AllowNet {
   return { host, port };
 }
 
-function ipBytes(host: string): Buffer | undefined {
-  if (host === '*') return undefined;
-  if (isIP(host) === 4) return Buffer.from(host.split('.').map(Number));
-  const [head = '', tail = ''] = host.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = host.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
-  const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(Number.parseInt(g || '0', 16), i * 2));
-  return b;
-}
-
 function expandPath(p: string, vars: Record<string, string>): string {
   return p.replace(/\$\{?([A-Z_]+)\}?/g, (all, v: string) => vars[v] ?? all);
-}
-
-class LineReader {
-  private buf = '';
-  constructor(private readonly onLine: (line: string) => void) {}
-  push(chunk: Buffer | string): void {
-    this.buf += chunk.toString();
-    let i: number;
-    while ((i = this.buf.indexOf('\n')) >= 0) {
-      const line = this.buf.slice(0, i);
-      this.buf = this.buf.slice(i + 1);
-      this.onLine(line);
-    }
-  }
 }
 
 interface Settings {
@@ -164,14 +173,29 @@ interface Settings {
   exec: 0 | 1 | 2;
   writeCheck: boolean;
   write: string[];
+  /** Landlock read list; undefined: reads everywhere. */
+  read: string[] | undefined;
   tmp: string;
+  env: Record<string, string>;
+  memory: number;
+  disk: number;
 }
 
-function settle(options: RunOptions, profile: SandboxProfile, tmp: string): Settings {
+/** `N`, `NK`, `NM`, `NG`, `NT` (powers of 1024; `KiB`… and `B` accepted), `0` for none. */
+export function parseSize(spec: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(spec.trim());
+  if (!m) throw new GuardError('USAGE', `${option} \`${spec}\`: expected a size such as 512M, 8G or 0 for none`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+function settle(command: readonly string[], options: RunOptions, profile: SandboxProfile, tmp: string): Settings {
   const mg = profile.modelguard;
   const audit = options.audit === true;
   const allowNet = (options.allowNet ?? []).map((a) => (typeof a === 'string' ? parseAllowNet(a) : a));
-  const vars: Record<string, string> = { TMPDIR: tmp, HOME: process.env.HOME ?? '/root', CWD: resolve(options.cwd ?? process.cwd()) };
+  const cwd = resolve(options.cwd ?? process.cwd());
+  const source = options.env ?? process.env;
+  const vars: Record<string, string> = { TMPDIR: tmp, HOME: source.HOME ?? process.env.HOME ?? '/root', CWD: cwd };
   const write = [...new Set([...mg.fs.write.map((p) => expandPath(p, vars)), ...(options.write ?? []).map((p) => resolve(p)), ...DEFAULT_WRITABLE])];
   const canon = write.map((p) => {
     try {
@@ -180,71 +204,119 @@ function settle(options: RunOptions, profile: SandboxProfile, tmp: string): Sett
       return resolve(p);
     }
   });
+  // The command's home is its own temporary folder unless the user passes HOME: caches land inside the quota, secrets stay out of sight.
+  const env: Record<string, string> = { HOME: tmp, ...allowlistedEnv(source, options.passEnv ?? []), TMPDIR: tmp };
+  const allWrite = [...new Set([...write, ...canon])];
+  let read: string[] | undefined;
+  if (!mg.fs.read.includes('/') && !(options.read ?? []).includes('/')) {
+    const listed: string[] = [];
+    for (const r of mg.fs.read) {
+      if (r === SYSTEM_READ_TOKEN) {
+        const executable = whichCommand(command[0]!, env.PATH, cwd) ?? command[0]!;
+        listed.push(...commandReadList({ executable, argv: command, cwd, ...(env.PYTHONPATH !== undefined ? { pythonPath: env.PYTHONPATH } : {}), home: vars.HOME, extra: options.read ?? [] }));
+      } else listed.push(expandPath(r, vars));
+    }
+    read = [...new Set([...listed, ...(options.read ?? []).map((p) => resolve(cwd, p)), ...allWrite])];
+  }
+  const memory = options.memory ?? Math.floor(totalmem() * DEFAULT_MEMORY_FRACTION);
+  const disk = options.disk ?? Math.min(DEFAULT_DISK_BYTES, Math.floor(totalmem() * DEFAULT_DISK_MEMORY_FRACTION));
   return {
     profile,
     netDeny: mg.network === 'deny' && !audit,
     allowNet,
     exec: audit || mg.exec === 'allow' ? 1 : mg.exec === 'deny' ? 2 : 0,
     writeCheck: !audit && !mg.auditWrites,
-    write: [...new Set([...write, ...canon])],
+    write: allWrite,
+    read,
     tmp,
+    env,
+    memory,
+    disk,
   };
 }
 
-function guardExecArgs(s: Settings, options: RunOptions): string[] {
+function launchPlan(s: Settings, options: RunOptions): LaunchPlan {
   const mg = s.profile.modelguard;
-  const args = ['--ctl', '3', '--listener-sock', '4'];
-  // In a fresh namespace guard-exec also sets up the DNS sink (the supervisor reads every query).
-  if (s.netDeny && allowsNone(s) && options.netns !== false) args.push('--netns', '--dns-sinkhole');
-  if (s.writeCheck || s.netDeny) {
-    args.push('--landlock');
-    if (s.writeCheck) for (const w of s.write) args.push('--write', w);
-    else args.push('--write', '/');
-    const reads = mg.fs.read.filter((r) => r !== '/');
-    if (reads.length && !mg.fs.read.includes('/')) for (const r of [...reads, ...s.write]) args.push('--read', r);
-  }
-  if (s.netDeny) {
-    args.push('--landlock-net', '--landlock-scope');
-    for (const a of s.allowNet) if (a.port) args.push('--allow-port', String(a.port));
-  }
-  for (const [k, v] of Object.entries(mg.rlimits)) if (v !== undefined) args.push('--rlimit', `${k}=${v}`);
+  const rlimits: Partial<Record<RlimitName, number>> = { ...mg.rlimits };
   // RLIMIT_NPROC binds every user but root (who gets the pids cgroup instead).
-  if (mg.pids && mg.rlimits.nproc === undefined && process.getuid?.() !== 0) args.push('--rlimit', `nproc=${mg.pids}`);
-  if (mg.pids) args.push('--pids-max', String(mg.pids));
-  if (options.signalGroup) args.push('--pgroup');
-  if (mg.keepCapabilities) args.push('--keep-caps');
-  return args;
+  if (mg.pids && mg.rlimits.nproc === undefined && process.getuid?.() !== 0) rlimits.nproc = mg.pids;
+  // No single file beyond the disk quota, wherever the command may write.
+  if (s.disk > 0) rlimits.fsize = Math.min(rlimits.fsize ?? Infinity, s.disk);
+  const confined = s.writeCheck || s.netDeny || s.read !== undefined;
+  // /dev/shm is private only when writable at all: a profile that does not list it keeps it out of reach.
+  const shm = s.write.includes('/dev/shm') ? ['/dev/shm'] : [];
+  return {
+    profile: s.profile,
+    // In a fresh namespace guard-exec also sets up the DNS sink (the supervisor reads every query).
+    netns: s.netDeny && s.allowNet.length === 0 && options.netns !== false,
+    dnsSink: true,
+    netDeny: s.netDeny,
+    write: confined ? (s.writeCheck ? s.write : undefined) : undefined,
+    read: confined ? s.read : undefined,
+    allowPorts: s.allowNet.map((a) => a.port),
+    rlimits,
+    ...(mg.pids ? { pidsMax: mg.pids } : {}),
+    ...(s.memory > 0 ? { memoryMax: s.memory } : {}),
+    ...(s.disk > 0 ? { tmpfs: { paths: [s.tmp, ...shm], size: s.disk } } : {}),
+    hold: true,
+    pgroup: options.signalGroup === true,
+    keepCaps: mg.keepCapabilities,
+  };
 }
 
-function allowsNone(s: Settings): boolean {
-  return s.allowNet.length === 0;
+/** Whether `p` is `dir` or below it. */
+function under(p: string, dir: string): boolean {
+  return p === dir || dir === '/' || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
 }
 
-const compiledCache = new Map<string, CompiledPolicy>();
+/** Calls whose last path component the kernel follows when it is a symbolic link (unless told not to). */
+const FOLLOWS_LAST = new Set(['open', 'openat', 'openat2', 'creat', 'truncate', 'chmod', 'fchmodat', 'fchmodat2', 'chown', 'lchown', 'fchownat', 'utime', 'utimes', 'utimensat', 'futimesat', 'setxattr', 'removexattr']);
 
-/** Compiling a profile takes libseccomp ~20 ms; the same profile compiles to the same filters. */
-function compile(native: NativeAddon, s: Settings): CompiledPolicy {
-  const key = JSON.stringify(s.profile, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
-  let c = compiledCache.get(key);
-  if (!c) {
-    c = compilePolicy(native, s.profile, { reportNetwork: true, reportExec: true, reportWrites: true });
-    if (compiledCache.size > 16) compiledCache.clear();
-    compiledCache.set(key, c);
+/**
+ * Where `path` leads, walked the way the kernel walks it, in the mount namespace of `root`
+ * (`/proc/PID/root`): returns the path reached and whether a symbolic link was on the way, or
+ * undefined when it cannot be told (the process is gone, a folder is unreadable, a loop).
+ */
+export function followPath(root: string, path: string, followLast: boolean): { path: string; viaLink: boolean } | undefined {
+  const todo = path.split('/').filter(Boolean).reverse();
+  const done: string[] = [];
+  let links = 0;
+  let viaLink = false;
+  while (todo.length) {
+    const part = todo.pop()!;
+    if (part === '.') continue;
+    if (part === '..') {
+      done.pop();
+      continue;
+    }
+    const here = `/${[...done, part].join('/')}`;
+    let st;
+    try {
+      st = lstatSync(root + here);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        // The rest does not exist yet: the kernel creates (or fails on) it as written.
+        done.push(part, ...todo.reverse());
+        return { path: `/${done.join('/')}`, viaLink };
+      }
+      return undefined;
+    }
+    if (st.isSymbolicLink() && (todo.length > 0 || followLast)) {
+      if (++links > MAX_SYMLINKS) return undefined;
+      let target: string;
+      try {
+        target = readlinkSync(root + here);
+      } catch {
+        return undefined;
+      }
+      viaLink = true;
+      if (target.startsWith('/')) done.length = 0;
+      todo.push(...target.split('/').filter(Boolean).reverse());
+      continue;
+    }
+    done.push(part);
   }
-  return c;
-}
-
-function frame(filters: readonly Buffer[]): Buffer {
-  const parts: Buffer[] = [];
-  const count = Buffer.alloc(4);
-  count.writeUInt32LE(filters.length);
-  parts.push(count);
-  for (const f of filters) {
-    const len = Buffer.alloc(4);
-    len.writeUInt32LE(f.length);
-    parts.push(len, f);
-  }
-  return Buffer.concat(parts);
+  return { path: `/${done.join('/')}`, viaLink };
 }
 
 /** Runs `command` behind seccomp, network denial, Landlock and rlimits; resolves when it exits. */
@@ -256,20 +328,18 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   const exe = guardExecPath();
   const profile = typeof options.profile === 'object' ? options.profile : loadProfile(options.profile ?? 'inference');
   const tmp = realpathSync(mkdtempSync(join(tmpdir(), 'modelguard-run-')));
-  const s = settle(options, profile, tmp);
-  const nameCache = new Map<number, string>();
-  const syscallName = (nr: number): string => {
-    let n = nameCache.get(nr);
-    if (n === undefined) {
-      n = native.syscallName(nr) ?? `syscall_${nr}`;
-      nameCache.set(nr, n);
-    }
-    return n;
-  };
-  const events: RunEvent[] = [];
-  const maxEvents = options.maxEvents ?? MAX_EVENTS;
-  let dropped = 0;
+  let s: Settings;
+  try {
+    s = settle(command, options, profile, tmp);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  const plan = launchPlan(s, options);
+  const syscallName = syscallNamer(native);
+  const log = new EventLog(options.maxEvents);
   const started = Date.now();
+  const memoryHow: 'cgroup' | 'rlimit' | 'none' = 'none';
   const walls: RunWalls = {
     mode: 'walled',
     isolate: false,
@@ -281,10 +351,15 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     dnsSink: false,
     landlock: 0,
     landlockNet: false,
-    rlimits: { ...profile.modelguard.rlimits },
+    rlimits: { ...plan.rlimits },
     pids: null,
     capabilities: profile.modelguard.keepCapabilities ? 'kept' : 'dropped',
     write: s.writeCheck ? s.write : ['(audit: writes reported, not refused)'],
+    read: s.read ?? 'everywhere',
+    env: Object.keys(s.env).sort(),
+    envHeldBack: heldBack(options.env ?? process.env, s.env).length,
+    tmp: 'shared',
+    limits: s.memory > 0 || s.disk > 0 ? { memory: s.memory, memoryHow, disk: s.disk, text: '' } : null,
   };
   const base = (): RunResult => ({
     command: [...command],
@@ -293,35 +368,34 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     signal: null,
     durationMs: Date.now() - started,
     walls,
-    events,
-    summary: summarize(events),
+    events: log.events,
+    summary: log.summary(),
   });
 
-  const env: Record<string, string | undefined> = { ...(options.env ?? process.env), TMPDIR: tmp };
   // The listener comes back as SCM_RIGHTS on its own socketpair (fd 4 in guard-exec).
   const [listenerSock, childSock] = native.socketPair();
   const io = options.stdio ?? 'inherit';
   // execa's types allow an inherited fd number only for fds 3–9 as values; ours is any number.
   const stdio = [io, io, io, 'pipe', childSock] as unknown as ExecaOptions['stdio'];
-  const child = execa(exe, [...guardExecArgs(s, options), '--', ...command], {
+  const child = execa(exe, [...launcherArgs(plan), '--', ...command], {
     stdio,
     buffer: options.stdio === 'pipe',
     reject: false,
     cwd: options.cwd,
-    env,
+    env: s.env,
     extendEnv: false,
     stripFinalNewline: false,
     ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
   });
   native.closeFd(childSock);
   if (child.pid !== undefined) options.onSpawn?.(child.pid);
-  const ctl = child.stdio[3] as unknown as NodeJS.ReadWriteStream & { destroy(): void };
+  const ctl = child.stdio[3] as unknown as Duplex;
   // Compiled (or read from the cache) after the spawn: guard-exec's own set-up (namespace, DNS
   // sink, cgroup, Landlock) runs meanwhile, and its target reads the filters only when its other
   // walls are up.
   let policy: CompiledPolicy;
   try {
-    policy = compile(native, s);
+    policy = policyFor(native, profile);
   } catch (e) {
     // The target is blocked reading the filters: closing the channel makes it stop at that step,
     // and guard-exec then removes its cgroup and exits.
@@ -333,83 +407,81 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   }
   walls.seccomp = `${profile.name}: ${policy.specs[0]!.rules.length} BPF rules, default ${policy.mode === 'notify-default' ? `notify (denied with errno ${policy.defaultErrno} and reported)` : 'allow'}; ${policy.notified.size} syscalls decoded by the supervisor`;
   let setupError: { step: string; errno: number } | undefined;
-  let exitInfo: { code: number; signal: number } | undefined;
-  let supervisor: { stop(): void } | undefined;
+  let exitInfo: LauncherExit | undefined;
+  let supervisor: NativeSupervisor | undefined;
   let supervisorDone: Promise<void> = Promise.resolve();
   let handshakeError: unknown;
+  let resolveExited!: () => void;
+  const exited = new Promise<void>((r) => (resolveExited = r));
+  // guard-exec holds the run's mount namespace open until the channel closes: paths are followed there.
+  const nsRoot = child.pid !== undefined ? `/proc/${child.pid}/root` : undefined;
+
+  const placePath = (re: RunEvent): void => {
+    if (re.path === undefined || kindOf(re) !== 'write') return;
+    const flags = Array.isArray(re.args.flags) ? (re.args.flags as string[]) : [];
+    const followLast = FOLLOWS_LAST.has(re.syscall) && !flags.includes('O_NOFOLLOW') && !(flags.includes('O_CREAT') && flags.includes('O_EXCL'));
+    const where = nsRoot ? followPath(nsRoot, re.path, followLast) : undefined;
+    if (!where) {
+      re.pathAsWritten = true;
+      return;
+    }
+    if (!where.viaLink || where.path === re.path) return;
+    re.resolvedPath = where.path;
+    // The supervisor judged the path as written; Landlock judges the file it leads to.
+    if (re.action === 'allowed' && s.writeCheck && !s.write.some((w) => under(where.path, w))) {
+      re.action = 'denied';
+      re.errno = 'EACCES';
+      re.reason = 'outside the write list, through a symbolic link (refused by Landlock)';
+    }
+  };
 
   const onNative = (ev: NativeEvent | NativeEnd): void => {
     if (ev.type === 'end') return;
     const re = toRunEvent(ev, { syscallName });
-    if (events.length < maxEvents) events.push(re);
-    else dropped++;
+    placePath(re);
     options.onEvent?.(re);
+    log.add(re);
   };
 
-  const reader = new LineReader((line) => {
-    const parts = line.split(' ');
-    if (parts[0] === 'L') {
-      const pid = Number(parts[1]);
-      let sinks = 0;
-      for (const kv of parts.slice(3)) {
-        const [k, v] = kv.split('=');
-        if (k === 'netns' && v === '1') walls.network = 'netns';
-        if (k === 'landlock') walls.landlock = Number(v);
-        if (k === 'pids' && v === '1') walls.pids = `cgroup pids.max=${profile.modelguard.pids}`;
-        if (k === 'sinks') sinks = Math.min(Number(v) || 0, 4);
-      }
+  readControl(ctl, {
+    onReady: (ready) => {
+      if (ready.netns) walls.network = 'netns';
+      walls.landlock = ready.landlock;
+      if (ready.pidsCgroup) walls.pids = `cgroup pids.max=${profile.modelguard.pids}`;
       if (walls.network === 'seccomp' && walls.landlock >= 4) {
         walls.network = 'seccomp+landlock';
         walls.landlockNet = true;
       }
-      const nproc = profile.modelguard.rlimits.nproc ?? (process.getuid?.() !== 0 ? profile.modelguard.pids : undefined);
+      const nproc = plan.rlimits.nproc;
       if (!walls.pids && nproc) walls.pids = `RLIMIT_NPROC=${nproc}`;
       walls.noNewPrivs = true;
-      const sinkholeFds: number[] = [];
+      walls.tmp = ready.privateTmp ? 'private' : 'shared';
+      if (walls.limits) walls.limits.memoryHow = ready.memory;
       try {
-        // The DNS sink sockets come first on the socket, then the listener.
-        for (let i = 0; i < sinks; i++) sinkholeFds.push(native.recvFd({ fd: listenerSock, timeoutMs: 10_000 }));
-        walls.dnsSink = sinkholeFds.length > 0;
-        const listenerFd = native.recvFd({ fd: listenerSock, timeoutMs: 10_000 });
         let resolveDone!: () => void;
         supervisorDone = new Promise<void>((r) => (resolveDone = r));
-        const opts: SupervisorOptions = {
-          listenerFd,
-          sinkholeFds,
-          firstExecPid: pid,
-          netDeny: s.netDeny,
-          fakeDns: true,
-          unixDeny: s.netDeny,
-          netAllow: s.allowNet.map((a) => ({ family: a.host.includes(':') ? 6 : 4, ...(ipBytes(a.host) ? { address: ipBytes(a.host)! } : {}), port: a.port })),
-          execMode: s.exec,
-          writeCheck: s.writeCheck,
-          writeAllowed: s.write,
-          unixAllowed: profile.modelguard.unixSockets,
-          ...supervisorPolicy(policy, walls.landlock),
-          onEvent: (ev) => {
-            if (ev.type === 'end') resolveDone();
-            onNative(ev);
-          },
-        };
-        supervisor = new native.Supervisor(opts);
-        native.closeFd(listenerFd);
-        for (const fd of sinkholeFds.splice(0)) native.closeFd(fd);
+        const started = startSupervisor(native, { profile, policy, netDeny: s.netDeny, allowNet: s.allowNet, execMode: s.exec, writeCheck: s.writeCheck, write: s.write }, ready, listenerSock, (ev) => {
+          if (ev.type === 'end') resolveDone();
+          onNative(ev);
+        });
+        supervisor = started.supervisor;
+        walls.dnsSink = started.dnsSink;
         walls.notify = true;
-        ctl.write('G');
+        release(ctl);
       } catch (e) {
-        for (const fd of sinkholeFds) native.closeFd(fd);
         handshakeError = e;
         child.kill('SIGKILL');
       }
-    } else if (parts[0] === 'E') {
-      setupError = { step: parts.slice(1, -1).join(' '), errno: Number(parts[parts.length - 1]) };
-    } else if (parts[0] === 'X') {
-      exitInfo = { code: Number(parts[1]), signal: Number(parts[2]) };
-    }
+    },
+    onSetupError: (step, errno) => {
+      setupError = { step, errno };
+    },
+    onExit: (x) => {
+      exitInfo = x;
+      resolveExited();
+    },
   });
-  ctl.on('data', (d: Buffer) => reader.push(d));
-  ctl.on('error', () => {});
-  ctl.write(frame(policy.filters));
+  ctl.write(frameFilters(policy.filters));
 
   const forwarded: [string, () => void][] = [];
   if (options.forwardSignals) {
@@ -423,14 +495,16 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   }
   let result: Awaited<typeof child>;
   try {
+    // guard-exec reports the exit ("X") and then waits for the channel to close (--hold).
+    await Promise.race([exited, child.then(() => undefined)]);
+    // The supervisor ends when no process uses the filter any more; guard-exec has killed the rest.
+    await Promise.race([supervisorDone, new Promise((r) => setTimeout(r, 2000).unref())]);
+    ctl.destroy();
     result = await child;
   } finally {
     for (const [sig, h] of forwarded) process.off(sig, h);
   }
-  // The supervisor ends when no process uses the filter any more; guard-exec has killed the rest.
-  await Promise.race([supervisorDone, new Promise((r) => setTimeout(r, 2000).unref())]);
   supervisor?.stop();
-  ctl.destroy();
   native.closeFd(listenerSock);
   rmSync(tmp, { recursive: true, force: true });
 
@@ -444,13 +518,16 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     res.exitCode = result.exitCode ?? (signo !== undefined ? 128 + signo : -1);
     res.signal = result.signal ?? null;
   }
+  const hit = limitsHit(s, walls, exitInfo);
+  if (hit.length) res.limitsHit = hit;
+  if (walls.limits) walls.limits.text = limitsText(walls);
   if (res.signal === 'SIGSYS') {
     const ev: RunEvent = { time: new Date().toISOString(), pid: 0, syscall: 'unknown', action: 'killed', args: { note: 'killed by the seccomp filter: a foreign-architecture or x32 system call, or a kill rule' } };
-    events.push(ev);
+    log.add(ev);
     options.onEvent?.(ev);
   }
-  res.summary = summarize(events);
-  if (dropped) res.summary.dropped = dropped;
+  res.events = log.events;
+  res.summary = log.summary();
   if (options.stdio === 'pipe') {
     res.stdout = String(result.stdout ?? '');
     res.stderr = String(result.stderr ?? '');
@@ -466,7 +543,26 @@ export async function run(command: readonly string[], options: RunOptions = {}):
   return res;
 }
 
-function errnoText(n: number): string {
-  const names: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 12: 'ENOMEM', 13: 'EACCES', 16: 'EBUSY', 22: 'EINVAL', 38: 'ENOSYS', 95: 'EOPNOTSUPP' };
-  return `${names[n] ?? `errno ${n}`}`;
+function bytes(n: number): string {
+  for (const [u, m] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (n >= m) return `${+(n / m).toFixed(1)} ${u}`;
+  return `${n} B`;
+}
+
+function limitsText(w: RunWalls): string {
+  const l = w.limits!;
+  const parts: string[] = [];
+  if (l.memory > 0) parts.push(`memory ${bytes(l.memory)} (${l.memoryHow === 'cgroup' ? 'memory cgroup' : l.memoryHow === 'rlimit' ? 'RLIMIT_DATA' : 'not enforced here'})`);
+  if (l.disk > 0) parts.push(`disk ${bytes(l.disk)} (${w.tmp === 'private' ? 'private tmpfs /tmp and /dev/shm' : 'shared temporary folder'}, RLIMIT_FSIZE)`);
+  return parts.join(', ');
+}
+
+/** How close the command came to its ceilings, in words, when it reached one. */
+function limitsHit(s: Settings, w: RunWalls, x: LauncherExit | undefined): string[] {
+  const out: string[] = [];
+  if (!x) return out;
+  if (x.oomKills > 0) out.push(`memory ceiling of ${bytes(s.memory)}: the kernel killed ${x.oomKills} process${x.oomKills === 1 ? '' : 'es'} that went beyond it`);
+  // tmpfs rounds to pages; "full" is within a page of the size.
+  for (const t of x.tmpfs) if (t.size > 0 && t.used + 4096 >= t.size) out.push(`disk quota of ${bytes(t.size)} on ${t.path}: full (${bytes(t.used)} used at exit): writes beyond it failed (ENOSPC; EFBIG for one file past the quota)`);
+  void w;
+  return out;
 }

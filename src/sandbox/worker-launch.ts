@@ -15,10 +15,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { GuardError } from '../errors.js';
-import { compilePolicy, supervisorPolicy, type CompiledPolicy } from './filter.js';
-import { guardExecPath, loadNative, type NativeAddon, type NativeEnd, type NativeEvent, type NativeSupervisor } from './native.js';
+import { guardExecPath, loadNative, type NativeEnd, type NativeEvent, type NativeSupervisor } from './native.js';
 import { loadProfile, type RlimitName, type SandboxProfile } from './profile.js';
 import { toRunEvent, type RunEvent } from './events.js';
+import { errnoText, frameFilters, launcherArgs, policyFor, readControl, release, startSupervisor, syscallNamer } from './launcher.js';
 
 /**
  * Devices a walled child may open for writing. Narrower than run()'s list: no /dev/shm (a place to
@@ -46,6 +46,7 @@ export interface WalledSpawnOptions {
   read: readonly string[];
   /** Paths the child may write (besides DEVICE_WRITABLE). */
   write?: readonly string[];
+  /** The child's whole environment (see env.ts for the allowlist callers build it from). */
   env: Record<string, string | undefined>;
   /** Node IPC serialization of the channel (default `advanced`). */
   serialization?: 'json' | 'advanced';
@@ -70,30 +71,6 @@ export interface WalledChild {
   unref(): void;
 }
 
-const policies = new Map<string, CompiledPolicy>();
-
-function policyFor(native: NativeAddon, profile: SandboxProfile): CompiledPolicy {
-  const key = JSON.stringify(profile, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
-  let p = policies.get(key);
-  if (!p) {
-    p = compilePolicy(native, profile, { reportNetwork: true, reportExec: true, reportWrites: true });
-    if (policies.size > 8) policies.clear();
-    policies.set(key, p);
-  }
-  return p;
-}
-
-function frame(filters: readonly Buffer[]): Buffer {
-  const parts: Buffer[] = [Buffer.alloc(4)];
-  parts[0]!.writeUInt32LE(filters.length);
-  for (const f of filters) {
-    const len = Buffer.alloc(4);
-    len.writeUInt32LE(f.length);
-    parts.push(len, f);
-  }
-  return Buffer.concat(parts);
-}
-
 /** Throws SANDBOX_UNAVAILABLE when the native layer cannot be used here. */
 export function walledAvailable(): void {
   loadNative();
@@ -110,25 +87,13 @@ export function spawnWalled(command: readonly string[], options: WalledSpawnOpti
   const netDeny = mg.network === 'deny';
   const write = [...new Set([...(options.write ?? []), ...DEVICE_WRITABLE])];
   const read = [...new Set(options.read)];
-
-  const args = ['--ctl', '3', '--listener-sock', '4', '--keep-fd', '5'];
-  if (netDeny && options.netns !== false) args.push('--netns');
-  args.push('--landlock');
-  for (const w of write) args.push('--write', w);
-  for (const r of read) args.push('--read', r);
-  if (netDeny) args.push('--landlock-net', '--landlock-scope');
-  for (const [k, v] of Object.entries(mg.rlimits)) if (v !== undefined) args.push('--rlimit', `${k}=${v}`);
   const nproc = mg.rlimits.nproc ?? (mg.pids && process.getuid?.() !== 0 ? mg.pids : undefined);
-  if (nproc !== undefined && mg.rlimits.nproc === undefined) args.push('--rlimit', `nproc=${nproc}`);
+  const rlimits = { ...mg.rlimits, ...(nproc !== undefined ? { nproc } : {}) };
+  const args = launcherArgs({ profile, netns: netDeny && options.netns !== false, dnsSink: false, netDeny, write, read, allowPorts: [], rlimits, keepFds: [5] });
 
-  const state: WalledState = { seccomp: profile.name, network: netDeny ? 'seccomp' : 'open', landlock: 0, rlimits: { ...mg.rlimits, ...(nproc !== undefined ? { nproc } : {}) }, up: false };
+  const state: WalledState = { seccomp: profile.name, network: netDeny ? 'seccomp' : 'open', landlock: 0, rlimits, up: false };
   const events: RunEvent[] = [];
-  const names = new Map<number, string>();
-  const syscallName = (nr: number): string => {
-    let n = names.get(nr);
-    if (n === undefined) names.set(nr, (n = native.syscallName(nr) ?? `syscall_${nr}`));
-    return n;
-  };
+  const syscallName = syscallNamer(native);
 
   const [listenerSock, childSock] = native.socketPair();
   let child: ChildProcess;
@@ -168,68 +133,46 @@ export function spawnWalled(command: readonly string[], options: WalledSpawnOpti
     },
   };
   const fail = (step: string, errno: number | undefined, cause?: unknown): void => {
-    const why = errno !== undefined ? `errno ${errno}` : cause instanceof Error ? cause.message : String(cause);
+    const why = errno !== undefined ? errnoText(errno) : cause instanceof Error ? cause.message : String(cause);
     out.setupError = new GuardError('SANDBOX_SETUP', `walled worker setup failed at ${step}: ${why}`, { cause, context: { step } });
     options.onSetup?.(out.setupError);
   };
 
-  let buf = '';
-  ctl?.on('data', (d: Buffer) => {
-    buf += d.toString('latin1');
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const parts = buf.slice(0, i).split(' ');
-      buf = buf.slice(i + 1);
-      if (parts[0] === 'L') {
-        for (const kv of parts.slice(3)) {
-          const [k, v] = kv.split('=');
-          if (k === 'netns' && v === '1') state.network = 'netns';
-          if (k === 'landlock') state.landlock = Number(v);
-        }
+  const plan = { profile, policy, netDeny, allowNet: [], execMode: mg.exec === 'allow' ? 1 : mg.exec === 'deny' ? 2 : 0, writeCheck: !mg.auditWrites, write } as const;
+  const onNative = (ev: NativeEvent | NativeEnd): void => {
+    // Never throw back into the addon's thread-safe call.
+    try {
+      if (ev.type === 'end') return;
+      const re = toRunEvent(ev, { syscallName });
+      events.push(re);
+      options.onEvent?.(re);
+    } catch {
+      /* a consumer's bug must not take the process down */
+    }
+  };
+  if (ctl) {
+    readControl(ctl, {
+      onReady: (ready) => {
+        if (ready.netns) state.network = 'netns';
+        state.landlock = ready.landlock;
         if (state.network === 'seccomp' && state.landlock >= 4) state.network = 'seccomp+landlock';
         try {
-          const listenerFd = native.recvFd({ fd: listenerSock, timeoutMs: 10_000 });
+          supervisor = startSupervisor(native, plan, ready, listenerSock, onNative).supervisor;
           closeListenerSock();
-          supervisor = new native.Supervisor({
-            listenerFd,
-            firstExecPid: Number(parts[1]),
-            netDeny,
-            fakeDns: true,
-            unixDeny: netDeny,
-            netAllow: [],
-            execMode: mg.exec === 'allow' ? 1 : mg.exec === 'deny' ? 2 : 0,
-            writeCheck: !mg.auditWrites,
-            writeAllowed: write,
-            unixAllowed: mg.unixSockets,
-            ...supervisorPolicy(policy, state.landlock),
-            onEvent: (ev: NativeEvent | NativeEnd) => {
-              // Never throw back into the addon's thread-safe call.
-              try {
-                if (ev.type === 'end') return;
-                const re = toRunEvent(ev, { syscallName });
-                events.push(re);
-                options.onEvent?.(re);
-              } catch {
-                /* a consumer's bug must not take the process down */
-              }
-            },
-          });
-          native.closeFd(listenerFd);
           if (!wantRef) supervisor.unref();
           state.up = true;
-          ctl.write('G');
+          release(ctl);
           options.onSetup?.(undefined);
         } catch (e) {
+          closeListenerSock();
           fail('listener', undefined, e);
           child.kill('SIGKILL');
         }
-      } else if (parts[0] === 'E') {
-        fail(parts.slice(1, -1).join(' '), Number(parts[parts.length - 1]));
-      }
-    }
-  });
-  ctl?.on('error', () => {});
-  ctl?.write(frame(policy.filters));
+      },
+      onSetupError: (step, errno) => fail(step, errno),
+    });
+    ctl.write(frameFilters(policy.filters));
+  }
   child.once('exit', () => {
     exited = true;
     closeListenerSock();

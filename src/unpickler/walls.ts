@@ -24,6 +24,7 @@ import { GuardError } from '../errors.js';
 import type { Walls } from '../report/model.js';
 import type { RunEvent } from '../sandbox/events.js';
 import { spawnWalled, walledAvailable, type WalledChild } from '../sandbox/worker-launch.js';
+import { allowlistedEnv, CREDENTIAL_LIKE } from '../sandbox/env.js';
 import { pythonSourcePath } from './assets.js';
 import { PRELUDE } from './prelude.js';
 import { pruneStaleSnapshots } from './snapshot.js';
@@ -170,18 +171,20 @@ export function wallsUnavailableReason(): string | undefined {
   return unavailable;
 }
 
-/** Variables a worker keeps; everything else (tokens, cloud credentials) never reaches it. */
-const WORKER_ENV_KEEP = new Set(['PATH', 'HOME', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR', 'XDG_CACHE_HOME']);
+/** What a worker needs besides the common allowlist (sandbox/env.ts): its home and cache folders. */
+const WORKER_ENV_EXTRA = ['HOME', 'TMPDIR', 'XDG_CACHE_HOME'];
+/** From the common allowlist, what a worker must not get: its Node loads exactly the libraries this process mapped. */
+const WORKER_ENV_DROP = ['LD_LIBRARY_PATH'];
 
 /**
- * Environment every worker gets: an allowlist, so an escaped worker finds no secrets to read
- * (HF_TOKEN, AWS_*, …), plus libuv told not to try io_uring (the walls answer it ENOSYS anyway).
+ * Environment every worker gets: the same allowlist as `guard run` (so an escaped worker finds no
+ * secrets to read: HF_TOKEN, AWS_*, …), its own MODELGUARD_* settings, plus libuv told not to try
+ * io_uring (the profile denies it).
  */
 function workerEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(env)) {
-    if (WORKER_ENV_KEEP.has(k) || k.startsWith('MODELGUARD_')) out[k] = v;
-  }
+  const out: Record<string, string | undefined> = allowlistedEnv(env, WORKER_ENV_EXTRA.filter((k) => env[k] !== undefined));
+  for (const k of WORKER_ENV_DROP) delete out[k];
+  for (const [k, v] of Object.entries(env)) if (k.startsWith('MODELGUARD_') && !CREDENTIAL_LIKE.test(k)) out[k] = v;
   out.UV_USE_IO_URING = '0';
   return out;
 }

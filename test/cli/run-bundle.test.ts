@@ -126,17 +126,17 @@ if (skip) {
     }),
   );
 
-  test('bin/guard keeps NODE_EXTRA_CA_CERTS from its own Node and hands it to the command unchanged', () =>
+  test('bin/guard keeps NODE_EXTRA_CA_CERTS from its own Node and hands it unchanged to a command that asks for it (--env)', () =>
     withDir((dir) => {
       const show = ['/bin/sh', '-c', 'printf "%s|%s" "${NODE_EXTRA_CA_CERTS-unset}" "${MODELGUARD_NODE_EXTRA_CA_CERTS-unset}"'];
       const certs = join(dir, 'extra certs.pem');
       writeFileSync(certs, '');
-      const set = spawnSync(BIN, ['run', '--', ...show], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: certs } });
+      const set = spawnSync(BIN, ['run', '--env', 'NODE_EXTRA_CA_CERTS', '--', ...show], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: certs } });
       assert.is(set.status, 0, set.stderr);
       assert.is(set.stdout, `${certs}|unset`);
       const env = { ...process.env };
       delete env.NODE_EXTRA_CA_CERTS;
-      const unset = spawnSync(BIN, ['run', '--', ...show], { encoding: 'utf8', env });
+      const unset = spawnSync(BIN, ['run', '--env', 'NODE_EXTRA_CA_CERTS', '--', ...show], { encoding: 'utf8', env });
       assert.is(unset.status, 0, unset.stderr);
       assert.is(unset.stdout, 'unset|unset');
     }),

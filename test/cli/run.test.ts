@@ -17,6 +17,16 @@ test('parses options, stops at --', () => {
   assert.throws(() => parseRunArgs(['--format', 'xml']), /--format must be text or json/);
 });
 
+test('parses --env, --read, --memory and --disk', () => {
+  const o = parseRunArgs(['--env', 'HF_TOKEN', '--env=MODE=fast', '--read', '/data', '--memory', '512M', '--disk=2G', '--', 'python3']);
+  assert.equal(o.env, ['HF_TOKEN', 'MODE=fast']);
+  assert.equal(o.read, ['/data']);
+  assert.equal([o.memory, o.disk], [512 * 1024 ** 2, 2 * 1024 ** 3]);
+  assert.is(parseRunArgs(['--memory', '0', '--', 'x']).memory, 0);
+  assert.throws(() => parseRunArgs(['--memory', 'lots']), /--memory `lots`: expected a size/);
+  assert.throws(() => parseRunArgs(['--env', 'NO SPACES']), /--env `NO SPACES`: expected NAME or NAME=VALUE/);
+});
+
 const skip = skipReason();
 if (skip) {
   console.log(`skip: ${skip}`);

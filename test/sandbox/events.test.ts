@@ -1,6 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeDnsQuery, preview, summarize, toRunEvent } from '../../src/sandbox/events.js';
+import { decodeDnsQuery, EventLog, preview, summarize, toRunEvent, type RunEvent } from '../../src/sandbox/events.js';
+import { printable, renderRunText } from '../../src/sandbox/render.js';
+import type { RunResult } from '../../src/sandbox/run.js';
 import type { NativeEvent } from '../../src/sandbox/native.js';
 
 function query(name: string, type: number, id = 0x1234): Buffer {
@@ -51,6 +53,47 @@ test('exec and write events carry argv and path; summaries list them', () => {
   assert.equal(s.blockedWrites, ['/etc/x']);
   assert.equal(s.deniedSyscalls, ['ptrace']);
   assert.is(s.denied, 3);
+});
+
+test('identical attempts fold into one event with a count, whatever their raw arguments', () => {
+  const log = new EventLog();
+  for (let i = 0; i < 10_000; i++) log.add(toRunEvent(base(103, { byProfile: true, args: [BigInt(i), 1n, 2n, 0n, 0n, 0n], pid: 7 + (i % 3) }), { syscallName: () => 'syslog' }));
+  assert.is(log.events.length, 1);
+  assert.is(log.events[0]!.count, 10_000);
+  const s = log.summary();
+  assert.equal([s.events, s.distinct, s.denied, s.unlisted], [10_000, 1, 10_000, undefined]);
+  assert.ok(Buffer.byteLength(JSON.stringify({ events: log.events, summary: s }, null, 2)) < 2048);
+});
+
+test('each kind keeps its own distinct attempts up to the bound; past it the summary and the text say how many were not listed', () => {
+  const log = new EventLog(3);
+  const write = (p: string): RunEvent => toRunEvent(base(257, { path: p, flags: 0o101 }), ctx);
+  for (let i = 0; i < 10; i++) log.add(write(`/etc/junk-${i}`));
+  log.add(write('/etc/junk-9'));
+  const exec = toRunEvent(base(59, { path: '/bin/sh', argv: ['sh', '-c', 'id'] }), ctx);
+  log.add(exec);
+  const s = log.summary();
+  assert.equal(s.blockedWrites, ['/etc/junk-0', '/etc/junk-1', '/etc/junk-2']);
+  assert.equal(s.blockedExecs, [{ path: '/bin/sh', argv: ['sh', '-c', 'id'] }], 'a flood of one kind does not crowd out another');
+  assert.equal(s.unlisted, { distinct: 7, events: 8, byKind: { write: 7 }, limitPerKind: 3 });
+  const text = renderRunText({ command: ['x'], profile: 'inference', exitCode: 0, signal: null, durationMs: 1, walls: { notify: true, network: 'netns', dnsSink: false, landlock: 7, pids: null }, events: log.events, summary: s } as unknown as RunResult);
+  assert.match(text, 'NOT LISTED: 7 distinct attempts (8 calls) beyond the 3 kept per kind — 7 write');
+});
+
+test('the same write through a symbolic link that led elsewhere is another attempt', () => {
+  const log = new EventLog();
+  const a = toRunEvent(base(257, { path: '/tmp/run/link', flags: 0o101 }), ctx);
+  const b = { ...toRunEvent(base(257, { path: '/tmp/run/link', flags: 0o101 }), ctx), resolvedPath: '/etc/passwd' };
+  log.add(a);
+  log.add(b);
+  assert.is(log.events.length, 2);
+  assert.equal(log.summary().blockedWrites, ['/tmp/run/link', '/etc/passwd']);
+});
+
+test('printable() writes every control character, newline and escape as inert text on one line', () => {
+  assert.is(printable('a\nb\r\tc\u001b[2J\u009b\u007f\\'), 'a\\nb\\r\\tc\\e[2J\\x9b\\x7f\\\\');
+  assert.is(printable('evil\u202etxt.exe'), 'evil\\u202etxt.exe');
+  assert.is(printable('/plain/päth'), '/plain/päth');
 });
 
 test.run();

@@ -1,11 +1,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { run, type RunEvent } from '../../src/sandbox/run.js';
 import { loadProfile } from '../../src/sandbox/profile.js';
-import { CLI, guardRun, probe, processesMatching, PYTHON, ROOT, skipReason, tempDir } from './helpers.js';
+import { CLI, guardRun, probe, processesMatching, PYTHON, ROOT, skipReason, tempDir, type ReportJson } from './helpers.js';
 
 const skip = skipReason();
 if (skip) {
@@ -404,6 +404,152 @@ if (skip) {
     assert.is(r.walls.noNewPrivs, true);
     assert.ok(r.walls.landlock >= 1);
     writeFileSync(join(tempDir('json'), 'r.json'), JSON.stringify(r));
+  });
+
+
+  // ---- issue 11: what the child can take, and a report that cannot be blinded ----
+  // Every attack here runs inside `unshare -n` (guardRun's netns) with its victim files in a temp folder.
+
+  type Report11 = Omit<ReportJson, 'events' | 'summary' | 'walls'> & {
+    walls: { env: string[]; envHeldBack: number; read: string[] | 'everywhere'; tmp: string; limits: { memory: number; memoryHow: string; disk: number } | null };
+    limitsHit?: string[];
+    events: (ReportJson['events'][number] & { count?: number; resolvedPath?: string; reason?: string })[];
+    summary: ReportJson['summary'] & { events: number; distinct: number; unlisted?: { distinct: number } };
+  };
+  const rep = (r: { report: ReportJson | null }): Report11 => r.report as unknown as Report11;
+  /** The size of the report file `guard run --report` writes (pretty JSON and a newline). */
+  const reportBytes = (r: { report: ReportJson | null }): number => Buffer.byteLength(`${JSON.stringify(r.report, null, 2)}\n`);
+
+  for (const profile of ['inference', 'loader']) {
+    test(`${profile}: tokens in the environment never reach the command; --env passes one by its exact name; the report names what passed`, () => {
+      const env = { ...process.env, HF_TOKEN: 'hf_secret', AWS_SECRET_ACCESS_KEY: 'aws-secret', GITHUB_TOKEN: 'gh', MY_SERVICE_API_KEY: 'k', CUDA_SECRET_TOKEN: 'c', OMP_NUM_THREADS: '3', LC_ALL: 'C.UTF-8', MG_PLAIN: 'plain' };
+      const show = 'import os, json; print(json.dumps(dict(os.environ)))';
+      const r = guardRun(['--profile', profile, '--env', 'MG_PLAIN', '--env', 'MG_SET=value'], [PYTHON, '-c', show], { netns: true, env });
+      assert.is(r.status, 0, r.stderr);
+      const seen = JSON.parse(r.stdout) as Record<string, string>;
+      for (const k of ['HF_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'GITHUB_TOKEN', 'MY_SERVICE_API_KEY', 'CUDA_SECRET_TOKEN']) assert.not.ok(k in seen, `${k} reached the command`);
+      assert.not.match(r.stdout, /hf_secret|aws-secret/);
+      assert.equal([seen.OMP_NUM_THREADS, seen.LC_ALL, seen.MG_PLAIN, seen.MG_SET], ['3', 'C.UTF-8', 'plain', 'value']);
+      assert.is(seen.HOME, seen.TMPDIR, 'the command’s home is its private temporary folder');
+      const w = rep(r).walls;
+      assert.ok(w.env.includes('MG_PLAIN') && !w.env.includes('HF_TOKEN'));
+      assert.ok(w.envHeldBack >= 5);
+      const named = guardRun(['--profile', profile, '--env', 'HF_TOKEN'], [PYTHON, '-c', show], { netns: true, env });
+      assert.is((JSON.parse(named.stdout) as Record<string, string>).HF_TOKEN, 'hf_secret', 'named exactly, it passes');
+    });
+
+    test(`${profile}: secrets in the home folder (~/.ssh, ~/.aws, the Hugging Face token) and /etc/shadow cannot be read; the report says what may be read`, () => {
+      const home = tempDir('home');
+      const secrets = [join(home, '.ssh', 'id_ed25519'), join(home, '.aws', 'credentials'), join(home, '.cache', 'huggingface', 'token')];
+      for (const f of secrets) {
+        mkdirSync(dirname(f), { recursive: true });
+        writeFileSync(f, 'TOP-SECRET-MATERIAL');
+      }
+      // The paths are in the script's text, not on the command line (paths named there are readable).
+      const script = `import os\nfor p in ${JSON.stringify([...secrets, '/etc/shadow', home])}:\n  try:\n    print(p, 'READ', open(p).read() if os.path.isfile(p) else os.listdir(p))\n  except OSError as e: print(p, 'errno', e.errno)\nprint('hostname', bool(open('/etc/hostname').read()), 'cpuinfo', bool(open('/proc/cpuinfo').read(64)))`;
+      const r = guardRun(['--profile', profile], [PYTHON, '-c', script], { netns: true, env: { ...process.env, HOME: home } });
+      assert.is(r.status, 0, r.stderr);
+      assert.not.match(r.stdout, 'TOP-SECRET-MATERIAL');
+      assert.not.match(r.stdout, ' READ ');
+      for (const p of [...secrets, '/etc/shadow', home]) assert.match(r.stdout, `${p} errno 13`);
+      assert.match(r.stdout, 'hostname True cpuinfo True', 'system files stay readable');
+      const read = rep(r).walls.read;
+      assert.ok(Array.isArray(read), 'reads are confined');
+      assert.not.ok((read as string[]).some((p) => p === home || p.startsWith(`${home}/`) || p === '/' || p === '/etc/shadow'), 'nothing under the home folder is granted');
+      assert.ok((read as string[]).includes(PYTHON), 'the interpreter is');
+    });
+
+    test(`${profile}: /dev/shm and $TMPDIR are the run's own (a private tmpfs): what the command leaves there is gone afterwards`, () => {
+      const name = `mg-leftover-${process.pid}-${Date.now()}`;
+      const script = `import os\nopen('/dev/shm/${name}', 'w').write('x')\nopen(os.environ['TMPDIR'] + '/${name}', 'w').write('x')\nprint('wrote', sorted(os.listdir('/dev/shm')))`;
+      const r = guardRun(['--profile', profile], [PYTHON, '-c', script], { netns: true });
+      assert.is(r.status, 0, r.stderr);
+      assert.match(r.stdout, `wrote ['${name}']`, 'the command sees an empty /dev/shm of its own');
+      assert.not.ok(existsSync(`/dev/shm/${name}`), 'nothing outlives the run');
+      assert.is(rep(r).walls.tmp, 'private');
+      assert.ok(rep(r).events.some((e) => e.path === `/dev/shm/${name}`), 'the write is in the report');
+    });
+
+    test(`${profile}: a write through a symbolic link in $TMPDIR to a file outside is refused, and reported as refused, with the file it led to`, () => {
+      const victim = tempDir('linkvictim');
+      const target = join(victim, 'via-link');
+      const r = guardRun(['--profile', profile], [probe(), 'linkwrite', 'innocent', target], { netns: true });
+      assert.match(r.stdout, 'linkwrite errno=EACCES');
+      assert.not.ok(existsSync(target), 'the file was not created');
+      const open = rep(r).events.find((e) => e.syscall === 'openat' && e.path?.endsWith('/innocent'))!;
+      assert.ok(open, JSON.stringify(rep(r).events));
+      assert.equal([open.action, open.resolvedPath, open.errno], ['denied', target, 'EACCES']);
+      assert.ok(rep(r).summary.blockedWrites.includes(target));
+      assert.match(r.stderr, `write through a symbolic link: `);
+      assert.match(r.stderr, `→ ${target} (denied)`);
+    });
+  }
+
+  test('a memory hog beyond --memory is stopped by the kernel, and the report says the ceiling was reached', () => {
+    const r = guardRun(['--memory', '256M'], [probe(), 'hog', '2048'], { netns: true });
+    assert.not.match(r.stdout, 'reached=2048');
+    assert.is(r.status, 137, r.stderr);
+    const x = rep(r);
+    assert.equal([x.walls.limits?.memory, x.walls.limits?.memoryHow], [256 * 1024 ** 2, 'cgroup']);
+    assert.ok(x.limitsHit?.some((h) => h.startsWith('memory ceiling of 256 MiB')), JSON.stringify(x.limitsHit));
+    assert.match(r.stderr, 'LIMIT REACHED: memory ceiling');
+  });
+
+  test('filling the disk beyond --disk fails (private tmpfs quota, RLIMIT_FSIZE), and the report says the quota was reached', () => {
+    const script = "import os, errno\nn = 0\nchunk = b'x' * (1 << 20)\ntry:\n  for i in range(64):\n    with open(os.path.join(os.environ['TMPDIR'], 'f%d' % i), 'wb') as f:\n      for j in range(8):\n        f.write(chunk); f.flush(); n += 1\nexcept OSError as e: print('stopped errno', errno.errorcode[e.errno], 'after MiB', n)\nelse: print('filled', n)";
+    const r = guardRun(['--disk', '32M'], [PYTHON, '-c', script], { netns: true });
+    assert.match(r.stdout, /stopped errno (ENOSPC|EFBIG) after MiB (\d+)/, r.stdout + r.stderr);
+    assert.ok(Number(/after MiB (\d+)/.exec(r.stdout)![1]) <= 32);
+    const x = rep(r);
+    assert.is(x.walls.limits?.disk, 32 * 1024 ** 2);
+    assert.ok(x.limitsHit?.some((h) => h.startsWith('disk quota of 32 MiB')), JSON.stringify(x.limitsHit));
+    assert.match(r.stderr, 'LIMIT REACHED: disk quota');
+    const shm = guardRun(['--disk', '16M'], [probe(), 'fill', '/dev/shm/mg-fill', '512'], { netns: true });
+    assert.match(shm.stdout, /fill wrote=(\d+) MiB errno=(ENOSPC|EFBIG)/);
+    assert.ok(rep(shm).limitsHit?.some((h) => h.includes('/dev/shm')), JSON.stringify(rep(shm).limitsHit));
+  });
+
+  test('a burst of 150,000 junk calls cannot hide an exec, a DNS lookup and a write made after it', () => {
+    const victim = tempDir('burst');
+    const marker = join(victim, 'after-burst');
+    const name = 'after-burst.modelguard-test.invalid';
+    const r = guardRun([], [probe(), 'burst', '150000', '/bin/echo', name, marker], { netns: true, timeout: 600_000 });
+    assert.match(r.stdout, 'burst done n=150000');
+    assert.not.match(r.stdout, 'burst-exec-ran');
+    assert.not.ok(existsSync(marker));
+    const x = rep(r);
+    assert.ok(x.summary.events >= 150_000, String(x.summary.events));
+    assert.ok(x.summary.distinct < 100, `folded into ${x.summary.distinct} distinct attempts`);
+    assert.equal(x.summary.blockedExecs.map((e) => e.argv), [['/bin/echo', 'burst-exec-ran']]);
+    assert.ok(x.summary.dnsNames.includes(name));
+    assert.ok(x.summary.blockedWrites.includes(marker));
+    assert.is(x.events.find((e) => e.syscall === 'syslog')!.count, 150_000, 'the junk is one event with its count');
+    assert.match(r.stderr, 'blocked exec: /bin/echo');
+    assert.match(r.stderr, `DNS names: ${name}`);
+    assert.match(r.stderr, `blocked write: ${marker}`);
+  });
+
+  test('10,000 identical denied calls make one event with a count: the JSON report stays under 10 KB', () => {
+    const r = guardRun([], [probe(), 'repeat', '10000'], { netns: true });
+    assert.match(r.stdout, 'repeat n=10000 denied=10000');
+    const size = reportBytes(r);
+    console.log(`  report size for 10,000 identical denied calls: ${size} bytes`);
+    assert.ok(size < 10 * 1024, `${size} bytes`);
+    assert.equal(rep(r).events.filter((e) => e.syscall === 'syslog').map((e) => e.count), [10_000]);
+  });
+
+  test('a path with newlines and ANSI escapes cannot forge the text summary', () => {
+    const victim = tempDir('forge');
+    const forged = `${victim}/x\n  events: 0 (0 denied, 0 allowed, 0 killed)\n  nothing was attempted beyond what the profile allows silently\u001b[2J\u001b[H\u009b31m`;
+    const r = guardRun([], [probe(), 'write', forged], { netns: true });
+    assert.match(r.stdout, 'write errno=EPERM');
+    assert.not.match(r.stderr, '\u001b');
+    assert.not.match(r.stderr, '\u009b');
+    assert.not.match(r.stderr, /^\s+nothing was attempted/m);
+    assert.not.match(r.stderr, /^\s+events: 0/m);
+    assert.match(r.stderr, `blocked write: ${victim}/x\\n  events: 0`);
+    assert.match(r.stderr, '\\e[2J\\e[H\\x9b31m');
+    assert.ok(rep(r).summary.blockedWrites.includes(forged), 'the JSON keeps the path exactly');
   });
 
   test.run();
