@@ -3,10 +3,12 @@ import { join } from 'node:path';
 import { GuardError, toGuardError } from './errors.js';
 import { resolveLimits, type Limits } from './limits.js';
 import { FindingSink } from './report/findings.js';
-import { summarize, verdictOf, type FileReport, type Report } from './report/model.js';
+import { summarize, verdictOf, type FileReport, type Finding, type Report } from './report/model.js';
 import { BufferSource, FileSource, type ByteSource } from './formats/source.js';
 import { DETECT_HEAD_BYTES, detectFormat } from './formats/registry.js';
 import { pickleHandler } from './formats/pickle/handler.js';
+import { analyzePickle } from './formats/pickle/analyze.js';
+import { StreamReader } from './formats/pickle/reader.js';
 import type { FormatContext, NestedHint } from './formats/types.js';
 import { createPolicy, type Policy } from './formats/pickle/policy.js';
 import { directoryChecks } from './formats/repository.js';
@@ -177,16 +179,40 @@ async function scanSource(src: ByteSource, name: string, filePath: string | unde
   const handler = detectFormat(head, src.size, name);
   let format = handler?.name ?? 'unknown';
   if (!handler) {
-    if (inWalk) {
-      return { path: name, format: 'other', verdict: 'safe', findings: [], basis: 'not a model format; not analysed' };
+    // No format claims the bytes, but pickle.load / torch.load take any bytes: unless CPython's
+    // unpickler rejects the very first opcode, the file is analysed as the pickle a loader sees.
+    let why = firstOpcodeRejection(src, session);
+    if (why === null) {
+      const trial = new FindingSink();
+      const trialStats: Record<string, number | string> = {};
+      const ctx = makeContext(src, trial, name, filePath, session, 0, trialStats);
+      let failed: string | null = null;
+      try {
+        await pickleHandler.scan(ctx);
+        if (trialStats.vm) session.vmUsed = true;
+      } catch (e) {
+        failed = toGuardError(e, 'INTERNAL', { path: name, format: 'pickle' }).message;
+      }
+      why = failed === null ? nothingRuns(trial.findings, trialStats, session.vm) : null;
+      if (why === null) {
+        format = 'pickle';
+        for (const f of trial.findings) sink.add(f);
+        if (failed !== null) sink.add({ rule: 'scan/failed', severity: 'high', verdict: 'error', message: `analysis could not finish: ${failed}` });
+        Object.assign(stats, trialStats);
+      }
     }
-    sink.add({
-      rule: 'detect/unknown-format',
-      severity: 'medium',
-      verdict: 'invalid',
-      message: 'not a recognised model format (content did not match any supported format)',
-      evidence: `first bytes: ${head.subarray(0, 16).toString('hex')}`,
-    });
+    if (why !== null) {
+      if (inWalk) {
+        return { path: name, format: 'other', verdict: 'safe', findings: [], basis: `not a model format: ${why}` };
+      }
+      sink.add({
+        rule: 'detect/unknown-format',
+        severity: 'medium',
+        verdict: 'invalid',
+        message: `not a recognised model format (content did not match any supported format; ${why})`,
+        evidence: `first bytes: ${head.subarray(0, 16).toString('hex')}`,
+      });
+    }
   } else {
     const ctx = makeContext(src, sink, name, filePath, session, 0, stats);
     try {
@@ -207,6 +233,36 @@ async function scanSource(src: ByteSource, name: string, filePath: string | unde
   if (Object.keys(stats).length > 0) report.stats = stats;
   if (verdict === 'safe') report.basis = basisOf(format, stats);
   return report;
+}
+
+/** Opcodes the first-opcode check runs: the first, and one more to prove the first finished. */
+const FIRST_OPCODE_PROBE = 2;
+
+/**
+ * Why CPython's unpickler rejects the first opcode of `src` (so loading it runs nothing), or null
+ * when the first opcode is accepted. The static pass reads exactly what CPython reads (checked
+ * against the VM by test/formats/differential.test.ts).
+ */
+function firstOpcodeRejection(src: ByteSource, session: Session): string | null {
+  const a = analyzePickle(new StreamReader(src, 0), { policy: session.policy, maxOpcodes: FIRST_OPCODE_PROBE, maxArgBytes: session.limits.maxArgBytes, deadline: Date.now() + session.limits.maxScanMs });
+  if (!a.error || a.error.kind === 'limit' || a.opcodes > 1) return null;
+  return `CPython's unpickler rejects its first opcode (${a.error.message})`;
+}
+
+/** Findings that only say a stream breaks: with no import and no call, loading it ran nothing. */
+const BREAK_ONLY_RULES = new Set(['pickle/malformed', 'pickle/truncated', 'vm/error']);
+
+/**
+ * Why a stream whose first opcode CPython accepts still runs nothing when loaded, or null. Both
+ * readings must say so: the static pass saw no import, persistent id or extension code before the
+ * stream broke, and CPython's own machine (the VM) broke too, with no import and no call.
+ */
+function nothingRuns(findings: readonly Finding[], stats: Record<string, number | string>, vm: boolean): string | null {
+  if (!vm || stats.vm !== 1 || (typeof stats.globals === 'number' && stats.globals > 0)) return null;
+  if (findings.length === 0 || !findings.every((f) => BREAK_ONLY_RULES.has(f.rule))) return null;
+  if (!findings.some((f) => f.rule === 'vm/error')) return null;
+  const broken = findings.find((f) => f.rule !== 'vm/error');
+  return `CPython's unpickler rejects it before importing or calling anything${broken?.location?.offset !== undefined ? ` (at byte ${broken.location.offset})` : ''}`;
 }
 
 function basisOf(format: string, stats: Record<string, number | string>): string {

@@ -119,6 +119,11 @@ export const compressedHandler: FormatHandler = {
         ctx.sink.add({ rule: 'compressed/corrupt', severity: 'high', verdict: 'invalid', message: `${kind} stream is corrupt: ${(e as Error).message}` });
         return kind;
       }
+      if (size === 0) {
+        // Damaged data can decompress to nothing without an error; nothing is no model, never `safe`.
+        ctx.sink.add({ rule: 'compressed/empty', severity: 'high', verdict: 'invalid', message: `${kind} stream decompresses to nothing: corrupt, truncated or empty` });
+        return kind;
+      }
       const inner = new FileSource(path);
       try {
         const member = kind === 'gzip' ? 'gunzipped' : kind === 'zlib' ? 'inflated' : 'decompressed';

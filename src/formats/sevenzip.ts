@@ -65,6 +65,9 @@ function run(sz: SevenZipModule, args: string[]): number {
   }
 }
 
+/** 7-Zip's words for damaged input. */
+const DAMAGE = /ERROR|Data Error|CRC Failed|Unexpected end|Headers Error|Is not archive|Can not open/i;
+
 /** What decompressSingle() stops with when the output passes its cap. */
 export class SevenZipCapError extends Error {}
 
@@ -107,7 +110,10 @@ export async function decompressSingle(src: ByteSource, outPath: string, cap: nu
       if (e instanceof SevenZipCapError) throw e;
       throw new Error(`7-Zip stopped: ${(e as Error).message}`);
     }
-    if (status !== 0) throw new Error(lines.filter((l) => /ERROR|Error|error/.test(l)).slice(0, 2).join(' ') || `7-Zip exited with status ${status}`);
+    // 7-Zip reports damaged data ("Data Error", "Unexpected end of data") on stderr and may still
+    // exit 0: its messages decide, not only its status.
+    const damage = lines.filter((l) => DAMAGE.test(l));
+    if (status !== 0 || damage.length > 0) throw new Error(damage.slice(0, 2).join(' ') || `7-Zip exited with status ${status}`);
     return written;
   } finally {
     closeSync(out);
@@ -159,12 +165,17 @@ export const sevenZipHandler: FormatHandler = {
       return '7z';
     }
     sz.FS.writeFile('/in.7z', src.read(0, src.size));
-    if (run(sz, ['l', '-slt', NO_PASSWORD, '/in.7z']) !== 0) {
+    if (run(sz, ['l', '-slt', NO_PASSWORD, '/in.7z']) !== 0 || lines.some((l) => DAMAGE.test(l))) {
       sink.add({ rule: '7z/unreadable', severity: 'high', verdict: 'error', message: `7-Zip cannot list the archive: ${lines.filter((l) => /ERROR|Error|error/.test(l)).slice(0, 2).join(' ') || 'unknown error'}` });
       return '7z';
     }
     const entries = parseListing(lines).filter((e) => !e.folder);
     ctx.stats.members = entries.length;
+    if (entries.length === 0) {
+      // An archive with no file in it is no model: damaged headers list nothing, and nothing is never `safe`.
+      sink.add({ rule: '7z/empty', severity: 'high', verdict: 'invalid', message: '7-Zip lists no file in the archive: it is empty or its headers are damaged' });
+      return '7z';
+    }
     if (entries.length > limits.maxMembers) {
       sink.add({ rule: '7z/too-many-members', severity: 'high', verdict: 'invalid', message: `${entries.length} members exceed the limit of ${limits.maxMembers}` });
       return '7z';
@@ -180,8 +191,8 @@ export const sevenZipHandler: FormatHandler = {
     }
     sz.FS.mkdir('/out');
     lines.length = 0;
-    if (run(sz, ['x', NO_PASSWORD, '-y', '-snl-', '-o/out', '/in.7z']) !== 0) {
-      sink.add({ rule: '7z/extract-failed', severity: 'high', verdict: 'error', message: `7-Zip could not extract the archive: ${lines.filter((l) => /ERROR|Error/.test(l)).slice(0, 2).join(' ') || 'unknown error'}` });
+    if (run(sz, ['x', NO_PASSWORD, '-y', '-snl-', '-o/out', '/in.7z']) !== 0 || lines.some((l) => DAMAGE.test(l))) {
+      sink.add({ rule: '7z/extract-failed', severity: 'high', verdict: 'invalid', message: `7-Zip could not extract the archive: ${lines.filter((l) => /ERROR|Error/.test(l)).slice(0, 2).join(' ') || 'unknown error'}` });
       return '7z';
     }
     for (const e of entries) {
@@ -193,6 +204,9 @@ export const sevenZipHandler: FormatHandler = {
         continue;
       }
       const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      if (buf.length !== e.size) {
+        sink.forMember(e.path).add({ rule: '7z/size-mismatch', severity: 'high', verdict: 'invalid', message: `listed as ${e.size} bytes but extracts to ${buf.length}: damaged data` });
+      }
       await ctx.scanNested(new BufferSource(buf), e.path, sink.forMember(e.path), /\.(pkl|pickle)$/i.test(e.path) ? { expectPickle: true } : { probeOnly: true });
       sz.FS.unlink(`/out/${e.path}`);
     }

@@ -115,8 +115,21 @@ export function readZip(src: ByteSource, limits: Limits, report: Report = () => 
   if (cd.length < cdSize) throw new ZipFormatError('central directory truncated', actualCdStart);
   const entries: ZipEntry[] = [];
   let p = 0;
-  for (let i = 0; i < count; i++) {
-    if (p + 46 > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL) throw new ZipFormatError(`central directory entry ${i} is malformed`, actualCdStart + p);
+  // Python's zipfile walks the directory by its size and offset and never reads the count;
+  // PyTorch's miniz trusts the count. Both walks are made and any difference is a finding.
+  for (let i = 0; i < count || p < cd.length; i++) {
+    if (i >= limits.maxMembers) throw new ZipFormatError(`more than ${limits.maxMembers} members in the central directory`, actualCdStart + p);
+    if (p + 46 > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL) {
+      if (i < count) throw new ZipFormatError(`central directory entry ${i} is malformed`, actualCdStart + p);
+      report({
+        rule: 'zip/directory-disagreement',
+        severity: 'high',
+        verdict: 'suspicious',
+        message: `${cd.length - p} bytes of the central directory after the ${count} entries the end record counts are not a directory entry: Python's zipfile refuses the archive, PyTorch's reader does not`,
+        location: { offset: actualCdStart + p },
+      });
+      break;
+    }
     const flags = cd.readUInt16LE(p + 8);
     const method = cd.readUInt16LE(p + 10);
     const crc = cd.readUInt32LE(p + 16);
@@ -152,6 +165,15 @@ export function readZip(src: ByteSource, limits: Limits, report: Report = () => 
     entries.push({ index: i, name, localName: null, method, flags, crc32: crc, compressedSize: csize, uncompressedSize: usize, localHeaderOffset: localOff, dataOffset: -1 });
     p += 46 + nameLen + extraLen + commentLen2;
   }
+  if (entries.length !== count) {
+    report({
+      rule: 'zip/directory-disagreement',
+      severity: 'high',
+      verdict: 'suspicious',
+      message: `the end record counts ${count} members but the central directory holds ${entries.length}: PyTorch's reader lists ${Math.min(count, entries.length)}, Python's zipfile ${entries.length}; all ${entries.length} are analysed`,
+      location: { offset: eocdPos },
+    });
+  }
   // Local headers: both readers take the data offset from the local header's own lengths.
   for (const e of entries) {
     const lh = src.read(e.localHeaderOffset, 30);
@@ -182,6 +204,7 @@ export function readZip(src: ByteSource, limits: Limits, report: Report = () => 
       e.dataOffset = -1;
     }
   }
+  walkLocalHeaders(src, entries, prefix, limits, report);
   // Overlapping members are the "overlapping files" zip-bomb construction.
   const spans = entries.filter((e) => e.dataOffset >= 0).map((e) => [e.localHeaderOffset, e.dataOffset + e.compressedSize, e] as const).sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < spans.length; i++) {
@@ -198,6 +221,60 @@ export function readZip(src: ByteSource, limits: Limits, report: Report = () => 
     names.add(e.name);
   }
   return { entries, prefixBytes: prefix };
+}
+
+/**
+ * Streaming readers (and scanners built on them) read a zip front to back by its local headers
+ * and never look at the central directory. Every local header in the chain from the start is
+ * matched with a directory entry; one the directory does not list is a hidden member: reported,
+ * and added so that it is analysed too.
+ */
+function walkLocalHeaders(src: ByteSource, entries: ZipEntry[], prefix: number, limits: Limits, report: Report): void {
+  const known = new Set(entries.map((e) => e.localHeaderOffset));
+  let pos = src.size >= 4 && src.read(0, 4).readUInt32LE(0) === SIG_LOCAL ? 0 : Math.max(0, prefix);
+  let seen = 0;
+  while (pos + 30 <= src.size && seen++ < limits.maxMembers) {
+    const lh = src.read(pos, 30);
+    if (lh.length < 30 || lh.readUInt32LE(0) !== SIG_LOCAL) break;
+    const flags = lh.readUInt16LE(6);
+    const method = lh.readUInt16LE(8);
+    const crc = lh.readUInt32LE(14);
+    let csize = lh.readUInt32LE(18);
+    let usize = lh.readUInt32LE(22);
+    const nameLen = lh.readUInt16LE(26);
+    const extraLen = lh.readUInt16LE(28);
+    const name = src.read(pos + 30, nameLen).toString(flags & 0x800 ? 'utf8' : 'latin1');
+    const extra = src.read(pos + 30 + nameLen, extraLen);
+    for (let e = 0; e + 4 <= extra.length; e += 4 + extra.readUInt16LE(e + 2)) {
+      if (extra.readUInt16LE(e) !== 0x0001 || extra.readUInt16LE(e + 2) < 16 || e + 20 > extra.length) continue;
+      const u = extra.readBigUInt64LE(e + 4);
+      const c = extra.readBigUInt64LE(e + 12);
+      if (u > BigInt(Number.MAX_SAFE_INTEGER) || c > BigInt(Number.MAX_SAFE_INTEGER)) return;
+      if (usize === 0xffffffff) usize = Number(u);
+      if (csize === 0xffffffff) csize = Number(c);
+    }
+    const dataOffset = pos + 30 + nameLen + extraLen;
+    // Sizes in a trailing data descriptor: the local chain cannot be followed past this member.
+    const sizesLater = (flags & 0x08) !== 0 && csize === 0;
+    if (!known.has(pos) && !sizesLater && dataOffset + csize <= src.size) {
+      report({
+        rule: 'zip/hidden-member',
+        severity: 'high',
+        verdict: 'suspicious',
+        message: `a local header for \`${name}\` that the central directory does not list: readers that stream the archive extract it, directory readers do not; analysed as a member`,
+        location: { member: name, offset: pos },
+      });
+      entries.push({ index: entries.length, name, localName: name, method, flags, crc32: crc, compressedSize: csize, uncompressedSize: usize, localHeaderOffset: pos, dataOffset });
+    }
+    if (sizesLater) break;
+    pos = dataOffset + csize + ((flags & 0x08) !== 0 ? dataDescriptorLength(src, dataOffset + csize) : 0);
+  }
+}
+
+/** A data descriptor: optional signature, CRC-32, then 4- or 8-byte sizes (8 only with ZIP64, not told apart here). */
+function dataDescriptorLength(src: ByteSource, at: number): number {
+  const b = src.read(at, 4);
+  return b.length === 4 && b.readUInt32LE(0) === 0x08074b50 ? 16 : 12;
 }
 
 export class ZipBombError extends Error {}
@@ -266,6 +343,11 @@ export class LazyInflateSource implements ByteSource {
     if (end > this.prefix.length) {
       if (end > this.cap) throw new ZipBombError(`reading ${end} bytes of ${this.entry.name} exceeds the ${this.cap}-byte inflate limit`);
       this.prefix = inflatePrefix(this.src, this.entry, end);
+      // The declared size is a claim: a stream that ends early is corrupt, never a short read a
+      // caller might retry forever.
+      if (this.prefix.length < end) {
+        throw new ZipFormatError(`member ${this.entry.name} declares ${this.size} bytes but its data inflates to only ${this.prefix.length}`);
+      }
     }
     return this.prefix.subarray(Math.min(offset, this.prefix.length), Math.min(end, this.prefix.length));
   }

@@ -3,7 +3,7 @@ import type { Finding } from '../../report/model.js';
 import { HIGHEST_PROTOCOL, OPCODES } from './opcodes.js';
 import { PickleError, type StreamReader } from './reader.js';
 import { KEPT_CHARS, pushItem, render, type Value } from './values.js';
-import { decodeEscapedString, decodeRawUnicodeEscape, decodeUtf8 } from './strings.js';
+import { decodeEscapedString, decodeRawUnicodeEscapeStrict, decodeUtf8, isUtf8, parseCFloat, parseCIndex, parseCInt, parseCLong } from './strings.js';
 
 /** One imported global with every place it was imported and how it was used. */
 export interface ImportSite {
@@ -50,7 +50,40 @@ export interface AnalyzeOptions {
   joblib?: boolean;
   /** Nested pickle depth (joblib object arrays); internal. */
   nesting?: number;
+  /**
+   * Width of the loader's C `long` and `Py_ssize_t` (64 on the Linux machines torch.load runs on,
+   * 32 in the wasm32 VM): INT falls back to PyLong_FromString past it, and memo indices overflow.
+   */
+  cLongBits?: number;
+  /** Filled in as the pass runs, for comparing it with CPython (test/formats/differential.test.ts). */
+  trace?: PickleTrace;
 }
+
+/**
+ * What the static pass did, in CPython's terms: every find_class call in order, the opcodes it
+ * dispatched, the opcode it failed at, and the opcodes where it had to assume a runtime value it
+ * cannot know (a call result, a persistent object) behaves permissively.
+ */
+export interface PickleTrace {
+  imports: Array<[string, string]>;
+  dispatched: number;
+  /** Offset of the opcode the pass failed at (-1 when it stopped cleanly). */
+  failOp: number;
+  /** Offsets of opcodes whose outcome depended on an opaque value. */
+  opaque: number[];
+  /** Where the reads of each of those opcodes ended. */
+  opaqueEnds: number[];
+  /** Offsets and read ends of opcodes only some CPython versions accept (INT `0x10` before 3.14). */
+  versioned: number[];
+  /** A FRAME was dispatched (the C unpickler then reads whole frames ahead). */
+  framed?: boolean;
+}
+
+/** Imports and opaque offsets kept in a trace. */
+const TRACE_KEPT = 1000;
+
+/** Value kinds whose runtime type the static pass cannot know: a loader may find them permissive. */
+const OPAQUE_KINDS = new Set<Value['k']>(['call', 'pers', 'unknown', 'ext', 'global', 'buffer']);
 
 export const MAX_CALLS_KEPT = 3;
 /** Nested pickles (joblib object arrays inside object arrays) analysed before giving up. */
@@ -71,10 +104,49 @@ function str(v: string): Value {
   return v.length > KEPT_CHARS ? { k: 'str', v: v.slice(0, KEPT_CHARS), truncated: true } : { k: 'str', v };
 }
 
-function parseIntLine(line: string, offset: number, what: string): bigint {
-  const t = line.trim().replace(/_/g, '');
-  if (!/^[+-]?\d+$/.test(t)) throw new PickleError(`invalid literal for int() in ${what}: ${JSON.stringify(line.slice(0, 40))}`, offset);
-  return BigInt(t);
+function badText(what: string, line: Buffer, offset: number): never {
+  // An empty line is what CPython's bad_readline reports.
+  if (line.length === 0) throw new PickleError('pickle data was truncated', offset, 'truncated');
+  throw new PickleError(`could not convert the ${what} argument ${JSON.stringify(line.subarray(0, 40).toString('latin1'))}`, offset);
+}
+
+/**
+ * Whether CPython could hash the value (dict keys, set items): true, false (TypeError), or
+ * undefined when the value is opaque to the static pass.
+ */
+function hashable(v: Value): boolean | undefined {
+  switch (v.k) {
+    case 'str':
+    case 'int':
+    case 'float':
+    case 'bool':
+    case 'none':
+    case 'frozenset':
+      return true;
+    case 'bytes':
+      return v.mutable !== true;
+    case 'list':
+    case 'dict':
+    case 'set':
+      return false;
+    case 'tuple': {
+      let unsure = v.count > v.items.length;
+      for (const it of v.items) {
+        const h = hashable(it);
+        if (h === false) return false;
+        if (h === undefined) unsure = true;
+      }
+      return unsure ? undefined : true;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function smallInt(v: Value): bigint | undefined {
+  if (v.k === 'int') return v.v;
+  if (v.k === 'bool') return v.v ? 1n : 0n;
+  return undefined;
 }
 
 function leBigInt(b: Buffer): bigint {
@@ -106,6 +178,9 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
   const stack: Value[] = [];
   const marks: number[] = [];
   const memo = new Map<number, Value>();
+  const trace = opts.trace;
+  const longBits = opts.cLongBits ?? 64;
+  const ssizeMax = (1n << BigInt(longBits - 1)) - 1n;
   let frameEnd = -1;
   let frameStart = -1;
   let frameIssues = 0;
@@ -137,7 +212,31 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     return t;
   };
 
+  let opaqueNow = false;
+  const opaque = (off: number) => {
+    opaqueNow = true;
+    if (trace && trace.opaque.length < TRACE_KEPT) trace.opaque.push(off);
+  };
+  const versioned = (off: number, end: number) => {
+    if (trace && trace.versioned.length < TRACE_KEPT) trace.versioned.push(off, end);
+  };
+  const isOpaque = (v: Value) => OPAQUE_KINDS.has(v.k);
+  /** A value CPython requires to be hashable here (dict key, set item). */
+  const needHashable = (v: Value, off: number, what: string) => {
+    const h = hashable(v);
+    if (h === false) throw new PickleError(`unhashable type: '${v.k}' as ${what}`, off);
+    if (h === undefined) opaque(off);
+  };
+  /** A line naming a module or a class: non-empty, and valid in the codec CPython decodes it with. */
+  const nameLine = (ascii: boolean, off: number, op: string): string => {
+    const b = r.line();
+    if (b.length === 0) throw new PickleError('pickle data was truncated', off, 'truncated');
+    if (ascii ? b.some((c) => c >= 0x80) : !isUtf8(b, false)) throw new PickleError(`${op} name is not ${ascii ? 'ASCII' : 'UTF-8'}`, off);
+    return decodeUtf8(b);
+  };
+
   const importGlobal = (moduleRaw: string, name: string, op: string, off: number): Value => {
+    if (trace && trace.imports.length < TRACE_KEPT) trace.imports.push([moduleRaw, name]);
     const v = opts.policy.classify(moduleRaw, name);
     const key = v.qualified;
     const site = imports.get(key);
@@ -178,11 +277,6 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     });
   };
 
-  const textLine = (enc: 'utf8' | 'latin1' = 'utf8'): string => {
-    const b = r.line();
-    return enc === 'utf8' ? decodeUtf8(b) : b.toString('latin1');
-  };
-
   const argBytes = (n: number, off: number, op: string): Buffer | null => {
     if (n < 0) throw new PickleError(`${op} pickle has negative byte count`, off);
     if (n > r.remaining()) throw new PickleError('pickle data was truncated', off, 'truncated');
@@ -193,8 +287,10 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     return r.bytes(n);
   };
 
-  const stringValue = (b: Buffer | null, unicode: boolean): Value => {
+  const stringValue = (b: Buffer | null, unicode: boolean, off: number): Value => {
     if (b === null) return { k: 'str', v: '', truncated: true };
+    // BINUNICODE decodes with "surrogatepass": anything else that is not UTF-8 is an error.
+    if (unicode && !isUtf8(b, true)) throw new PickleError("'utf-8' codec can't decode the string argument", off);
     return str(unicode ? decodeUtf8(b) : b.toString('latin1'));
   };
 
@@ -204,14 +300,16 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
 
   const nesting = opts.nesting ?? 0;
 
+  let off = r.pos;
   try {
     for (;;) {
-      const off = r.pos;
+      off = r.pos;
       if (++a.opcodes > opts.maxOpcodes) throw new PickleError(`more than ${opts.maxOpcodes} opcodes`, off, 'limit');
       if ((a.opcodes & 0xfff) === 0 && Date.now() > opts.deadline) throw new PickleError('analysis time budget exhausted', off, 'limit');
       const code = r.byte();
       const info = OPCODES[code];
       if (!info) throw new PickleError(`invalid load key, '\\x${code.toString(16).padStart(2, '0')}'`, off);
+      if (trace) trace.dispatched++;
       const op = info.name;
       switch (op) {
         case 'PROTO': {
@@ -229,6 +327,7 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           if (len > BigInt(r.remaining())) throw new PickleError('pickle data was truncated (FRAME longer than the stream)', off, 'truncated');
           frameStart = r.pos;
           frameEnd = r.pos + Number(len);
+          if (trace) trace.framed = true;
           break;
         }
         case 'STOP': {
@@ -236,6 +335,7 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           a.result = v;
           a.stopped = true;
           a.end = r.pos;
+          if (trace) trace.failOp = -1;
           return a;
         }
         case 'MARK':
@@ -261,16 +361,19 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           stack.push({ k: 'bool', v: false });
           break;
         case 'INT': {
-          const line = textLine('latin1');
-          if (line === '01') stack.push({ k: 'bool', v: true });
-          else if (line === '00') stack.push({ k: 'bool', v: false });
-          else stack.push({ k: 'int', v: parseIntLine(line, off, 'INT') });
+          const line = r.line();
+          const v = parseCInt(line, longBits);
+          if (!v) badText('INT', line, off);
+          if (v.onlyOld) versioned(off, r.pos);
+          stack.push(v.bool ? { k: 'bool', v: v.value === 1n } : { k: 'int', v: v.value });
           break;
         }
         case 'LONG': {
-          let line = textLine('latin1');
-          if (line.endsWith('L')) line = line.slice(0, -1);
-          stack.push({ k: 'int', v: parseIntLine(line, off, 'LONG') });
+          const line = r.line();
+          const v = parseCLong(line);
+          if (v === null) badText('LONG', line, off);
+          if (v.onlyOld) versioned(off, r.pos);
+          stack.push({ k: 'int', v: v.value });
           break;
         }
         case 'BININT':
@@ -295,11 +398,9 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           break;
         }
         case 'FLOAT': {
-          const line = textLine('latin1').trim();
-          const f = Number(line);
-          if (line === '' || (Number.isNaN(f) && !/^[+-]?nan$/i.test(line))) {
-            if (!/^[+-]?inf(inity)?$/i.test(line)) throw new PickleError(`could not convert string to float: ${JSON.stringify(line.slice(0, 40))}`, off);
-          }
+          const line = r.line();
+          const f = parseCFloat(line);
+          if (f === null) badText('FLOAT', line, off);
           stack.push({ k: 'float', v: f });
           break;
         }
@@ -314,31 +415,31 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
         case 'BINSTRING': {
           const n = r.bytes(4).readInt32LE(0);
           if (n < 0) throw new PickleError('BINSTRING pickle has negative byte count', off);
-          stack.push(stringValue(argBytes(n, off, op), false));
+          stack.push(stringValue(argBytes(n, off, op), false, off));
           break;
         }
         case 'SHORT_BINSTRING': {
           const n = r.byte();
-          stack.push(stringValue(argBytes(n, off, op), false));
+          stack.push(stringValue(argBytes(n, off, op), false, off));
           break;
         }
         case 'UNICODE':
-          stack.push(str(decodeRawUnicodeEscape(r.line())));
+          stack.push(str(decodeRawUnicodeEscapeStrict(r.line(), off)));
           break;
         case 'BINUNICODE': {
           const n = r.bytes(4).readUInt32LE(0);
-          stack.push(stringValue(argBytes(n, off, op), true));
+          stack.push(stringValue(argBytes(n, off, op), true, off));
           break;
         }
         case 'SHORT_BINUNICODE': {
           const n = r.byte();
-          stack.push(stringValue(argBytes(n, off, op), true));
+          stack.push(stringValue(argBytes(n, off, op), true, off));
           break;
         }
         case 'BINUNICODE8': {
           const n = r.bytes(8).readBigUInt64LE(0);
           if (n > BigInt(r.remaining())) throw new PickleError('pickle data was truncated', off, 'truncated');
-          stack.push(stringValue(argBytes(Number(n), off, op), true));
+          stack.push(stringValue(argBytes(Number(n), off, op), true, off));
           break;
         }
         case 'BINBYTES': {
@@ -360,14 +461,18 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           const keep = Math.min(len, 64);
           const preview = r.bytes(keep);
           r.skip(len - keep);
-          stack.push({ k: 'bytes', len, preview });
+          stack.push(op === 'BYTEARRAY8' ? { k: 'bytes', len, preview, mutable: true } : { k: 'bytes', len, preview });
           break;
         }
         case 'NEXT_BUFFER':
           throw new PickleError('pickle stream refers to out-of-band data but no *buffers* argument was given', off);
-        case 'READONLY_BUFFER':
-          top(off);
+        case 'READONLY_BUFFER': {
+          // memoryview(top): only objects with the buffer protocol.
+          const v = top(off);
+          if (isOpaque(v)) opaque(off);
+          else if (v.k !== 'bytes') throw new PickleError(`memoryview: a bytes-like object is required, not '${v.k}'`, off);
           break;
+        }
         case 'EMPTY_TUPLE':
           stack.push({ k: 'tuple', items: [], count: 0 });
           break;
@@ -408,7 +513,10 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           const items = popMark(off);
           if (items.length % 2) throw new PickleError('odd number of items for DICT', off);
           const d: Value & { k: 'dict' } = { k: 'dict', items: [], count: 0 };
-          for (let i = 0; i < items.length; i += 2) dictSet(d, items[i] as Value, items[i + 1] as Value);
+          for (let i = 0; i < items.length; i += 2) {
+            needHashable(items[i] as Value, off, 'a DICT key');
+            dictSet(d, items[i] as Value, items[i + 1] as Value);
+          }
           stack.push(d);
           break;
         }
@@ -417,7 +525,10 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           break;
         case 'FROZENSET': {
           const s: Value = { k: 'frozenset', items: [], count: 0 };
-          for (const it of popMark(off)) pushItem(s, it);
+          for (const it of popMark(off)) {
+            needHashable(it, off, 'a FROZENSET item');
+            pushItem(s, it);
+          }
           stack.push(s);
           break;
         }
@@ -428,17 +539,26 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           break;
         }
         case 'APPENDS': {
+          // CPython checks the target only when there is something to append.
           const items = popMark(off);
           const l = top(off);
-          appendTo(l, items, off, op);
+          if (items.length > 0) appendTo(l, items, off, op);
           break;
         }
         case 'ADDITEMS': {
           const items = popMark(off);
           const s = top(off);
-          if (s.k === 'set') for (const it of items) pushItem(s, it);
-          else if (s.k === 'global') mutateImported(s, op, off, 'adds items to');
-          else if (s.k !== 'call' && s.k !== 'unknown' && s.k !== 'pers') throw new PickleError(`ADDITEMS on a '${s.k}'`, off);
+          if (items.length === 0) break;
+          if (s.k === 'set') {
+            for (const it of items) {
+              needHashable(it, off, 'a set item');
+              pushItem(s, it);
+            }
+          } else if (s.k === 'global') {
+            mutateImported(s, op, off, 'adds items to');
+            opaque(off);
+          } else if (isOpaque(s)) opaque(off);
+          else throw new PickleError(`'${s.k}' object has no attribute 'add'`, off);
           break;
         }
         case 'SETITEM': {
@@ -449,22 +569,33 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
         }
         case 'SETITEMS': {
           const items = popMark(off);
+          const d = top(off);
+          if (items.length === 0) break;
           if (items.length % 2) throw new PickleError('odd number of items for SETITEMS', off);
-          setItems(top(off), items, off, op);
+          setItems(d, items, off, op);
           break;
         }
         case 'PUT': {
-          const idx = parseIntLine(textLine('latin1'), off, 'PUT');
+          const line = r.line();
+          if (line.length === 0) throw new PickleError('pickle data was truncated', off, 'truncated');
+          const v = top(off);
+          const idx = parseCIndex(line);
+          if (idx === null) badText('PUT', line, off);
           if (idx < 0n) throw new PickleError('negative PUT argument', off);
-          memo.set(Number(idx), top(off));
+          if (idx > ssizeMax) throw new PickleError('PUT index does not fit in a C ssize_t', off);
+          memo.set(Number(idx), v);
           break;
         }
         case 'BINPUT':
           memo.set(r.byte(), top(off));
           break;
-        case 'LONG_BINPUT':
-          memo.set(r.bytes(4).readUInt32LE(0), top(off));
+        case 'LONG_BINPUT': {
+          const idx = r.bytes(4).readUInt32LE(0);
+          const v = top(off);
+          if (BigInt(idx) > ssizeMax) throw new PickleError('negative LONG_BINPUT argument', off);
+          memo.set(idx, v);
           break;
+        }
         case 'MEMOIZE':
           // CPython stores at len(memo): the number of distinct indices set so far, not a counter.
           memo.set(memo.size, top(off));
@@ -472,15 +603,23 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
         case 'GET':
         case 'BINGET':
         case 'LONG_BINGET': {
-          const idx = op === 'GET' ? Number(parseIntLine(textLine('latin1'), off, 'GET')) : op === 'BINGET' ? r.byte() : r.bytes(4).readUInt32LE(0);
+          let idx: number;
+          if (op === 'GET') {
+            const line = r.line();
+            if (line.length === 0) throw new PickleError('pickle data was truncated', off, 'truncated');
+            const big = parseCIndex(line);
+            if (big === null) badText('GET', line, off);
+            if (big > ssizeMax || big < -ssizeMax - 1n) throw new PickleError('GET index does not fit in a C ssize_t', off);
+            idx = Number(big);
+          } else idx = op === 'BINGET' ? r.byte() : r.bytes(4).readUInt32LE(0);
           const v = memo.get(idx);
           if (v === undefined) throw new PickleError(`Memo value not found at index ${idx}`, off);
           stack.push(v);
           break;
         }
         case 'GLOBAL': {
-          const module = textLine();
-          const name = textLine();
+          const module = nameLine(false, off, op);
+          const name = nameLine(false, off, op);
           stack.push(importGlobal(module, name, op, off));
           break;
         }
@@ -492,6 +631,7 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
             // earlier BUILD on a module): the import target is computed at load time.
             const computed = [module.k, name.k].some((k) => k === 'call' || k === 'unknown' || k === 'global' || k === 'pers' || k === 'ext');
             if (!computed) throw new PickleError('STACK_GLOBAL requires str', off);
+            opaque(off);
             issue({
               rule: 'pickle/computed-global',
               severity: 'critical',
@@ -507,10 +647,12 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           break;
         }
         case 'INST': {
-          const module = textLine();
-          const name = textLine();
+          // CPython takes the mark before it reads the names: no mark, no import.
+          const argItems = popMark(off);
+          const module = nameLine(true, off, op);
+          const name = nameLine(true, off, op);
           const cls = importGlobal(module, name, op, off);
-          const args = asTuple(popMark(off));
+          const args = asTuple(argItems);
           const call: Value & { k: 'call' } = { k: 'call', fn: cls, args, op, offset: off };
           recordCall(cls, call, off);
           stack.push(call);
@@ -528,7 +670,8 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
         case 'NEWOBJ': {
           const args = pop(off);
           const cls = pop(off);
-          if (args.k !== 'tuple' && args.k !== 'unknown' && args.k !== 'call') throw new PickleError('NEWOBJ expected an arg tuple', off);
+          if (isOpaque(args)) opaque(off);
+          else if (args.k !== 'tuple') throw new PickleError('NEWOBJ args argument must be a tuple', off);
           const call: Value & { k: 'call' } = { k: 'call', fn: cls, args, op, offset: off };
           recordCall(cls, call, off);
           stack.push(call);
@@ -538,6 +681,9 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           const kwargs = pop(off);
           const args = pop(off);
           const cls = pop(off);
+          if (isOpaque(args) || isOpaque(kwargs)) opaque(off);
+          if (!isOpaque(args) && args.k !== 'tuple') throw new PickleError('NEWOBJ_EX args argument must be a tuple', off);
+          if (!isOpaque(kwargs) && kwargs.k !== 'dict') throw new PickleError('NEWOBJ_EX kwargs argument must be a dict', off);
           const call: Value & { k: 'call' } = { k: 'call', fn: cls, args, kwargs, op, offset: off };
           recordCall(cls, call, off);
           stack.push(call);
@@ -546,7 +692,8 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
         case 'REDUCE': {
           const args = pop(off);
           const fn = pop(off);
-          if (args.k !== 'tuple' && args.k !== 'unknown' && args.k !== 'call' && args.k !== 'pers') throw new PickleError('REDUCE expected an argument tuple', off);
+          if (isOpaque(args)) opaque(off);
+          else if (args.k !== 'tuple') throw new PickleError('REDUCE expected an argument tuple', off);
           const call: Value & { k: 'call' } = { k: 'call', fn, args, op, offset: off };
           recordCall(fn, call, off);
           stack.push(call);
@@ -555,8 +702,13 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
         case 'BUILD': {
           const state = pop(off);
           const inst = top(off);
-          if (inst.k === 'global') mutateImported(inst, op, off, 'sets the state of');
-          else if (inst.k === 'call') {
+          if (inst.k === 'global') {
+            mutateImported(inst, op, off, 'sets the state of');
+            opaque(off);
+          } else if (!isOpaque(inst)) buildBuiltin(state, off);
+          else if (inst.k !== 'call') opaque(off);
+          else {
+            opaque(off);
             inst.state = state;
             if (opts.joblib && inst.fn.k === 'global' && inst.fn.qualified === 'joblib.numpy_pickle.NumpyArrayWrapper') {
               readJoblibArray(inst, off);
@@ -565,13 +717,17 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           break;
         }
         case 'PERSID': {
-          const pid = textLine('latin1');
+          const line = r.line();
+          if (line.some((c) => c >= 0x80)) throw new PickleError('persistent IDs in protocol 0 must be ASCII strings', off);
+          const pid = line.toString('latin1');
+          opaque(off);
           a.persistentIds++;
           stack.push({ k: 'pers', pid: str(pid) });
           break;
         }
         case 'BINPERSID': {
           const pid = pop(off);
+          opaque(off);
           a.persistentIds++;
           if (pid.k === 'tuple' && pid.items[0]?.k === 'str' && pid.items[0].v === 'storage') a.storages++;
           stack.push({ k: 'pers', pid });
@@ -582,6 +738,8 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
         case 'EXT4': {
           const codeVal = op === 'EXT1' ? r.byte() : op === 'EXT2' ? r.bytes(2).readUInt16LE(0) : r.bytes(4).readInt32LE(0);
           if (codeVal <= 0) throw new PickleError('EXT specifies code <= 0', off);
+          // What the code resolves to lives in the loading process's copyreg registry.
+          opaque(off);
           issue({
             rule: 'pickle/extension-code',
             severity: 'high',
@@ -595,6 +753,10 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
         }
         default:
           throw new PickleError(`opcode ${op} not handled`, off);
+      }
+      if (opaqueNow) {
+        opaqueNow = false;
+        if (trace && trace.opaqueEnds.length < TRACE_KEPT) trace.opaqueEnds.push(r.pos);
       }
       if (frameEnd >= 0 && r.pos > frameEnd && off < frameEnd && frameIssues++ < 5) {
         issue({
@@ -611,7 +773,30 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     if (!(e instanceof PickleError)) throw e;
     a.error = e;
     a.end = r.pos;
+    if (trace) trace.failOp = off;
     return a;
+  }
+
+  /**
+   * BUILD on a builtin value (str, int, list, …): none has __setstate__ or a __dict__, so only a
+   * None state (and an empty slot-state dict) passes CPython's default __setstate__.
+   */
+  function buildBuiltin(state: Value, off: number): void {
+    let st = state;
+    let slot: Value | undefined;
+    if (st.k === 'tuple' && st.count === 2) {
+      slot = st.items[1] as Value;
+      st = st.items[0] as Value;
+    }
+    if (st.k !== 'none') {
+      if (isOpaque(st)) opaque(off);
+      else throw new PickleError(st.k === 'dict' ? 'the BUILD target has no __dict__' : 'state is not a dictionary', off);
+    }
+    if (slot) {
+      if (isOpaque(slot)) opaque(off);
+      else if (slot.k !== 'dict') throw new PickleError('slot state is not a dictionary', off);
+      else if (slot.count > 0) throw new PickleError('the BUILD target takes no attributes', off);
+    }
   }
 
   function dictSet(d: Value & { k: 'dict' }, k: Value, v: Value): void {
@@ -623,8 +808,20 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
 
   function appendTo(l: Value, items: Value[], off: number, op: string): void {
     if (l.k === 'list') for (const it of items) pushItem(l, it);
-    else if (l.k === 'global') mutateImported(l, op, off, 'appends to');
-    else if (l.k === 'call' || l.k === 'unknown' || l.k === 'pers' || l.k === 'ext') {
+    else if (l.k === 'bytes' && l.mutable) {
+      // bytearray.extend: every item an int in 0..255.
+      for (const it of items) {
+        const n = smallInt(it);
+        if (n === undefined) {
+          if (isOpaque(it)) opaque(off);
+          else throw new PickleError(`'${it.k}' object cannot be interpreted as an integer`, off);
+        } else if (n < 0n || n > 255n) throw new PickleError('byte must be in range(0, 256)', off);
+      }
+    } else if (l.k === 'global') {
+      mutateImported(l, op, off, 'appends to');
+      opaque(off);
+    } else if (isOpaque(l)) {
+      opaque(off);
       // CPython calls .extend/.append on arbitrary objects: a call result's own methods run.
       if (l.k === 'call' && l.fn.k === 'global') {
         const site = imports.get(l.fn.qualified);
@@ -634,9 +831,39 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
   }
 
   function setItems(d: Value, items: Value[], off: number, op: string): void {
-    if (d.k === 'dict') for (let i = 0; i + 1 < items.length; i += 2) dictSet(d as Value & { k: 'dict' }, items[i] as Value, items[i + 1] as Value);
-    else if (d.k === 'global') mutateImported(d, op, off, 'assigns items into');
-    else if (d.k !== 'call' && d.k !== 'unknown' && d.k !== 'pers' && d.k !== 'ext') throw new PickleError(`${op} on a '${d.k}'`, off);
+    if (d.k === 'dict') {
+      for (let i = 0; i + 1 < items.length; i += 2) {
+        needHashable(items[i] as Value, off, 'a dict key');
+        dictSet(d as Value & { k: 'dict' }, items[i] as Value, items[i + 1] as Value);
+      }
+    } else if (d.k === 'list' || (d.k === 'bytes' && d.mutable)) {
+      // list[i] = v / bytearray[i] = v: an int index inside the sequence.
+      const len = BigInt(d.k === 'bytes' ? d.len : (d as { count: number }).count);
+      for (let i = 0; i + 1 < items.length; i += 2) {
+        const key = items[i] as Value;
+        const n = smallInt(key);
+        if (n === undefined) {
+          if (isOpaque(key)) {
+            opaque(off);
+            continue;
+          }
+          throw new PickleError(`indices must be integers, not '${key.k}'`, off);
+        }
+        if (n < -len || n >= len) throw new PickleError('assignment index out of range', off);
+        if (d.k === 'bytes') {
+          const v = items[i + 1] as Value;
+          const b = smallInt(v);
+          if (b === undefined) {
+            if (isOpaque(v)) opaque(off);
+            else throw new PickleError(`'${v.k}' object cannot be interpreted as an integer`, off);
+          } else if (b < 0n || b > 255n) throw new PickleError('byte must be in range(0, 256)', off);
+        }
+      }
+    } else if (d.k === 'global') {
+      mutateImported(d, op, off, 'assigns items into');
+      opaque(off);
+    } else if (isOpaque(d)) opaque(off);
+    else throw new PickleError(`'${d.k}' object does not support item assignment`, off);
   }
 
   /** joblib.load reads an inline array right after the wrapper's BUILD; skip exactly those bytes. */

@@ -84,6 +84,9 @@ export class StreamReader {
     for (;;) {
       if (this.pos >= this.end) throw new PickleError('pickle data was truncated', start, 'truncated');
       const w = this.window(Math.min(CHUNK, MAX_LINE_BYTES + 1 - total));
+      // A source whose declared size is a claim (a member that inflates to less) can come up
+      // short: no bytes means no progress, so the line is truncated rather than read forever.
+      if (w.length === 0) throw new PickleError('pickle data was truncated (the source ended before its declared size)', start, 'truncated');
       const nl = w.indexOf(0x0a);
       if (nl >= 0) {
         parts.push(Buffer.from(w.subarray(0, nl)));

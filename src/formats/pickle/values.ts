@@ -4,7 +4,7 @@
  */
 export type Value =
   | { k: 'str'; v: string; truncated?: boolean }
-  | { k: 'bytes'; len: number; preview: Buffer }
+  | { k: 'bytes'; len: number; preview: Buffer; mutable?: boolean }
   | { k: 'int'; v: bigint }
   | { k: 'float'; v: number }
   | { k: 'bool'; v: boolean }

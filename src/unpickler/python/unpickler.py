@@ -769,3 +769,131 @@ def _mg_run(data, config_json):
     _placeholders.clear()
     _plain_types.clear()
     return [text, bytes(enc.blob), recycle]
+
+
+# ----- differential testing (test/formats/differential.test.ts; never used by a scan) ------------
+# Runs many small streams in one call, each through CPython's C unpickler (what pickle.load and
+# torch.load run) and through the pure-Python one with every opcode counted. Both resolve every
+# name and persistent id to one permissive stand-in, so only the pickle machine itself can fail.
+
+
+class _DiffAnyMeta(type):
+    def __call__(cls, *args, **kwargs):
+        return cls
+
+    def __setstate__(cls, state):
+        pass
+
+    def append(cls, value):
+        pass
+
+    def extend(cls, values):
+        pass
+
+    def add(cls, value):
+        pass
+
+    def __setitem__(cls, key, value):
+        pass
+
+
+def _diff_any_new(cls, *args, **kwargs):
+    return cls
+
+
+_DiffAny = _DiffAnyMeta("Any", (), {"__new__": _diff_any_new})
+
+
+class _DiffC(pickle.Unpickler):
+    def find_class(self, module, name):
+        self.mg_imports.append([str(module), str(name)])
+        return _DiffAny
+
+    def persistent_load(self, pid):
+        return _DiffAny
+
+
+class _DiffPy(pickle._Unpickler):
+    find_class = _DiffC.find_class
+    persistent_load = _DiffC.persistent_load
+
+    def mg_pos(self):
+        frame = getattr(self, "_unframer", None)
+        frame = frame.current_frame if frame is not None else None
+        if frame:
+            with frame.getbuffer() as buf:
+                size = buf.nbytes
+            return self.mg_file.tell() - size + frame.tell()
+        return self.mg_file.tell()
+
+
+def _diff_counted(fn):
+    def run(self):
+        self.mg_ops += 1
+        self.mg_at = self.mg_pos() - 1
+        self.mg_in = True
+        fn(self)
+        self.mg_in = False
+    return run
+
+
+def _diff_invalid(self):
+    self.mg_at = self.mg_pos() - 1
+    self.mg_in = True
+    raise pickle.UnpicklingError("invalid load key")
+
+
+_DiffPy.dispatch = {k: _diff_counted(v) for k, v in pickle._Unpickler.dispatch.items()}
+for _k in range(256):
+    _DiffPy.dispatch.setdefault(_k, _diff_invalid)
+
+
+def _diff_one(data):
+    f = io.BytesIO(data)
+    u = _DiffC(f, encoding="latin1")
+    u.mg_imports = []
+    try:
+        u.load()
+        c = [True, f.tell(), u.mg_imports, None]
+    except BaseException as exc:  # noqa: BLE001 — every failure is an outcome here
+        # With a BytesIO (no peek) and outside frames the C unpickler reads exactly what each
+        # opcode asks for, so the file position is where the failing opcode's reads ended.
+        c = [False, f.tell(), u.mg_imports, "%s: %s" % (type(exc).__name__, _short(str(exc)))]
+    f = io.BytesIO(data)
+    p = _DiffPy(f, encoding="latin1")
+    p.mg_imports, p.mg_file, p.mg_ops, p.mg_at, p.mg_in = [], f, 0, -1, False
+    try:
+        p.load()
+        py = [True, f.tell(), p.mg_imports, p.mg_ops, -1, None]
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            at = p.mg_at if p.mg_in else p.mg_pos()
+        except BaseException:  # noqa: BLE001
+            at = -2
+        py = [False, f.tell(), p.mg_imports, p.mg_ops, at, "%s: %s" % (type(exc).__name__, _short(str(exc)))]
+    return c + py
+
+
+def _mg_diff_batch(data):
+    """data: streams as [u32 little-endian length][bytes]...; returns one result row per stream."""
+    rows = []
+    pos = 0
+    while pos + 4 <= len(data):
+        n = int.from_bytes(data[pos:pos + 4], "little")
+        rows.append(_diff_one(bytes(data[pos + 4:pos + 4 + n])))
+        pos += 4 + n
+    return rows
+
+
+_mg_run_single = _mg_run
+
+
+def _mg_run(data, config_json):  # noqa: F811 — the batch entry wraps the scan entry
+    config = json.loads(str(config_json))
+    if not config.get("diffBatch"):
+        return _mg_run_single(data, config_json)
+    if hasattr(data, "to_bytes"):
+        data = data.to_bytes()
+    out = {"objects": None, "calls": [], "imports": [], "notes": [], "end": 0, "error": None, "count": 0,
+           "recycle": False, "diff": _mg_diff_batch(bytes(data))}
+    return [json.dumps(out, ensure_ascii=True), b"", False]
