@@ -3,6 +3,7 @@ import { GuardError } from '../errors.js';
 import { scan } from '../scan.js';
 import { reaches, type FailOn } from '../report/model.js';
 import { renderJson, renderSarif, renderText } from '../report/render.js';
+import { allowConflictWarnings } from '../formats/pickle/policy.js';
 import { oneOf, parseArgs } from './args.js';
 
 const HELP = `Usage: guard scan [options] PATH…
@@ -14,7 +15,8 @@ Options:
   --format text|json|sarif   report format (default text)
   --output FILE              write the report to FILE instead of stdout
   --fail-on LEVEL            suspicious | invalid | malicious (default suspicious)
-  --allow NAME               accept a qualified global (module.name or module.*); repeatable
+  --allow NAME               accept a qualified global (module.name or module.*); repeatable.
+                             Never clears a dangerous name (os.system, eval, import gadgets…)
   --fast                     static pass only (skip the VM pass)
   --require-walls            fail (exit 2) rather than run the VM without the kernel walls
   --verbose                  show informational findings too
@@ -46,10 +48,14 @@ export async function main(argv: string[]): Promise<number> {
   if (positionals.length === 0) throw new GuardError('USAGE', 'guard scan: give at least one file or directory (see `guard scan --help`)');
   const format = oneOf(options.format, ['text', 'json', 'sarif'] as const, 'format', 'text');
   const failOn = oneOf(options['fail-on'], ['suspicious', 'invalid', 'malicious'] as const, 'fail-on', 'suspicious') as FailOn;
+  const allow = (options.allow as string[] | undefined) ?? [];
+  // Dangerous names stay malicious whatever --allow says; a pattern that would match one is a
+  // mistake (or a bypass attempt in a script) the user should see before the report.
+  for (const w of allowConflictWarnings(allow)) process.stderr.write(`guard scan: warning: ${w}\n`);
   const tty = process.stderr.isTTY === true;
   let lastProgress = 0;
   const report = await scan(positionals, {
-    allow: (options.allow as string[] | undefined) ?? [],
+    allow,
     fast: options.fast === true,
     requireWalls: options['require-walls'] === true,
     onProgress: tty

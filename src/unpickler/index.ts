@@ -4,7 +4,7 @@
  * and every call it would have made.
  */
 import { GuardError } from '../errors.js';
-import type { Policy } from '../formats/pickle/policy.js';
+import { BOUND_METHODS, payloadArgument, type Policy } from '../formats/pickle/policy.js';
 import type { NewFinding } from '../report/findings.js';
 import { defaultPool, DEFAULT_VM_TIMEOUT_MS, type UnpicklerPool } from './pool.js';
 
@@ -78,10 +78,20 @@ export interface VmCallRecord {
   args: string;
 }
 
+/** An allowlisted call whose arguments would cost the real loader more than the VM's limits allow. */
+export interface VmCostRecord {
+  /** The call as written (`fractions.Fraction('1e999999999')`). */
+  call: string;
+  /** What it would cost (`computes 10**999999999: an integer of …`). */
+  cost: string;
+}
+
 export interface VmResult {
   /** One graph root per pickle loaded (null when graph output was not asked for or hit a limit). */
   objects: VmNode[] | null;
   calls: VmCallRecord[];
+  /** Allowlisted calls the VM did not run because of their cost (older workers send none). */
+  costs?: VmCostRecord[];
   imports: Array<{ module: string; name: string }>;
   notes: string[];
   /** Byte offset just past the last pickle loaded. */
@@ -116,7 +126,7 @@ export async function vmUnpickle(pickle: Uint8Array, options: VmUnpickleOptions 
   const pool = options.pool ?? defaultPool();
   const reply = await pool.run({
     pickle,
-    config: { pickles: options.pickles ?? 1, all: options.all === true, allow: [...(options.allow ?? [])], graph: options.graph !== false, joblib: options.joblib === true },
+    config: { pickles: options.pickles ?? 1, all: options.all === true, allow: [...(options.allow ?? [])], graph: options.graph !== false, joblib: options.joblib === true, bound: BOUND_METHODS },
     timeoutMs: options.timeoutMs ?? DEFAULT_VM_TIMEOUT_MS,
   });
   let parsed: Omit<VmResult, 'blob' | 'runMs' | 'boot'>;
@@ -153,8 +163,10 @@ export interface VmScanResult {
   imports: Array<{ module: string; name: string }>;
   /** Set when the VM stopped early (exception, limit, timeout, crash). */
   error?: string;
-  /** Findings ready for a FindingSink: one per non-allowlisted intercepted call, one for an early stop. */
+  /** Findings ready for a FindingSink: one per intercepted class (its calls grouped), one per costly call, one for an early stop. */
   findings: NewFinding[];
+  /** For each finding, the qualified name it is about (empty when none), so callers can merge with their own. */
+  targets: string[];
   /** Pickles the VM finished. */
   pickles: number;
 }
@@ -177,7 +189,7 @@ export async function vmScanPass(pickleBytes: Uint8Array, opts: VmScanOptions): 
       // Something in the worker got past Pyodide and the isolate: the file attacked the parser.
       const f: NewFinding = { rule: 'vm/wall-violation', severity: 'critical', verdict: 'malicious', message: `the kernel walls around the unpickler stopped an escape: ${err.message}` };
       if (location) f.location = location;
-      return { calls: [], imports: [], error: err.message, findings: [f], pickles: 0 };
+      return { calls: [], imports: [], error: err.message, findings: [f], targets: [''], pickles: 0 };
     }
     const f: NewFinding = {
       rule: err.code === 'TIMEOUT' ? 'vm/timeout' : err.code === 'WORKER_CRASHED' ? 'vm/crash' : 'vm/failed',
@@ -186,17 +198,61 @@ export async function vmScanPass(pickleBytes: Uint8Array, opts: VmScanOptions): 
       message: `the restricted unpickler could not finish (${err.code}): ${err.message}; the file is not known to be safe`,
     };
     if (location) f.location = location;
-    return { calls: [], imports: [], error: err.message, findings: [f], pickles: 0 };
+    return { calls: [], imports: [], error: err.message, findings: [f], targets: [''], pickles: 0 };
   }
-  return { calls: r.calls, imports: r.imports, ...(r.error ? { error: r.error } : {}), findings: vmFindings(r, opts.policy, location), pickles: r.count };
+  const { findings, targets } = vmFindingsWithTargets(r, opts.policy, location);
+  return { calls: r.calls, imports: r.imports, ...(r.error ? { error: r.error } : {}), findings, targets, pickles: r.count };
 }
 
-/** Findings for a VM result: intercepted calls by policy class, runtime-module reaches, early stops. */
-export function vmFindings(r: Pick<VmResult, 'calls' | 'imports' | 'error' | 'notes' | 'count'>, policy: Policy, location?: { member: string }): NewFinding[] {
+/** Findings for a VM result: intercepted calls by policy class, runtime-module reaches, costly calls, early stops. */
+export function vmFindings(r: Pick<VmResult, 'calls' | 'imports' | 'error' | 'notes' | 'count' | 'costs'>, policy: Policy, location?: { member: string }): NewFinding[] {
+  return vmFindingsWithTargets(r, policy, location).findings;
+}
+
+/** Calls of one intercepted name with one judgement: reported once, with the first call as evidence. */
+interface CallGroup {
+  rule: string;
+  verdict: 'malicious' | 'suspicious';
+  severity: 'critical' | 'high' | 'low';
+  qualified: string;
+  reason: string;
+  first: string;
+  count: number;
+  kinds: Map<string, number>;
+}
+
+const KIND_LABEL: Record<string, string> = { call: 'call', new: '__new__', setstate: '__setstate__', setitem: '__setitem__', append: 'append', extend: 'extend', add: 'add', iter: '__iter__', persistent_id: 'persistent_load' };
+
+function judgeCall(c: VmCallRecord, policy: Policy): Omit<CallGroup, 'first' | 'count' | 'kinds'> | undefined {
+  if (c.kind === 'persistent_id') return { rule: 'vm/intercepted-call', verdict: 'suspicious', severity: 'high', qualified: 'persistent_load', reason: 'a persistent id that is not a PyTorch storage' };
+  // Records name the object a call acts on (`Linear.__new__` for the state of a NEWOBJ result,
+  // `f()` for a call result): the policy judges the imported class, not that synthetic suffix.
+  const baseName = c.name.replace(/(\(\)|\.__new__)+$/, '');
+  const v = policy.classify(c.module, baseName);
+  if (VM_RUNTIME_MODULES.test(c.module)) return { rule: 'vm/intercepted-call', verdict: 'malicious', severity: 'critical', qualified: v.qualified, reason: 'sandbox runtime escape' };
+  let cls = v.cls;
+  let reason = v.reason;
+  if (c.kind === 'call' && c.name.endsWith('()') && cls === 'allowed') {
+    // Calling what an allowlisted constructor returned runs that object's __call__ (or fails): not
+    // what the allowlist vouches for.
+    cls = 'unknown';
+    reason = `calls the object that \`${v.qualified}(…)\` returned; the allowlist covers building it, not calling it`;
+  }
+  if (cls === 'allowed') return undefined;
+  if (cls === 'dangerous') return { rule: 'vm/intercepted-call', verdict: 'malicious', severity: 'critical', qualified: v.qualified, reason };
+  const p = payloadArgument(`${v.qualified}(${c.args})`);
+  if (p) return { rule: 'vm/payload-argument', verdict: 'malicious', severity: 'critical', qualified: v.qualified, reason: `${reason}, given ${p.kind} (${p.match}): used the way payloads are` };
+  return { rule: 'vm/intercepted-call', verdict: 'suspicious', severity: cls === 'library' ? 'low' : 'high', qualified: v.qualified, reason };
+}
+
+/** vmFindings, with the qualified name each finding is about. */
+export function vmFindingsWithTargets(r: Pick<VmResult, 'calls' | 'imports' | 'error' | 'notes' | 'count' | 'costs'>, policy: Policy, location?: { member: string }): { findings: NewFinding[]; targets: string[] } {
   const out: NewFinding[] = [];
-  const add = (f: NewFinding) => {
+  const targets: string[] = [];
+  const add = (f: NewFinding, target = '') => {
     if (location) f.location = location;
     out.push(f);
+    targets.push(target);
   };
   const seenImports = new Set<string>();
   for (const imp of r.imports) {
@@ -207,22 +263,27 @@ export function vmFindings(r: Pick<VmResult, 'calls' | 'imports' | 'error' | 'no
       add({ rule: 'vm/runtime-escape', severity: 'critical', verdict: 'malicious', message: `asks the VM for \`${imp.module}.${imp.name}\`, a module of the sandbox runtime itself: an escape attempt; intercepted, never resolved`, evidence: `find_class(${JSON.stringify(imp.module)}, ${JSON.stringify(imp.name)})` });
     }
   }
+  // One finding per (name, judgement): a model with a thousand layers names each class once.
+  const groups = new Map<string, CallGroup>();
   for (const c of r.calls) {
-    // Records name the object a call acts on (`Linear.__new__` for the state of a NEWOBJ result,
-    // `f()` for a call result): the policy judges the imported class, not that synthetic suffix.
-    const baseName = c.name.replace(/(\(\)|\.__new__)+$/, '');
-    const v = c.kind === 'persistent_id' ? { cls: 'unknown' as const, qualified: 'persistent_load', reason: 'a persistent id that is not a PyTorch storage' } : policy.classify(c.module, baseName);
-    const runtime = VM_RUNTIME_MODULES.test(c.module);
-    const cls = runtime ? 'dangerous' : v.cls;
-    if (cls === 'allowed') continue;
-    const what = describeCall(c, v.qualified);
-    if (cls === 'dangerous') {
-      add({ rule: 'vm/intercepted-call', severity: 'critical', verdict: 'malicious', message: `would call ${what}: ${runtime ? 'sandbox runtime escape' : v.reason}; intercepted by the VM, never run`, evidence: what });
-    } else if (cls === 'library') {
-      add({ rule: 'vm/intercepted-call', severity: 'low', verdict: 'suspicious', message: `would call ${what}: ${v.reason}; intercepted by the VM, never run`, evidence: what });
-    } else {
-      add({ rule: 'vm/intercepted-call', severity: 'high', verdict: 'suspicious', message: `would call ${what}: ${v.reason}; intercepted by the VM, never run`, evidence: what });
+    const j = judgeCall(c, policy);
+    if (!j) continue;
+    const key = `${j.rule}\0${j.verdict}\0${j.qualified}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { ...j, first: describeCall(c, j.qualified), count: 0, kinds: new Map() };
+      groups.set(key, g);
     }
+    g.count++;
+    const label = KIND_LABEL[c.kind] ?? c.kind;
+    g.kinds.set(label, (g.kinds.get(label) ?? 0) + 1);
+  }
+  for (const g of groups.values()) {
+    const more = g.count > 1 ? ` (${g.count} intercepted calls: ${[...g.kinds].map(([k, n]) => `${k} ×${n}`).join(', ')})` : '';
+    add({ rule: g.rule, severity: g.severity, verdict: g.verdict, message: `would call ${g.first}: ${g.reason}; intercepted by the VM, never run${more}`, evidence: g.first }, g.qualified);
+  }
+  for (const c of r.costs ?? []) {
+    add({ rule: 'vm/costly-call', severity: 'high', verdict: 'suspicious', message: `would call \`${c.call}\`, allowlisted but costly here: ${c.cost}; the VM did not run it, loading the file would`, evidence: c.call }, c.call.slice(0, Math.max(0, c.call.indexOf('('))));
   }
   if (r.error) {
     const limit = /^(limit:|MemoryError|OverflowError|RecursionError)/.test(r.error);
@@ -237,7 +298,7 @@ export function vmFindings(r: Pick<VmResult, 'calls' | 'imports' | 'error' | 'no
     }
   }
   for (const n of r.notes) add({ rule: 'vm/note', severity: 'info', verdict: 'safe', message: n });
-  return out;
+  return { findings: out, targets };
 }
 
 function describeCall(c: VmCallRecord, qualified: string): string {
@@ -249,11 +310,14 @@ function describeCall(c: VmCallRecord, qualified: string): string {
     case 'setitem':
     case 'append':
     case 'extend':
+    case 'add':
       return `\`${qualified}.${c.kind}(${c.args})\``;
+    case 'iter':
+      return `\`iter(${qualified}(…))\``;
     case 'persistent_id':
       return `\`persistent_load(${c.args})\``;
     default:
-      return `\`${qualified}(${c.args})\``;
+      return c.name.endsWith('()') ? `\`${qualified}(…)(${c.args})\`` : `\`${qualified}(${c.args})\``;
   }
 }
 

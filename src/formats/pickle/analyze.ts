@@ -3,6 +3,7 @@ import type { Finding } from '../../report/model.js';
 import { HIGHEST_PROTOCOL, OPCODES } from './opcodes.js';
 import { PickleError, type StreamReader } from './reader.js';
 import { KEPT_CHARS, pushItem, render, type Value } from './values.js';
+import { boundMethodCall } from './bound.js';
 import { decodeEscapedString, decodeRawUnicodeEscapeStrict, decodeUtf8, isUtf8, parseCFloat, parseCIndex, parseCInt, parseCLong } from './strings.js';
 
 /** One imported global with every place it was imported and how it was used. */
@@ -17,6 +18,8 @@ export interface ImportSite {
   count: number;
   /** Rendered calls made with it ("os.system('id')"), at most MAX_CALLS_KEPT. */
   calls: string[];
+  /** Calls recognised as bound methods of allowlisted torch objects (getattr only; see bound.ts). */
+  boundMethods?: string[];
 }
 
 /** A finding about the stream's structure, located by its byte offset in the stream. */
@@ -248,6 +251,11 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
   const recordCall = (fn: Value, call: Value & { k: 'call' }, off: number) => {
     if (fn.k === 'global') {
       const site = imports.get(fn.qualified);
+      const bound = site ? boundMethodCall(fn.qualified, call.args) : undefined;
+      if (site && bound !== undefined) {
+        if ((site.boundMethods ??= []).length < MAX_CALLS_KEPT) site.boundMethods.push(bound);
+        return;
+      }
       if (site && site.cls !== 'allowed' && site.calls.length < MAX_CALLS_KEPT) site.calls.push(render(call));
       if (TORCH_TENSOR_REBUILDERS.has(fn.qualified)) a.tensors++;
       return;

@@ -3,20 +3,12 @@ import type { FormatContext, FormatHandler } from '../types.js';
 import { BufferSource, SliceSource, type ByteSource } from '../source.js';
 import { analyzePickle, type ImportSite, type PickleAnalysis } from './analyze.js';
 import { StreamReader } from './reader.js';
-import { DEFAULT_POLICY } from './policy.js';
+import { BOUND_METHOD_GETTER, DEFAULT_POLICY, payloadArgument } from './policy.js';
 
 /** PyTorch's legacy (pre-1.6) serialization starts with a pickled int: this magic number. */
 export const TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
-/**
- * Arguments that are shell commands or Python source: what payloads pass to a gadget. An unknown
- * callable receiving one is judged malicious, so a gadget nobody has named yet still is.
- */
-const PAYLOAD_ARG = /(\bcurl\s|\bwget\s|\/bin\/(ba|z|da)?sh\b|\bsh\s+-c\b|\bbash\s+-[ci]\b|\bpowershell\b|\bnc\s+-[elvn]|\bncat\b|\brm\s+-rf\b|\bchmod\s+\+x\b|\|\s*(ba)?sh\b|\/dev\/tcp\/|\/etc\/(passwd|shadow)\b|__import__\s*\(|\bimport\s+(os|subprocess|socket|sys|pty|ctypes)\b|\bos\.(system|popen|exec\w*|spawn\w*)\s*\(|\bsubprocess\.\w+\s*\(|\b(eval|exec|compile)\s*\(|base64\s+(-d|--decode)|\bpython[0-9.]*\s+-c\b)/i;
-
 /** Time budget for the VM pass on one stream. */
 export const VM_TIMEOUT_MS = 20_000;
-/** VM findings kept per intercepted target (the rest are counted in the stats). */
-const VM_FINDINGS_PER_TARGET = 3;
 /** The legacy format holds exactly this many pickles before raw storage bytes. */
 const TORCH_LEGACY_PICKLES = 5;
 
@@ -143,14 +135,13 @@ async function vmPass(ctx: FormatContext, pickles: readonly PickleAnalysis[], im
   // joblib streams carry raw array bytes between pickle opcodes: the VM then reads them as joblib.load does.
   const r = await vmScanPass(bytes, { policy: ctx.policy, joblib: format === 'joblib', pickles: format === 'pytorch-legacy' ? TORCH_LEGACY_PICKLES : ctx.limits.maxPicklesPerStream, timeoutMs: Math.min(ctx.limits.maxScanMs, VM_TIMEOUT_MS) });
   ctx.stats.vm = 1;
-  // One call per class is the evidence; a model with a thousand layers must not flood the report.
-  const perTarget = new Map<string, number>();
-  for (const f of r.findings) {
-    const key = `${f.rule}\0${(f.evidence ?? f.message).split('(')[0]}`;
-    const n = (perTarget.get(key) ?? 0) + 1;
-    perTarget.set(key, n);
-    if (n <= VM_FINDINGS_PER_TARGET) sink.add(f);
-  }
+  // The VM groups its calls per class; a class the static pass already reported with the same
+  // judgement is not reported again, so a whole-model save names each nn.Module class once.
+  r.findings.forEach((f, i) => {
+    const site = imports.get(r.targets[i] ?? '');
+    const sameAsStatic = site !== undefined && f.rule === 'vm/intercepted-call' && f.verdict === 'suspicious' && (site.cls === 'library' || site.cls === 'unknown');
+    if (!sameAsStatic) sink.add(f);
+  });
   const seen = new Set<string>();
   for (const imp of r.imports) {
     const v = ctx.policy.classify(imp.module, imp.name);
@@ -167,19 +158,27 @@ async function vmPass(ctx: FormatContext, pickles: readonly PickleAnalysis[], im
   }
 }
 
-/** A non-allowlisted callable fed a shell command or Python source is a payload call. */
+/** A non-allowlisted callable fed a shell command, Python source, a URL or a dotted import path is a payload call. */
 function payloadFinding(s: ImportSite, times: string, sink: FindingSink): boolean {
-  const payload = s.calls.find((c) => PAYLOAD_ARG.test(c));
-  if (!payload) return false;
-  sink.add({
-    rule: 'pickle/payload-argument',
-    severity: 'critical',
-    verdict: 'malicious',
-    message: `calls \`${s.qualified}\`${times}, which is not on the allowlist, with a shell command or Python code as its argument: a gadget this scanner has no name for, used the way payloads are`,
-    location: { offset: s.offset },
-    evidence: `would call ${payload}`,
-  });
-  return true;
+  for (const call of s.calls) {
+    const p = payloadArgument(call);
+    if (!p) continue;
+    sink.add({
+      rule: 'pickle/payload-argument',
+      severity: 'critical',
+      verdict: 'malicious',
+      message: `calls \`${s.qualified}\`${times}, which is not on the allowlist, with ${p.kind} as its argument (${p.match}): a gadget this scanner has no name for, used the way payloads are`,
+      location: { offset: s.offset },
+      evidence: `would call ${call}`,
+    });
+    return true;
+  }
+  return false;
+}
+
+/** getattr used only to rebuild bound methods of allowlisted torch objects (LR schedulers). */
+function boundMethodsOnly(s: ImportSite): boolean {
+  return s.qualified === BOUND_METHOD_GETTER && s.calls.length === 0 && (s.boundMethods?.length ?? 0) > 0;
 }
 
 export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<string, ImportSite>, sink: FindingSink, ctx: FormatContext): void {
@@ -193,6 +192,17 @@ export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<s
         allowed++;
         break;
       case 'dangerous':
+        if (boundMethodsOnly(s)) {
+          allowed++;
+          sink.add({
+            rule: 'pickle/bound-method',
+            severity: 'info',
+            verdict: 'safe',
+            message: `rebuilds bound methods of allowlisted PyTorch objects with \`${s.qualified}\`${times} (${(s.boundMethods ?? []).join(', ')}), as LR scheduler state dicts hold them; nothing is called`,
+            location: { offset: s.offset },
+          });
+          break;
+        }
         sink.add({ rule: 'pickle/dangerous-global', severity: 'critical', verdict: 'malicious', message: `imports \`${s.qualified}\`${times}: ${s.reason}`, location: { offset: s.offset }, evidence: call });
         break;
       case 'library':

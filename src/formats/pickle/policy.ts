@@ -6,6 +6,9 @@
  * `torch` + `serialization.os.system` is `os.system`). Everything else is `unknown` → suspicious.
  */
 
+import { compatPickleName } from './compat.js';
+import { ANY_MODULE_GADGET_NAMES, CODE_GADGETS, matchGadget } from './gadgets.js';
+
 export type GlobalClass = 'allowed' | 'dangerous' | 'library' | 'unknown';
 
 export interface GlobalVerdict {
@@ -14,6 +17,8 @@ export interface GlobalVerdict {
   qualified: string;
   /** Capability for dangerous names ("process execution"), library for known ML classes. */
   reason: string;
+  /** A dangerous name that a user `--allow` pattern matched: the pattern does not clear it. */
+  allowIgnored?: string;
 }
 
 /** Python 2 → 3 module names that CPython's Unpickler maps (fix_imports) plus private aliases. */
@@ -88,6 +93,16 @@ const ALLOWED = new Set<string>([
   'torch.storage.TypedStorage',
   'torch.UntypedStorage',
   'torch.TypedStorage',
+  // Optimizers and LR schedulers: what `scheduler.state_dict()` and whole-object saves pickle. Their
+  // NEWOBJ is object.__new__ and their BUILD sets attributes (Optimizer.__setstate__ re-adds its
+  // profiling hook); their bound methods are recognised by BOUND_METHODS, never getattr in general.
+  ...['sgd.SGD', 'adam.Adam', 'adamw.AdamW', 'adagrad.Adagrad', 'adadelta.Adadelta', 'adamax.Adamax', 'asgd.ASGD', 'lbfgs.LBFGS',
+    'nadam.NAdam', 'radam.RAdam', 'rmsprop.RMSprop', 'rprop.Rprop', 'sparse_adam.SparseAdam']
+    .map((n) => `torch.optim.${n}`),
+  ...['LambdaLR', 'MultiplicativeLR', 'StepLR', 'MultiStepLR', 'ConstantLR', 'LinearLR', 'ExponentialLR', 'SequentialLR',
+    'CosineAnnealingLR', 'ChainedScheduler', 'ReduceLROnPlateau', 'CyclicLR', 'CosineAnnealingWarmRestarts', 'OneCycleLR',
+    'PolynomialLR', 'LRScheduler', '_LRScheduler']
+    .map((n) => `torch.optim.lr_scheduler.${n}`),
   // torch.layout / memory_format / qscheme singletons
   'torch.strided', 'torch.sparse_coo', 'torch.sparse_csr', 'torch.sparse_csc', 'torch.sparse_bsr', 'torch.sparse_bsc', 'torch._mkldnn',
   'torch.contiguous_format', 'torch.channels_last', 'torch.channels_last_3d', 'torch.preserve_format',
@@ -281,14 +296,53 @@ function matchDanger(qualified: string): DangerRule | undefined {
   return undefined;
 }
 
-function isAllowed(q: string, extra: ReadonlySet<string>, extraPrefixes: readonly string[]): boolean {
-  if (ALLOWED.has(q) || TORCH_STORAGE.test(q) || TORCH_DTYPE.test(q) || NUMPY_DTYPE_CLASS.test(q) || NUMPY_SCALAR.test(q)) return true;
-  if (extra.has(q)) return true;
-  return extraPrefixes.some((p) => q.startsWith(p));
+function builtinAllowed(q: string): boolean {
+  return ALLOWED.has(q) || TORCH_STORAGE.test(q) || TORCH_DTYPE.test(q) || NUMPY_DTYPE_CLASS.test(q) || NUMPY_SCALAR.test(q);
 }
 
 /** Identifiers only: anything else in a module or name is a trick (newlines, slashes, spaces). */
 const IDENT_PATH = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+
+/**
+ * The dangerous verdict for a (normalised) name, or undefined. This is "the dangerous set": the
+ * capability prefixes, the code gadgets, dunder walks and gadget-like names in any module.
+ */
+function dangerOf(module: string, name: string, qualified: string): GlobalVerdict | undefined {
+  // Every dotted suffix of the path is checked: `torch.serialization.os.system` reaches `os.system`.
+  // Suffixes are taken from the full name and from every point where the attribute walk (the
+  // dotted `name`, resolved by getattr from the imported module) could be holding a module.
+  const parts = qualified.split('.');
+  const moduleDepth = module.split('.').length;
+  for (let i = 0; i < parts.length; i++) {
+    if (i > 0 && i < moduleDepth) continue;
+    const suffix = parts.slice(i).join('.');
+    const via = i === 0 ? '' : ` (reached through ${parts.slice(0, i).join('.')})`;
+    const gadget = matchGadget(suffix);
+    if (gadget) return { cls: 'dangerous', qualified, reason: `code gadget: ${gadget.why}${via}` };
+    const rule = matchDanger(suffix);
+    if (rule) return { cls: 'dangerous', qualified, reason: `${rule.capability}${via}` };
+  }
+  const nameParts = name.split('.');
+  for (const part of nameParts) {
+    if (part.startsWith('__') && part.endsWith('__')) {
+      return { cls: 'dangerous', qualified, reason: `dunder attribute \`${part}\` reaches interpreter internals` };
+    }
+  }
+  const last = nameParts[nameParts.length - 1] ?? name;
+  const anywhere = ANY_MODULE_GADGET_NAMES.get(last);
+  if (anywhere) return { cls: 'dangerous', qualified, reason: `code gadget \`${last}\` in any module: ${anywhere.why}` };
+  if (DANGEROUS_ATTRS.test(last)) {
+    return { cls: 'dangerous', qualified, reason: `\`${last}\` runs code, loads data or reaches the OS in any module` };
+  }
+  return undefined;
+}
+
+/** `[module, name, qualified]` as CPython would resolve them: fix_imports first, then module aliases. */
+export function resolveName(moduleRaw: string, nameRaw: string): [string, string, string] {
+  const [m, name] = compatPickleName(moduleRaw, nameRaw);
+  const module = normaliseModule(m);
+  return [module, name, `${module}.${name}`];
+}
 
 export function createPolicy(options: PolicyOptions = {}): Policy {
   const extra = new Set<string>();
@@ -297,38 +351,31 @@ export function createPolicy(options: PolicyOptions = {}): Policy {
     if (a.endsWith('.*')) extraPrefixes.push(a.slice(0, -1));
     else extra.add(a);
   }
+  /** The user pattern that accepts `q`, as written. */
+  const userAllow = (q: string): string | undefined => {
+    if (extra.has(q)) return q;
+    const p = extraPrefixes.find((x) => q.startsWith(x));
+    return p === undefined ? undefined : `${p}*`;
+  };
   return {
-    classify(moduleRaw: string, name: string): GlobalVerdict {
-      const module = normaliseModule(moduleRaw);
-      const qualified = `${module}.${name}`;
-      if (!IDENT_PATH.test(moduleRaw) || !IDENT_PATH.test(name)) {
+    classify(moduleRaw: string, nameRaw: string): GlobalVerdict {
+      const [module, name, qualified] = resolveName(moduleRaw, nameRaw);
+      if (!IDENT_PATH.test(moduleRaw) || !IDENT_PATH.test(nameRaw)) {
         return { cls: 'dangerous', qualified, reason: 'a module or attribute name that is not a plain identifier path' };
       }
-      if (isAllowed(qualified, extra, extraPrefixes)) return { cls: 'allowed', qualified, reason: 'allowlisted' };
-      // Every dotted suffix of the path is checked: `torch.serialization.os.system` reaches `os.system`.
-      // Suffixes are taken from the full name and from every point where the attribute walk (the
-      // dotted `name`, resolved by getattr from the imported module) could be holding a module.
-      const parts = qualified.split('.');
-      const moduleDepth = module.split('.').length;
-      for (let i = 0; i < parts.length; i++) {
-        if (i > 0 && i < moduleDepth) continue;
-        const suffix = parts.slice(i).join('.');
-        const rule = matchDanger(suffix);
-        if (rule) {
-          const via = i === 0 ? '' : ` (reached through ${parts.slice(0, i).join('.')})`;
-          return { cls: 'dangerous', qualified, reason: `${rule.capability}${via}` };
+      if (builtinAllowed(qualified)) return { cls: 'allowed', qualified, reason: 'allowlisted' };
+      // The dangerous set is judged before the user's --allow patterns: no pattern clears it.
+      const danger = dangerOf(module, name, qualified);
+      if (danger) {
+        const pattern = userAllow(qualified);
+        if (pattern !== undefined) {
+          danger.allowIgnored = pattern;
+          danger.reason += ` (--allow ${pattern} does not clear a dangerous capability)`;
         }
+        return danger;
       }
+      if (userAllow(qualified) !== undefined) return { cls: 'allowed', qualified, reason: 'allowed by --allow' };
       const nameParts = name.split('.');
-      for (const part of nameParts) {
-        if (part.startsWith('__') && part.endsWith('__')) {
-          return { cls: 'dangerous', qualified, reason: `dunder attribute \`${part}\` reaches interpreter internals` };
-        }
-      }
-      const last = nameParts[nameParts.length - 1] ?? name;
-      if (DANGEROUS_ATTRS.test(last)) {
-        return { cls: 'dangerous', qualified, reason: `\`${last}\` runs code, loads data or reaches the OS in any module` };
-      }
       if (nameParts.length > 1) {
         // Dotted access through a module: allowed only if it is on the allowlist exactly.
         return { cls: 'unknown', qualified, reason: 'dotted attribute path through a module' };
@@ -341,6 +388,105 @@ export function createPolicy(options: PolicyOptions = {}): Policy {
       return { cls: 'unknown', qualified, reason: 'not on the allowlist' };
     },
   };
+}
+
+/** Dangerous names that an `--allow` pattern would match, with why: a warning for the user. */
+export interface AllowConflict {
+  pattern: string;
+  /** Dangerous names or prefixes the pattern covers (a few). */
+  covers: string[];
+  reason: string;
+}
+
+/** Most dangerous names listed per pattern in a warning. */
+const ALLOW_CONFLICT_EXAMPLES = 5;
+
+/**
+ * The `--allow` patterns that would match a name in the dangerous set. Those names stay
+ * `malicious`; the caller says so (stderr, report).
+ */
+export function allowConflicts(allow: readonly string[]): AllowConflict[] {
+  const out: AllowConflict[] = [];
+  const known = [...DANGER.map((r) => ({ name: r.prefix, why: r.capability })), ...CODE_GADGETS.map((g) => ({ name: g.name, why: `code gadget: ${g.why}` }))];
+  for (const pattern of allow) {
+    if (pattern.endsWith('.*')) {
+      const p = pattern.slice(0, -2);
+      const [, , q] = p.includes('.') ? resolveName(p.slice(0, p.lastIndexOf('.')), p.slice(p.lastIndexOf('.') + 1)) : [p, '', normaliseModule(p)];
+      const hits = known.filter((k) => k.name === q || k.name.startsWith(`${q}.`) || q.startsWith(`${k.name}.`));
+      if (hits.length > 0) {
+        const covers = [...new Set(hits.map((h) => h.name))];
+        out.push({ pattern, covers: covers.slice(0, ALLOW_CONFLICT_EXAMPLES), reason: (hits[0] as { why: string }).why });
+      }
+      continue;
+    }
+    const dot = pattern.lastIndexOf('.');
+    if (dot <= 0) continue;
+    const v = DEFAULT_POLICY.classify(pattern.slice(0, dot), pattern.slice(dot + 1));
+    if (v.cls === 'dangerous') out.push({ pattern, covers: [v.qualified], reason: v.reason });
+  }
+  return out;
+}
+
+/** `--allow` warning text, one line per conflicting pattern. */
+export function allowConflictWarnings(allow: readonly string[]): string[] {
+  return allowConflicts(allow).map(
+    (c) => `--allow ${c.pattern} matches dangerous names (${c.covers.join(', ')}${c.covers.length >= ALLOW_CONFLICT_EXAMPLES ? ', …' : ''}: ${c.reason}); they stay malicious: --allow never clears a dangerous capability`,
+  );
+}
+
+/**
+ * What payloads pass to a gadget, read from a rendered call (`fn('…', …)`, string arguments
+ * quoted as Python reprs). A callable that is not on the allowlist and receives one is judged
+ * malicious, so a gadget nobody has named yet still is.
+ */
+const PAYLOAD_KINDS: ReadonlyArray<{ kind: string; re: RegExp }> = [
+  {
+    kind: 'a shell command',
+    re: /(\bcurl\s|\bwget\s|\/bin\/(ba|z|da)?sh\b|\bsh\s+-c\b|\bbash\s+-[ci]\b|\bpowershell\b|\bnc\s+-[elvn]|\bncat\b|\brm\s+-rf\b|\bchmod\s+\+x\b|\|\s*(ba)?sh\b|\/dev\/tcp\/|\/etc\/(passwd|shadow)\b|base64\s+(-d|--decode)|\bpython[0-9.]*\s+-c\b)/i,
+  },
+  {
+    kind: 'Python source',
+    re: /(__import__\s*\(|(?:^|[;'"(]|\\n)\s*(?:import\s+[A-Za-z_][\w.]*|from\s+[A-Za-z_][\w.]*\s+import\s)|\bos\.(system|popen|exec\w*|spawn\w*)\s*\(|\bsubprocess\.\w+\s*\(|\b(eval|exec|compile|getattr|setattr|globals|locals|breakpoint)\s*\(|\blambda\b[^:'"]{0,40}:|\bdef\s+[A-Za-z_]\w*\s*\(|__(builtins|globals|subclasses|class|code|import|loader|reduce|reduce_ex|mro|bases)__)/,
+  },
+  { kind: 'a URL', re: /\b(?:https?|ftp|sftp|file|s3|gs|hdfs|wss?|git\+\w+):\/\//i },
+];
+
+/** A quoted string argument that is entirely a dotted import path (`'os.system'`, `'pkg.mod:attr'`). */
+const DOTTED_PATH_ARG = /(?:^|[(,\s=])(['"])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?)\1/g;
+/** File names look like dotted paths; these last components mean "a file", not a module. */
+const FILE_SUFFIX = /^(json|jsonl|txt|bin|pt|pth|safetensors|pkl|pickle|joblib|npy|npz|ya?ml|csv|tsv|onnx|h5|hdf5|keras|msgpack|model|gguf|ggml|ckpt|md|cfg|ini|toml|log|png|jpe?g|gif|wav|mp3|zip|tar|gz|tgz|bz2|xz|zst|parquet|arrow|tflite|pb|vocab|spm|tiktoken|html?|xml)$/i;
+
+/** What kind of payload a rendered call carries, and the matching text, or undefined. */
+export function payloadArgument(rendered: string): { kind: string; match: string } | undefined {
+  for (const { kind, re } of PAYLOAD_KINDS) {
+    const m = re.exec(rendered);
+    if (m) return { kind, match: m[0] };
+  }
+  for (const m of rendered.matchAll(DOTTED_PATH_ARG)) {
+    const path = m[2] as string;
+    const last = path.split(/[.:]/).pop() as string;
+    if (!FILE_SUFFIX.test(last)) return { kind: 'a dotted import path', match: path };
+  }
+  return undefined;
+}
+
+/**
+ * Bound methods of allowlisted torch objects, pickled by real tools as
+ * `builtins.getattr(<instance>, '<method>')`: OneCycleLR keeps `anneal_func` and CyclicLR
+ * `scale_fn` as bound methods in the `__dict__` their `state_dict()` returns (PyTorch 1.x). Only
+ * these (class, method) pairs on an instance of the class are recognised; getattr stays dangerous.
+ */
+export const BOUND_METHODS: Readonly<Record<string, readonly string[]>> = {
+  'torch.optim.lr_scheduler.OneCycleLR': ['_annealing_cos', '_annealing_linear'],
+  'torch.optim.lr_scheduler.CyclicLR': ['_triangular_scale_fn', '_triangular2_scale_fn', '_exp_range_scale_fn'],
+};
+
+/** The global that pickles a bound method. */
+export const BOUND_METHOD_GETTER = 'builtins.getattr';
+
+/** Whether `owner.method` is a recognised bound method of an allowlisted torch object. */
+export function isBoundMethod(owner: string, method: string): boolean {
+  return BOUND_METHODS[owner]?.includes(method) === true;
 }
 
 export const DEFAULT_POLICY: Policy = createPolicy();

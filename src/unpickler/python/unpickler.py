@@ -23,6 +23,11 @@ MAX_DEPTH = 400
 _calls = []
 _imports = []
 _notes = []
+_costs = []
+# (class, method) pairs the host recognises as bound methods of allowlisted torch objects
+# (policy.ts BOUND_METHODS, sent with each run): getattr(<instance>, '<method>') on one of them
+# builds a BoundMethod record instead of an intercepted getattr call.
+_bound_methods = {}
 
 
 # repr() of a memo-reference bomb is exponential and of a deep structure recursive: reprlib bounds
@@ -57,6 +62,9 @@ class _InterceptMeta(type):
     """Type of every placeholder class. Calling a placeholder records the call, never runs it."""
 
     def __call__(cls, *args, **kwargs):
+        check = _COST_CHECKS.get("%s.%s" % _resolve(cls._mg_module, cls._mg_name))
+        if check is not None:
+            check("%s.%s" % _resolve(cls._mg_module, cls._mg_name), args, kwargs)
         _record(cls._mg_module, cls._mg_name, "call", args, kwargs)
         return _result(cls, "%s.%s(%s)" % (cls._mg_module, cls._mg_name, "…" if args or kwargs else ""), args)
 
@@ -77,7 +85,25 @@ class Intercepted(metaclass=_InterceptMeta):
     def __new__(cls, *args, **kwargs):
         # NEWOBJ / NEWOBJ_EX: cls.__new__(cls, *args)
         _record(cls._mg_module, cls._mg_name, "new", args, kwargs)
-        return _result(cls, "%s.%s.__new__(…)" % (cls._mg_module, cls._mg_name), args)
+        inst = _result(cls, "%s.%s.__new__(…)" % (cls._mg_module, cls._mg_name), args)
+        inst._mg_built = True  # an instance of the class, as pickle builds instances
+        return inst
+
+    def __call__(self, *args, **kwargs):
+        # Calling what an intercepted call returned (`f(x)(y)`, a getattr result): recorded as a
+        # call of that result, and analysis goes on with another placeholder.
+        mod, nm = self._mg_split()
+        _record(mod, nm, "call", args, kwargs)
+        return _result_named(mod, nm, "%s(…)" % object.__getattribute__(self, "_mg_origin"), args)
+
+    def add(self, value):
+        # ADDITEMS on something that is not a set calls its .add()
+        _record(*self._mg_split(), "add", (value,))
+
+    def __iter__(self):
+        # list(x), set(x)… of a placeholder: CPython would run the object's __iter__.
+        _record(*self._mg_split(), "iter", ())
+        return iter(())
 
     def __setstate__(self, state):
         _record(*self._mg_split(), "setstate", (state,))
@@ -107,10 +133,14 @@ _placeholders = {}
 
 
 def _result(cls, origin, args):
+    return _result_named(cls._mg_module, cls._mg_name, origin, args)
+
+
+def _result_named(module, name, origin, args):
     inst = object.__new__(Intercepted)
     inst._mg_origin = origin
-    inst._mg_mod = cls._mg_module
-    inst._mg_nm = cls._mg_name
+    inst._mg_mod = module
+    inst._mg_nm = name
     inst._mg_args = list(args)
     return inst
 
@@ -346,6 +376,189 @@ def _np_frombuffer(buf, dtype, shape, order):
     return arr
 
 
+# ----- bound methods of allowlisted torch objects ------------------------------------------------
+
+
+class BoundMethod:
+    """getattr(<instance of an allowlisted torch class>, '<method>'): a recognised bound method.
+    Nothing runs; calling it is recorded like any other call."""
+
+    def __init__(self, module, cls_name, method):
+        self.module, self.cls_name, self.method = module, cls_name, method
+
+    def __call__(self, *args, **kwargs):
+        name = "%s.%s" % (self.cls_name, self.method)
+        _record(self.module, name, "call", args, kwargs)
+        return _result_named(self.module, name, "%s.%s(…)" % (self.module, name), args)
+
+    def __repr__(self):
+        return "<bound method %s.%s.%s>" % (self.module, self.cls_name, self.method)
+
+
+def _getattr(obj, name, *default):
+    if not default and type(obj) is Intercepted and type(name) is str:
+        d = object.__getattribute__(obj, "__dict__")
+        if d.get("_mg_built"):
+            module, cls_name = _resolve(d["_mg_mod"], d["_mg_nm"])
+            if name in _bound_methods.get(module + "." + cls_name, ()):
+                return BoundMethod(module, cls_name, name)
+    return _placeholder("builtins", "getattr")(obj, name, *default)
+
+
+# ----- allowlisted constructors under limits -----------------------------------------------------
+# The VM builds what allowlisted names build. Some of them cost the real loader far more than the
+# bytes that ask for it: bytearray(2**40), list(range(10**11)), Fraction('1e999999999') (computes
+# 10**999999999). Their arguments are checked first; over a limit the cost is recorded (the host
+# makes it a finding) and an empty stand-in is returned so the rest of the stream is still read.
+
+MAX_BUILD_BYTES = 64 * 1024 * 1024  # one bytes/bytearray the VM will allocate
+MAX_TOTAL_BUILD_BYTES = 256 * 1024 * 1024  # all of them together, in one run
+MAX_BUILD_ITEMS = 1_000_000  # items of a container built from a range
+MAX_INT_DIGITS = 4300  # decimal digits of an integer to parse or compute (CPython's int_max_str_digits)
+_BYTES_PER_ITEM = 36  # a list slot plus a small int, what CPython spends per item (approximate)
+_built_bytes = [0]
+
+
+def _size_text(n):
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return "%.1f %s" % (n / scale, unit)
+    return "%d bytes" % n
+
+
+def _cost(call, cost):
+    if len(_costs) < MAX_CALLS:
+        _costs.append({"call": call, "cost": cost})
+
+
+def _call_text(qualified, args, kwargs=None):
+    parts = [_short(a) for a in args] + ["%s=%s" % (k, _short(v)) for k, v in (kwargs or {}).items()]
+    return "%s(%s)" % (qualified, ", ".join(parts))
+
+
+def _range_len(r):
+    try:
+        return len(r)
+    except OverflowError:  # longer than sys.maxsize
+        return max(0, (r.stop - r.start + r.step - (1 if r.step > 0 else -1)) // r.step)
+
+
+def _digits_text(digits):
+    return "an integer of %s digits (~%s)" % (format(digits, ","), _size_text(digits * 3322 // 8000))
+
+
+def _decimal_exponent(text):
+    """Digits and exponent of a decimal literal as Fraction and Decimal parse it (None if not one)."""
+    import re
+    m = re.match(r"\s*[-+]?(\d[\d_]*)?(?:\.(\d[\d_]*)?)?(?:[eE]([-+]?\d[\d_]*))?\s*$", text)
+    if not m or not (m.group(1) or m.group(2)):
+        return None
+    digits = len((m.group(1) or "").replace("_", "")) + len((m.group(2) or "").replace("_", ""))
+    exp_text = (m.group(3) or "0").replace("_", "")
+    if len(exp_text.lstrip("+-")) > 20:  # an exponent with more digits than anything we can compute
+        return digits, 10 ** 20
+    return digits, int(exp_text)
+
+
+def _decimal_of(x):
+    """(digits, exponent) of a decimal.Decimal placeholder built from a string or a tuple."""
+    if type(x) is not Intercepted:
+        return None
+    d = object.__getattribute__(x, "__dict__")
+    if _resolve(d.get("_mg_mod", ""), d.get("_mg_nm", "")) != ("decimal", "Decimal"):
+        return None
+    args = d.get("_mg_args") or []
+    if not args:
+        return None
+    a = args[0]
+    if type(a) is str:
+        return _decimal_exponent(a)
+    if type(a) is tuple and len(a) == 3 and type(a[2]) is int and isinstance(a[1], (tuple, list)):
+        return len(a[1]), a[2]
+    return None
+
+
+def _huge_power(qualified, args, kwargs, digits, exp, what):
+    total = digits + abs(exp)
+    if total > MAX_INT_DIGITS:
+        _cost(_call_text(qualified, args, kwargs),
+              "%s computes 10**%d: %s; CPython spends minutes of CPU and that memory on it (limit: %d digits)"
+              % (what, abs(exp), _digits_text(total), MAX_INT_DIGITS))
+        return True
+    return False
+
+
+def _check_fraction(qualified, args, kwargs):
+    if not args:
+        return
+    a = args[0]
+    if type(a) is str:
+        if "/" in a:
+            digits = sum(len(p.strip().replace("_", "")) for p in a.split("/"))
+            if digits > MAX_INT_DIGITS:
+                _cost(_call_text(qualified, args, kwargs), "parses %s (quadratic before Python 3.11; refused after)" % _digits_text(digits))
+            return
+        parsed = _decimal_exponent(a)
+        if parsed is not None:
+            _huge_power(qualified, args, kwargs, parsed[0], parsed[1], "Fraction(str)")
+        return
+    dec = _decimal_of(a)
+    if dec is not None:
+        _huge_power(qualified, args, kwargs, dec[0], dec[1], "Fraction(Decimal)")
+
+
+def _check_iterable_consumer(qualified, args, kwargs):
+    for a in list(args[:1]) + list((kwargs or {}).values())[:1]:
+        if type(a) is range:
+            n = _range_len(a)
+            if n > MAX_BUILD_ITEMS:
+                _cost(_call_text(qualified, args, kwargs),
+                      "iterates a range of %s items (~%s if kept) (limit: %s)" % (format(n, ","), _size_text(n * _BYTES_PER_ITEM), format(MAX_BUILD_ITEMS, ",")))
+
+
+# Allowlisted names the VM keeps as placeholders (the host drops their records) whose arguments
+# can still cost the real loader: checked before the call is recorded.
+_COST_CHECKS = {
+    "fractions.Fraction": _check_fraction,
+    "collections.Counter": _check_iterable_consumer,
+    "collections.deque": _check_iterable_consumer,
+}
+
+
+class _BoundedMeta(type):
+    """Type of the bounded builtins: a type (so NEWOBJ accepts it) whose call checks the cost first."""
+
+    def __call__(cls, *args, **kwargs):
+        real = cls._mg_real
+        name = "builtins." + real.__name__
+        if real in (bytes, bytearray) and len(args) == 1 and not kwargs and type(args[0]) is int and args[0] > 0:
+            n = args[0]
+            if n > MAX_BUILD_BYTES or _built_bytes[0] + n > MAX_TOTAL_BUILD_BYTES:
+                _cost(_call_text(name, args), "allocates %s (limit: %s per object, %s in all)" % (_size_text(n), _size_text(MAX_BUILD_BYTES), _size_text(MAX_TOTAL_BUILD_BYTES)))
+                return real()
+            _built_bytes[0] += n
+        # (bytes/bytearray of a range fail at its 257th item, dict at its first: never costly)
+        if real in (list, tuple, set, frozenset) and args and type(args[0]) is range:
+            n = _range_len(args[0])
+            if n > MAX_BUILD_ITEMS:
+                _cost(_call_text(name, args, kwargs), "builds %s items (~%s) (limit: %s)" % (format(n, ","), _size_text(n * _BYTES_PER_ITEM), format(MAX_BUILD_ITEMS, ",")))
+                return real()
+        if real in (int, float, complex) and args:
+            dec = _decimal_of(args[0])
+            if dec is not None and real is int and _huge_power(name, args, kwargs, dec[0], dec[1], "int(Decimal)"):
+                return 0
+            if type(args[0]) is Intercepted:
+                # int(x) of a placeholder runs x.__int__ in CPython: recorded, not run.
+                return _placeholder("builtins", real.__name__)(*args, **kwargs)
+        return real(*args, **kwargs)
+
+
+def _bounded(real):
+    def new(cls, *args):
+        return real.__new__(real, *args)
+    return _BoundedMeta(real.__name__, (), {"_mg_real": real, "__new__": new})
+
+
 _STORAGE_DTYPES = {
     "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
     "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
@@ -370,6 +583,9 @@ _BUILTINS = {
     "set": set, "frozenset": frozenset, "bytearray": bytearray, "bytes": bytes, "slice": slice, "complex": complex,
     "range": range, "list": list, "dict": dict, "tuple": tuple, "int": int, "float": float, "bool": bool, "str": str,
 }
+# What find_class hands out for them: the same builtins, behind the cost checks above.
+_BUILTIN_STANDINS = {name: (_bounded(t) if t in (bytearray, bytes, list, tuple, set, frozenset, int, float, complex) else t)
+                     for name, t in _BUILTINS.items()}
 
 _STANDINS = {
     "torch._utils._rebuild_tensor": _rebuild_tensor,
@@ -388,6 +604,7 @@ _STANDINS = {
     "numpy.ndarray": NDArray,
     "numpy.dtype": NPDType,
     "builtins.object": object,
+    "builtins.getattr": _getattr,
 }
 
 
@@ -396,6 +613,18 @@ def _normalise(module):
         if module == old or module.startswith(old + "."):
             return new + module[len(old):]
     return module
+
+
+def _resolve(module, name):
+    """(module, name) as CPython's find_class resolves them for protocols 0-2 (fix_imports, through
+    _compat_pickle, the interpreter's own table), then the module aliases above. Applied whatever
+    the protocol, as the host's policy does: `__builtin__.eval` is builtins.eval."""
+    import _compat_pickle
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    return _normalise(module), name
 
 
 class _Restricted:
@@ -411,13 +640,13 @@ class _Restricted:
         module, name = str(module), str(name)
         if len(_imports) < MAX_CALLS:
             _imports.append({"module": module, "name": name})
-        mod = _normalise(module)
+        mod, name = _resolve(module, name)
         qualified = mod + "." + name
         standin = _STANDINS.get(qualified)
         if standin is not None:
             return standin
-        if mod == "builtins" and name in _BUILTINS:
-            return _BUILTINS[name]
+        if mod == "builtins" and name in _BUILTIN_STANDINS:
+            return _BUILTIN_STANDINS[name]
         if mod in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:
             return StorageType(qualified, _STORAGE_DTYPES[name])
         if mod in ("torch.storage",) and name in ("UntypedStorage", "TypedStorage"):
@@ -649,7 +878,8 @@ class _Encoder:
             return {"t": "obj", "id": nid, "cls": "builtins.object", "args": []}
         if isinstance(v, type) or callable(v):
             name = getattr(v, "__name__", "?")
-            return {"t": "global", "id": nid, "name": "builtins." + name if v in _BUILTINS.values() else "standin." + name}
+            builtin = any(v is b for b in _BUILTINS.values()) or any(v is b for b in _BUILTIN_STANDINS.values())
+            return {"t": "global", "id": nid, "name": "builtins." + name if builtin else "standin." + name}
         return {"t": "repr", "id": nid, "v": _short(v)}
 
     def enc_dtype(self, dt):
@@ -720,6 +950,11 @@ def _mg_run(data, config_json):
     del _calls[:]
     del _imports[:]
     del _notes[:]
+    del _costs[:]
+    _built_bytes[0] = 0
+    _bound_methods.clear()
+    for owner, methods in (config.get("bound") or {}).items():
+        _bound_methods[str(owner)] = frozenset(str(m) for m in methods)
     results = []
     error = None
     end = 0
@@ -755,7 +990,7 @@ def _mg_run(data, config_json):
         except RecursionError:
             error = error or "limit: recursion while encoding"
             graph = None
-    out = {"objects": graph, "calls": list(_calls), "imports": list(_imports), "notes": list(_notes), "end": end,
+    out = {"objects": graph, "calls": list(_calls), "imports": list(_imports), "notes": list(_notes), "costs": list(_costs), "end": end,
            "error": error, "count": len(results)}
     recycle = False
     if len(data) > RECYCLE_INPUT_BYTES and (error is not None or _too_deep(results)):
