@@ -2,29 +2,30 @@ import type { FindingSink } from '../report/findings.js';
 import type { Severity, Verdict } from '../report/model.js';
 import type { FormatContext, FormatHandler } from './types.js';
 import { decodeUtf8Strict } from './json-strict.js';
+import { parse as jinjaParse, tokenize as jinjaTokenize } from '@huggingface/jinja';
+import { CHAT_TEMPLATE_MAX_BLOCK_DEPTH, CHAT_TEMPLATE_MAX_CHARS, CHAT_TEMPLATE_MAX_EXPR_DEPTH, CHAT_TEMPLATE_MAX_LOOP_DEPTH, CHAT_TEMPLATE_MAX_RANGE, CHAT_TEMPLATE_MAX_REPEAT, ESCAPE_HELPERS, PAYLOAD_NAMES, isDunderish } from './chat-template-names.js';
+import { TaintLimit, TemplateTaint, type JNode } from './chat-template-taint.js';
 
 /**
  * Static analysis of Jinja chat templates (GGUF `tokenizer.chat_template`, `tokenizer_config.json`
- * `chat_template`, `chat_template.jinja`). The template is tokenized the way Jinja's lexer does it
- * (text, `{{ }}`, `{% %}`, `{# #}`, raw blocks, string literals with Python escapes), then the token
- * stream is checked for the ways known sandbox escapes are written (CVE-2024-34359 style):
- * dunder attribute access by any spelling, dynamically built attribute names, and the globals that
- * lead out of the sandbox. Nothing is rendered.
+ * `chat_template`, `chat_template.jinja`). Nothing is rendered. Two passes:
+ *
+ * 1. A lexer written the way Jinja's own lexer works (text, `{{ }}`, `{% %}`, `{# #}`, raw blocks,
+ *    string literals with Python's escapes) checks structure: syntax, nesting, template loading,
+ *    literals spelled with escapes.
+ * 2. `@huggingface/jinja` (the parser transformers.js renders chat templates with) builds the syntax
+ *    tree, and chat-template-taint.ts judges it by taint: which attribute and item names can reach a
+ *    dunder, however the string was built.
+ *
+ * When the parser rejects a template, or its tokens disagree with pass 1 (a template Jinja would
+ * read differently), the template is `suspicious` and the older token-pattern checks below decide
+ * the rest: a fallback that errs toward findings, never toward `safe`.
  */
 
-/** Characters of template analysed; a longer template is itself suspicious. */
-export const CHAT_TEMPLATE_MAX_CHARS = 4 * 1024 * 1024;
-/** `range()` bound above which a loop is resource abuse. */
-export const CHAT_TEMPLATE_MAX_RANGE = 100_000;
-/** Repetition factor (`'x' * N`) above which output is resource abuse. */
-export const CHAT_TEMPLATE_MAX_REPEAT = 100_000;
-/** Block nesting (`for`/`if`/`macro`…) above which a template is suspicious. */
-export const CHAT_TEMPLATE_MAX_BLOCK_DEPTH = 16;
-/** Nested `for` loops above which iteration counts multiply out of bounds. */
-export const CHAT_TEMPLATE_MAX_LOOP_DEPTH = 3;
-/** Bracket nesting inside one expression. */
-export const CHAT_TEMPLATE_MAX_EXPR_DEPTH = 32;
+export { CHAT_TEMPLATE_MAX_CHARS, CHAT_TEMPLATE_MAX_RANGE, CHAT_TEMPLATE_MAX_REPEAT, CHAT_TEMPLATE_MAX_BLOCK_DEPTH, CHAT_TEMPLATE_MAX_LOOP_DEPTH, CHAT_TEMPLATE_MAX_EXPR_DEPTH };
 const MAX_FINDINGS = 40;
+/** Largest template given to the parser and the taint pass (real ones are a few KiB; the biggest tool templates ~40 KiB). */
+export const CHAT_TEMPLATE_MAX_PARSE_CHARS = 512 * 1024;
 
 export interface TemplateFinding {
   rule: string;
@@ -45,21 +46,18 @@ interface Tok {
   obfuscated?: boolean;
 }
 
-/** Globals that lead out of Jinja's sandbox (their `__init__.__globals__` or Flask context). */
-const ESCAPE_HELPERS = new Set(['cycler', 'joiner', 'lipsum', 'self', 'config', 'request', 'url_for', 'get_flashed_messages', 'session']);
-/** Python names that only appear in payloads. */
-const PAYLOAD_NAMES = new Set(['popen', 'subprocess', 'check_output', 'import_module', '__import__', 'eval', 'exec', 'execfile', 'compile', 'getattr', 'setattr', 'globals', 'locals', 'builtins', 'func_globals', 'gi_frame', 'f_globals', 'f_back', 'tb_frame', 'cr_frame', 'ag_frame', 'mro']);
 const STRING_BUILDERS = new Set(['join', 'format', 'replace', 'reverse', 'string', 'striptags', 'lower', 'upper', 'title', 'capitalize', 'urlencode']);
 const BLOCK_OPENERS = new Set(['for', 'if', 'macro', 'call', 'filter', 'with', 'block', 'autoescape', 'trans']);
 const TEMPLATE_LOADING = new Set(['include', 'import', 'extends', 'from']);
 
-const isDunderish = (s: string) => /^__|__$/.test(s) || /__[A-Za-z]\w*__/.test(s);
+
+type Add = (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => void;
 
 /** Analyses a template's source. Never throws; runs in time linear in the source length. */
 export function analyzeChatTemplate(source: string): TemplateFinding[] {
   const out: TemplateFinding[] = [];
   const seen = new Set<string>();
-  const add = (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => {
+  const add: Add = (rule, verdict, message, evidence, offset) => {
     const key = `${rule}\0${evidence}`;
     if (seen.has(key) || out.length >= MAX_FINDINGS) return;
     seen.add(key);
@@ -70,10 +68,86 @@ export function analyzeChatTemplate(source: string): TemplateFinding[] {
     add('chat-template/oversized', 'suspicious', `template of ${src.length} characters exceeds ${CHAT_TEMPLATE_MAX_CHARS}; only the start was analysed`, `${src.length} characters`, 0);
     src = src.slice(0, CHAT_TEMPLATE_MAX_CHARS);
   }
+  // The token-pattern checks run alongside pass 1 (no token list is kept); their findings count
+  // only when the syntax tree cannot be used.
+  const fallbackFindings: TemplateFinding[] = [];
+  const lexed = lexTemplate(src, add, fallbackFindings);
+  const fallback = () => {
+    for (const f of fallbackFindings) add(f.rule, f.verdict, f.message, f.evidence, f.offset);
+  };
+  if (lexed.broken || lexed.tooDeep) {
+    // Jinja refuses the template, or its nesting is past the limits (already findings; the
+    // recursive parser is not given it). Payloads before the error are still reported.
+    fallback();
+    return out;
+  }
+  if (lexed.parserInput.length > CHAT_TEMPLATE_MAX_PARSE_CHARS) {
+    add('chat-template/oversized', 'suspicious', `template of ${lexed.parserInput.length} characters is beyond the ${CHAT_TEMPLATE_MAX_PARSE_CHARS} the syntax-tree analysis takes (real chat templates are a few KiB); judged by token patterns only`, `${lexed.parserInput.length} characters`, 0);
+    fallback();
+    return out;
+  }
+  let program: JNode;
+  try {
+    const tokens = jinjaTokenize(lexed.parserInput);
+    const why = disagreement(lexed, tokens);
+    if (why !== undefined) {
+      add('chat-template/parser-disagreement', 'suspicious', `the Jinja parser and Jinja's own lexing rules read this template differently (${why}); judged by token patterns instead`, why, 0);
+      fallback();
+      return out;
+    }
+    program = jinjaParse(tokens) as unknown as JNode;
+  } catch (e) {
+    const msg = e instanceof RangeError ? 'too deeply nested to parse' : String((e as Error)?.message ?? e).slice(0, 120);
+    add('chat-template/unparsed', 'suspicious', `the Jinja parser rejects this template (${msg}); Python's Jinja may still render it, so it was judged by token patterns only`, msg, 0);
+    fallback();
+    return out;
+  }
+  const taint = new TemplateTaint(MAX_FINDINGS);
+  try {
+    taint.run(program);
+  } catch (e) {
+    if (!(e instanceof TaintLimit) && !(e instanceof RangeError)) throw e;
+    add('chat-template/unparsed', 'suspicious', `the template is too deeply nested to analyse (${(e as Error).message}); judged by token patterns only`, (e as Error).message, 0);
+    fallback();
+  }
+  for (const f of taint.findings) add(f.rule, f.verdict, f.message, f.evidence, locate(src, f.evidence));
+  return out;
+}
 
-  const blockStack: string[] = [];
-  /** Variables holding underscore pieces or strings assembled from them. */
+/** Where a finding's evidence first appears in the source (the syntax tree keeps no offsets). */
+function locate(src: string, evidence: string): number {
+  const words = evidence.match(/[A-Za-z_][A-Za-z0-9_]{1,}/g) ?? [];
+  const w = words.sort((a, b) => b.length - a.length)[0];
+  const at = w === undefined ? -1 : src.indexOf(w);
+  return at < 0 ? 0 : at;
+}
+
+interface LexedTemplate {
+  /** The source with raw blocks cut out (their content is text to Jinja; the parser lacks `raw`). */
+  parserInput: string;
+  /** Names and decoded string literals in order, to compare with the parser's tokens. */
+  names: string[];
+  strings: string[];
+  broken: boolean;
+  tooDeep: boolean;
+}
+
+/** Pass 1: structure, syntax and literals, with Jinja's lexing rules. */
+function lexTemplate(src: string, add: Add, fallbackFindings: TemplateFinding[]): LexedTemplate {
+  const res: LexedTemplate = { parserInput: '', names: [], strings: [], broken: false, tooDeep: false };
+  const seen = new Set<string>();
+  const addFallback: Add = (rule, verdict, message, evidence, offset) => {
+    const key = `${rule}\0${evidence}`;
+    if (seen.has(key) || fallbackFindings.length >= MAX_FINDINGS) return;
+    seen.add(key);
+    fallbackFindings.push({ rule, verdict, message, evidence: evidence.slice(0, 200), offset });
+  };
   const tainted = new Set<string>();
+  /** Names and strings are kept for the parser comparison only while the parser would be used. */
+  let keep = true;
+  const pieces: string[] = [];
+  let copied = 0;
+  const blockStack: string[] = [];
   let loopDepth = 0;
   let i = 0;
   const n = src.length;
@@ -85,6 +159,7 @@ export function analyzeChatTemplate(source: string): TemplateFinding[] {
       const close = src.indexOf('#}', open + 2);
       if (close < 0) {
         add('chat-template/syntax', 'invalid', 'unterminated comment: Jinja cannot compile this template', src.slice(open, open + 40), open);
+        res.broken = true;
         break;
       }
       i = close + 2;
@@ -98,6 +173,8 @@ export function analyzeChatTemplate(source: string): TemplateFinding[] {
     const lexed = lexBlock(src, open + 2, closer);
     if (lexed.error) {
       add('chat-template/syntax', 'invalid', `${lexed.error}: Jinja cannot compile this template`, src.slice(open, open + 40), lexed.errorAt ?? open);
+      res.broken = true;
+      checkTokens(lexed.tokens, addFallback, tainted);
       break;
     }
     i = lexed.end;
@@ -110,9 +187,12 @@ export function analyzeChatTemplate(source: string): TemplateFinding[] {
         const r = m.exec(src);
         if (!r) {
           add('chat-template/syntax', 'invalid', 'unterminated raw block: Jinja cannot compile this template', src.slice(open, open + 40), open);
+          res.broken = true;
           break;
         }
         i = r.index + r[0].length;
+        pieces.push(src.slice(copied, open));
+        copied = i;
         continue;
       }
       if (BLOCK_OPENERS.has(kw) || (kw === 'set' && !toks.some((t) => t.kind === 'op' && t.value === '='))) {
@@ -121,16 +201,73 @@ export function analyzeChatTemplate(source: string): TemplateFinding[] {
           loopDepth++;
           if (loopDepth > CHAT_TEMPLATE_MAX_LOOP_DEPTH) add('chat-template/deep-nesting', 'suspicious', `${loopDepth} nested for-loops multiply iteration counts (resource abuse)`, src.slice(open, open + 60), open);
         }
-        if (blockStack.length > CHAT_TEMPLATE_MAX_BLOCK_DEPTH) add('chat-template/deep-nesting', 'suspicious', `blocks nested ${blockStack.length} deep (limit ${CHAT_TEMPLATE_MAX_BLOCK_DEPTH})`, src.slice(open, open + 60), open);
+        if (blockStack.length > CHAT_TEMPLATE_MAX_BLOCK_DEPTH) {
+          add('chat-template/deep-nesting', 'suspicious', `blocks nested ${blockStack.length} deep (limit ${CHAT_TEMPLATE_MAX_BLOCK_DEPTH})`, src.slice(open, open + 60), open);
+          res.tooDeep = true;
+        }
       } else if (kw.startsWith('end')) {
         const top = blockStack.pop();
         if (top === 'for') loopDepth--;
       }
       if (TEMPLATE_LOADING.has(kw)) add('chat-template/template-loading', 'suspicious', `\`${kw}\` loads another template; a chat template has no business reaching for other files`, src.slice(open, open + 60), open);
     }
-    checkTokens(toks, add, tainted);
+    if (checkStructure(toks, add)) res.tooDeep = true;
+    checkTokens(toks, addFallback, tainted);
+    if (keep && (res.tooDeep || i > CHAT_TEMPLATE_MAX_PARSE_CHARS)) {
+      keep = false;
+      res.names = [];
+      res.strings = [];
+    }
+    if (keep) {
+      for (const t of toks) {
+        if (t.kind === 'name' && t.value !== 'generation' && t.value !== 'endgeneration') res.names.push(t.value);
+        else if (t.kind === 'string') res.strings.push(t.value);
+      }
+    }
   }
-  return out;
+  pieces.push(src.slice(copied));
+  res.parserInput = pieces.join('');
+  return res;
+}
+
+/** Bracket depth and literals spelled with escapes: checked on every tag, whichever pass judges it. Returns true when too deep to parse. */
+function checkStructure(toks: readonly Tok[], add: Add): boolean {
+  let depth = 0;
+  let tooDeep = false;
+  for (const t of toks) {
+    if (t.kind === 'op' && (t.value === '(' || t.value === '[' || t.value === '{')) {
+      if (++depth > CHAT_TEMPLATE_MAX_EXPR_DEPTH && !tooDeep) {
+        add('chat-template/deep-nesting', 'suspicious', `expression brackets nested ${depth} deep`, t.value, t.offset);
+        tooDeep = true;
+      }
+    } else if (t.kind === 'op' && (t.value === ')' || t.value === ']' || t.value === '}')) depth = Math.max(0, depth - 1);
+    else if (t.kind === 'string' && t.obfuscated) {
+      add('chat-template/string-built-attribute', 'malicious', 'string literal spells `_` or letters with escape sequences (obfuscated attribute name)', JSON.stringify(t.value), t.offset);
+    }
+  }
+  return tooDeep;
+}
+
+interface JinjaToken {
+  type: string;
+  value: string;
+}
+
+/** Why the parser's tokens differ from pass 1's (names or string literals), or undefined when they agree. */
+function disagreement(lexed: LexedTemplate, tokens: readonly JinjaToken[]): string | undefined {
+  let ni = 0;
+  const strings: string[] = [];
+  for (const t of tokens) {
+    if (t.type === 'Identifier') {
+      if (t.value === 'generation' || t.value === 'endgeneration') continue;
+      if (lexed.names[ni] !== t.value) return `name ${JSON.stringify(t.value)} where Jinja reads ${JSON.stringify(lexed.names[ni] ?? 'nothing')}`;
+      ni++;
+    } else if (t.type === 'StringLiteral') strings.push(t.value);
+  }
+  if (ni !== lexed.names.length) return `Jinja reads ${lexed.names.length - ni} more names, starting with ${JSON.stringify(lexed.names[ni])}`;
+  // Pass 1 joins adjacent literals as Jinja does; the parser's lexer keeps them apart.
+  if (strings.join('') !== lexed.strings.join('')) return 'string literals decode differently';
+  return undefined;
 }
 
 const SINKS = new Set(['attr', 'selectattr', 'rejectattr', 'map', 'groupby', 'sort', 'sum', 'unique', 'min', 'max', 'dictsort', 'getattr']);
@@ -153,7 +290,7 @@ function argSlice(toks: readonly Tok[], from: number): Tok[] {
   return out;
 }
 
-function checkTokens(toks: readonly Tok[], add: (rule: string, verdict: TemplateFinding['verdict'], message: string, evidence: string, offset: number) => void, tainted: Set<string>): void {
+function checkTokens(toks: readonly Tok[], add: Add, tainted: Set<string>): void {
   let depth = 0;
   /** Does this block build strings (`~`, `+`, `|join`, `|format`, `%`)? */
   const builds = toks.some((t, k) => (t.kind === 'op' && (t.value === '~' || t.value === '%' || t.value === '+')) || (t.kind === 'name' && STRING_BUILDERS.has(t.value) && (toks[k - 1]?.value === '|' || toks[k - 1]?.value === '.')));
@@ -194,7 +331,7 @@ function checkTokens(toks: readonly Tok[], add: (rule: string, verdict: Template
     if (t.kind === 'op') {
       if (t.value === '(' || t.value === '[' || t.value === '{') {
         depth++;
-        if (depth > CHAT_TEMPLATE_MAX_EXPR_DEPTH) add('chat-template/deep-nesting', 'suspicious', `expression brackets nested ${depth} deep`, t.value, t.offset);
+        if (depth === CHAT_TEMPLATE_MAX_EXPR_DEPTH + 1) add('chat-template/deep-nesting', 'suspicious', `expression brackets nested ${depth} deep`, t.value, t.offset);
         if (t.value === '[' && prev && (prev.kind === 'name' || prev.value === ')' || prev.value === ']' || prev.kind === 'string')) subscriptStarts.push(k);
         else if (t.value === '[') subscriptStarts.push(-1);
       } else if (t.value === ')' || t.value === ']' || t.value === '}') {
@@ -277,6 +414,11 @@ interface Lexed {
 
 const OPS = ['**', '//', '==', '!=', '<=', '>=', '~', '|', '.', ',', ':', '(', ')', '[', ']', '{', '}', '+', '-', '*', '/', '%', '=', '<', '>'];
 
+/** Operators that are one character and never start a longer one: looked up without scanning OPS. */
+const SINGLE_OPS = new Set(['~', '|', '.', ',', ':', '(', ')', '[', ']', '{', '}', '+', '-', '%']);
+const NAME_RE = /[\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*/uy;
+const NUM_RE = /[0-9][0-9_]*(\.[0-9_]+)?([eE][+-]?[0-9_]+)?/y;
+
 /** Lexes one `{{ … }}` or `{% … %}` body starting at `from`, up to `closer` outside strings. */
 function lexBlock(src: string, from: number, closer: string): Lexed {
   const tokens: Tok[] = [];
@@ -305,7 +447,14 @@ function lexBlock(src: string, from: number, closer: string): Lexed {
       i = s.end;
       continue;
     }
-    const name = /[\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*/uy;
+    if (SINGLE_OPS.has(c)) {
+      if (c === '(' || c === '[' || c === '{') brackets++;
+      else if ((c === ')' || c === ']' || c === '}') && brackets > 0) brackets--;
+      tokens.push({ kind: 'op', value: c, offset: i });
+      i++;
+      continue;
+    }
+    const name = NAME_RE;
     name.lastIndex = i;
     let m = name.exec(src);
     if (m) {
@@ -313,7 +462,7 @@ function lexBlock(src: string, from: number, closer: string): Lexed {
       i += m[0].length;
       continue;
     }
-    const num = /[0-9][0-9_]*(\.[0-9_]+)?([eE][+-]?[0-9_]+)?/y;
+    const num = NUM_RE;
     num.lastIndex = i;
     m = num.exec(src);
     if (m) {

@@ -146,7 +146,7 @@ export const jsonConfigHandler: FormatHandler = {
       // this same config.json; judging it here too would report every finding twice.
       if (ctx.depth > 0 && /!config\.json$/.test(ctx.name)) return 'keras-config';
       judgeKerasConfig(ctx.sink, root, { source: basename(ctx.name) });
-      ctx.stats.basis = 'Keras config: only Keras layers, no Lambda code';
+      ctx.stats.basis = 'Keras config: only allowlisted Keras objects, no Lambda code';
       return 'keras-config';
     }
     const { templates, customCode } = judgeHfConfig(ctx.sink, root, ctx.name);

@@ -108,7 +108,7 @@ export const hdf5Handler: FormatHandler = {
         }
         const kv = attrs.keras_version ? attrText(attrs.keras_version.value) : undefined;
         if (kv) ctx.stats.kerasVersion = kv.slice(0, 40);
-        ctx.stats.basis = format === 'keras-h5' ? 'Keras HDF5: only Keras layers, no Lambda code' : 'HDF5 without a model config (data only)';
+        ctx.stats.basis = format === 'keras-h5' ? 'Keras HDF5: only allowlisted Keras objects, no Lambda code' : 'HDF5 without a model config (data only)';
       } finally {
         file.close();
       }
