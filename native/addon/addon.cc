@@ -338,6 +338,9 @@ Napi::Value CloseFd(const Napi::CallbackInfo &info) {
 // Tensor memory: an anonymous mapping, asked to be backed by transparent huge pages. With THP in
 // `madvise` mode this is what makes filling hundreds of MiB cost a few faults per 2 MiB instead of
 // one per 4 KiB (the same thing PyTorch's CPU allocator does). The buffer owns the mapping.
+// buffer.constants.MAX_LENGTH of Node 20 (v8::TypedArray::kMaxLength); later Node versions allow more.
+constexpr uint64_t kMaxExternalBytes = uint64_t{1} << 32;
+
 void FreeMapping(Napi::Env env, void *data, size_t *len) {
   munmap(data, *len);
   Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(*len));
@@ -351,6 +354,13 @@ Napi::Value AllocPages(const Napi::CallbackInfo &info) {
   if (!o.Get("bytes").IsNumber()) ThrowUsage(env, "allocPages", "`bytes` must be a number");
   double want = o.Get("bytes").As<Napi::Number>().DoubleValue();
   if (!(want > 0) || want > 9007199254740991.0) ThrowUsage(env, "allocPages", "`bytes` must be a positive safe integer");
+  // Node (through v20 at least) wraps an external ArrayBuffer in a Buffer; when it refuses the
+  // length (above buffer.constants.MAX_LENGTH, 4 GiB on v20) it frees the data through the
+  // finalizer, and node-addon-api then frees its finalizer record a second time: a double free
+  // that aborts the process. So nothing above the smallest MAX_LENGTH of a supported Node is
+  // mapped here; the caller allocates such tensors another way or refuses them.
+  if (want > kMaxExternalBytes)
+    ThrowUsage(env, "allocPages", "`bytes` " + std::to_string(static_cast<uint64_t>(want)) + " exceeds the largest external buffer (" + std::to_string(kMaxExternalBytes) + ")");
   size_t len = static_cast<size_t>(want);
   void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) ThrowSystem(env, "mmap", errno, std::to_string(len) + " bytes");

@@ -303,7 +303,7 @@ export class GraphBuilder {
     let src: Uint8Array;
     if (loc.kind === 'file') {
       this.charge(hi - lo);
-      src = new Uint8Array(hi - lo);
+      src = new Uint8Array(allocTensor(hi - lo, `storage ${sn.key}`));
       this.jobs.push({ fileOffset: loc.offset + lo, length: hi - lo, dest: src, destOffset: 0 });
     } else {
       src = loc.bytes.subarray(lo, hi);
@@ -361,7 +361,7 @@ export class GraphBuilder {
       // Strings, records, datetimes: kept as raw bytes with their NumPy dtype.
       this.charge(range.n);
       const loc = this.storages.locateRange(range.o, range.n);
-      const bytes = new Uint8Array(range.n);
+      const bytes = new Uint8Array(allocTensor(range.n, 'joblib array'));
       if (loc.kind === 'file') this.jobs.push({ fileOffset: loc.offset, length: range.n, dest: bytes, destOffset: 0 });
       else bytes.set(loc.bytes.subarray(0, range.n));
       return opaque('numpy.ndarray', { dtype: descr, shape, bytes });
@@ -378,7 +378,7 @@ export class GraphBuilder {
     const tensor: Tensor = brandTensor({ dtype: dt.dtype, shape, data: info.make(buf, 0, numel) });
     if (fortran) {
       this.charge(bytes);
-      raw = new Uint8Array(bytes);
+      raw = new Uint8Array(allocTensor(bytes, 'joblib array'));
     }
     if (loc.kind === 'file') this.jobs.push({ fileOffset: loc.offset, length: bytes, dest: raw, destOffset: 0 });
     else raw.set(loc.bytes.subarray(0, bytes));

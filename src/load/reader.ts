@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { read as fsRead } from 'node:fs';
 import { GuardError } from '../errors.js';
 import { loadNative, type NativeAddon } from '../sandbox/native.js';
@@ -47,9 +48,31 @@ export function setTensorAllocator(a: TensorAllocator | undefined): void {
   allocator = a;
 }
 
-export function allocTensor(bytes: number): ArrayBuffer {
+/**
+ * The most bytes one tensor may hold: every tensor is read through a Uint8Array view over its
+ * whole buffer, and a typed array holds at most `buffer.constants.MAX_LENGTH` elements (4 GiB on
+ * Node 20; 2^53 − 1 later). A larger tensor is refused by name before anything is allocated.
+ */
+export const MAX_TENSOR_BYTES = bufferConstants.MAX_LENGTH;
+
+/**
+ * Allocates a tensor's buffer, or throws LIMIT_EXCEEDED naming the tensor: when it is larger than
+ * one typed array can view, or when the allocation itself fails (a RangeError from V8, ENOMEM from
+ * mmap) — never a raw RangeError and never a crash.
+ */
+export function allocTensor(bytes: number, what = 'tensor'): ArrayBuffer {
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new GuardError('INVALID_MODEL', `${what}: size ${bytes} is not a byte count`, { context: { step: 'alloc' } });
+  if (bytes > MAX_TENSOR_BYTES) {
+    throw new GuardError('LIMIT_EXCEEDED', `${what} needs ${bytes} bytes; one tensor can hold at most ${MAX_TENSOR_BYTES} bytes in Node ${process.version} (buffer.constants.MAX_LENGTH)`, {
+      context: { step: 'alloc', bytes, limit: MAX_TENSOR_BYTES },
+    });
+  }
   allocator ??= defaultAllocator();
-  return allocator(bytes);
+  try {
+    return allocator(bytes);
+  } catch (e) {
+    throw new GuardError('LIMIT_EXCEEDED', `${what}: could not allocate ${bytes} bytes (${e instanceof Error ? e.message : String(e)})`, { cause: e, context: { step: 'alloc', bytes } });
+  }
 }
 
 function readOnce(fd: number, dest: Uint8Array, off: number, len: number, pos: number): Promise<number> {

@@ -486,7 +486,7 @@ async function npyTensor(ctx: LoadContext, src: ByteSource, fileBase: number | u
   const bytes = h.count * info.size;
   if (h.dataOffset + bytes > src.size) throw new GuardError('INVALID_MODEL', `${name}: array data runs past the end`, { context: { path: ctx.input.path } });
   if (bytes > ctx.maxBytes) throw new GuardError('LIMIT_EXCEEDED', `${name}: ${bytes} bytes exceed maxBytes`, { context: { path: ctx.input.path } });
-  const buf = allocTensor(bytes);
+  const buf = allocTensor(bytes, name);
   const dest = new Uint8Array(buf);
   if (inMemory) dest.set(inMemory.subarray(h.dataOffset, h.dataOffset + bytes));
   else if (fileBase !== undefined && ctx.input.fd !== undefined) {
@@ -572,7 +572,7 @@ async function readRanges(ctx: LoadContext, items: Array<{ name: string; dtype: 
     const bytes = it.end - it.begin;
     total += bytes;
     if (total > ctx.maxBytes) throw new GuardError('LIMIT_EXCEEDED', `tensors need more than maxBytes (${ctx.maxBytes})`, { context: { path: ctx.input.path } });
-    const buf = allocTensor(bytes);
+    const buf = allocTensor(bytes, `tensor ${it.name}`);
     const dest = new Uint8Array(buf);
     if (ctx.input.fd !== undefined) jobs.push({ fileOffset: it.begin, length: bytes, dest, destOffset: 0 });
     else dest.set(ctx.input.src.read(it.begin, bytes));
