@@ -129,20 +129,21 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pro
   });
 }
 
-/** A folder (or the entry for one) the walk could not read: an `error` finding, never a gap. */
-function unreadableReport(path: string, err: GuardError): FileReport {
+/** A folder the walk could not read: an `error` finding, never a gap. */
+function unreadableReport(path: string, err: NodeJS.ErrnoException): FileReport {
+  const why = err.code ? `${err.code}${err.syscall ? ` on ${err.syscall}` : ''}` : err.message;
   return {
     path,
     format: 'directory',
     verdict: 'error',
-    findings: [{ rule: 'walk/unreadable', severity: 'high', verdict: 'error', message: `${err.message}: the folder could not be read, so what it holds was not scanned` }],
+    findings: [{ rule: 'walk/unreadable', severity: 'high', verdict: 'error', message: `the folder cannot be read (${why}), so what it holds was not scanned`, evidence: path }],
   };
 }
 
 /** One entry of a walk: a file to scan, or a folder that could not be read (with why). */
 interface WalkEntry {
   path: string;
-  error?: GuardError;
+  error?: NodeJS.ErrnoException;
 }
 
 /**
@@ -159,7 +160,7 @@ function walk(root: string, max: number): WalkEntry[] {
   try {
     seen.add(realpathSync(root));
   } catch (e) {
-    return [{ path: root, error: toGuardError(e, 'IO', { path: root, step: 'realpath' }) }];
+    return [{ path: root, error: e as NodeJS.ErrnoException }];
   }
   let files = 0;
   while (stack.length > 0) {
@@ -168,7 +169,7 @@ function walk(root: string, max: number): WalkEntry[] {
     try {
       entries = readdirSync(dir, { withFileTypes: true });
     } catch (e) {
-      out.push({ path: dir, error: toGuardError(e, 'IO', { path: dir, step: 'readdir' }) });
+      out.push({ path: dir, error: e as NodeJS.ErrnoException });
       continue;
     }
     entries.sort((a, b) => (a.name < b.name ? 1 : -1));
@@ -191,7 +192,7 @@ function walk(root: string, max: number): WalkEntry[] {
         try {
           real = realpathSync(full);
         } catch (err) {
-          out.push({ path: full, error: toGuardError(err, 'IO', { path: full, step: 'realpath' }) });
+          out.push({ path: full, error: err as NodeJS.ErrnoException });
           continue;
         }
         if (!seen.has(real)) {
