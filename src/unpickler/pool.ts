@@ -64,6 +64,8 @@ interface Worker {
   busy: Pending | undefined;
   timer: NodeJS.Timeout | undefined;
   exited: Promise<void>;
+  /** The worker's runtime started (its `ready` arrived): a death before that is not the file's. */
+  ready: boolean;
 }
 
 /**
@@ -171,8 +173,10 @@ export class UnpicklerPool {
       busy: undefined,
       timer: undefined,
       exited: new Promise<void>((resolve) => child.once('exit', () => resolve())),
+      ready: false,
     };
     const onMessage = (msg: RunReply | { type: 'ready' }): void => {
+      if (msg.type === 'ready') worker.ready = true;
       if (msg.type !== 'result') return;
       const p = worker.busy;
       if (!p || p.req.id !== msg.id) return;
@@ -236,8 +240,8 @@ export class UnpicklerPool {
             ? new GuardError('SANDBOX_VIOLATION', `the unpickler worker tried what its walls deny and died (${why}): ${denied.map(describeEvent).join('; ')}`, { context: { step: 'vm', events: denied } })
             : setup
               ? setup
-              : new GuardError('WORKER_CRASHED', `the unpickler worker died (${why})${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, {
-                  context: { step: 'vm', pid: child.pid },
+              : new GuardError('WORKER_CRASHED', `the unpickler worker died (${why})${worker.ready ? '' : ' before its runtime was ready: an environment fault, not the file'}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, {
+                  context: { step: worker.ready ? 'vm' : 'worker-start', pid: child.pid },
                 }),
         );
       }
