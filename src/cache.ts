@@ -9,8 +9,8 @@
  * user's cache folder can already change what that user runs. CRC-32 rather than sha256 because
  * `guard run` reads this on every start and node:crypto alone costs ~5 ms to load; zlib is cheap.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
@@ -20,6 +20,65 @@ export function cacheDir(): string {
   if (env) return env;
   const xdg = process.env.XDG_CACHE_HOME;
   return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache'), 'modelguard');
+}
+
+/** Makes temp and probe names unique within this process. */
+let tmpSeq = 0;
+
+/** What usableCacheDir() decided for a folder, kept so it is probed and said once per process. */
+const resolved = new Map<string, string>();
+
+/**
+ * The cache folder to use: `dir` when it can be created and written, else a private temporary
+ * folder (mode 0700, removed when this process exits), else '' (no cache: the VM boots cold).
+ * A cache folder is an optimisation, so a broken one must never change a verdict: before this,
+ * the worker launch failed on it and a benign file came out `suspicious`. The fallback is said
+ * once on stderr.
+ *
+ * A shared per-user folder under /tmp is deliberately not used: another local user could create
+ * it first and plant a snapshot the VM would boot from.
+ */
+export function usableCacheDir(dir: string = cacheDir()): string {
+  const known = resolved.get(dir);
+  if (known !== undefined) return known;
+  let chosen = dir;
+  const why = probeWritable(dir);
+  if (why !== undefined) {
+    chosen = privateTempCache();
+    const instead = chosen ? `using a private temporary one for this process (${chosen})` : 'running without a cache (every VM boots cold)';
+    process.stderr.write(`modelguard: the cache folder ${dir} is not usable (${why}); ${instead}. Set MODELGUARD_CACHE_DIR to a writable folder to keep the cache between runs.\n`);
+  }
+  resolved.set(dir, chosen);
+  return chosen;
+}
+
+/** undefined when `dir` exists (or was created) and a file can be created in it; else why not. */
+export function probeWritable(dir: string): string | undefined {
+  try {
+    ensureDir(dir);
+    if (!statSync(dir).isDirectory()) return 'not a directory';
+    const probe = join(dir, `.probe-${process.pid}-${(tmpSeq++).toString(36)}`);
+    closeSync(openSync(probe, 'wx', 0o600));
+    unlinkSync(probe);
+    return undefined;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return err.code ? `${err.code}${err.syscall ? ` on ${err.syscall}` : ''}` : String(e);
+  }
+}
+
+let privateDir: string | undefined;
+
+function privateTempCache(): string {
+  if (privateDir !== undefined) return privateDir;
+  try {
+    privateDir = mkdtempSync(join(tmpdir(), 'modelguard-cache-'));
+    const mine = privateDir;
+    process.once('exit', () => rmSync(mine, { recursive: true, force: true }));
+  } catch {
+    privateDir = '';
+  }
+  return privateDir;
 }
 
 /**
@@ -78,8 +137,6 @@ export function discard(path: string): void {
     /* already gone */
   }
 }
-
-let tmpSeq = 0;
 
 /** Writes a checked file atomically; returns the path, or undefined when it could not. */
 export function writeChecked(path: string, magic: Buffer, payload: Uint8Array): string | undefined {

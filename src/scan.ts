@@ -28,6 +28,11 @@ export interface ScanOptions {
   name?: string;
   /** Fail (SANDBOX_UNAVAILABLE) rather than run the VM without the kernel walls (isolate-only). */
   requireWalls?: boolean;
+  /**
+   * Stops the scan: no further file is started, the file in progress is not waited for, and the
+   * report holds the files finished so far with `interrupted: true` (the CLI aborts on SIGINT/SIGTERM).
+   */
+  signal?: AbortSignal;
 }
 
 export type ScanResult = Report;
@@ -68,17 +73,19 @@ async function scanInner(target: string | Uint8Array | readonly string[], option
       if (st.isDirectory()) {
         const walked = walk(p, session.limits.maxFilesPerWalk);
         let done = 0;
-        for (const f of walked) {
-          const report = await scanPath(f, session, true);
+        for (const entry of walked) {
+          if (options.signal?.aborted) break;
+          const report = entry.error ? unreadableReport(entry.path, entry.error) : await untilAborted(scanPath(entry.path, session, true), options.signal);
           if (report) files.push(report);
-          options.onProgress?.(++done, walked.length, f);
+          options.onProgress?.(++done, walked.length, entry.path);
         }
         const repo = directoryChecks(p, files);
         if (repo) repository = repo;
       } else {
-        const report = await scanPath(p, session, false);
+        const report = await untilAborted(scanPath(p, session, false), options.signal);
         if (report) files.push(report);
       }
+      if (options.signal?.aborted) break;
     }
   } else if (target instanceof Uint8Array) {
     const buf = Buffer.from(target.buffer, target.byteOffset, target.byteLength);
@@ -93,30 +100,79 @@ async function scanInner(target: string | Uint8Array | readonly string[], option
     walls: session.vmUsed ? { isolate: true, mode: 'isolate-only' } : { isolate: false, mode: 'static' },
   };
   if (repository) report.repository = repository;
+  if (options.signal?.aborted) report.interrupted = true;
   return report;
+}
+
+/**
+ * The file's report, or undefined as soon as `signal` aborts: an interrupted scan does not wait
+ * for the file in progress (a VM call may take its whole time limit). That file's own clean-up
+ * (temp files, worker) still runs when its work settles.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T | undefined> {
+  if (!signal) return work;
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.resolve(undefined);
+  }
+  return new Promise<T | undefined>((resolve, reject) => {
+    const onAbort = (): void => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** A folder the walk could not read: an `error` finding, never a gap. */
+function unreadableReport(path: string, err: NodeJS.ErrnoException): FileReport {
+  const why = err.code ? `${err.code}${err.syscall ? ` on ${err.syscall}` : ''}` : err.message;
+  return {
+    path,
+    format: 'directory',
+    verdict: 'error',
+    findings: [{ rule: 'walk/unreadable', severity: 'high', verdict: 'error', message: `the folder cannot be read (${why}), so what it holds was not scanned`, evidence: path }],
+  };
+}
+
+/** One entry of a walk: a file to scan, or a folder that could not be read (with why). */
+interface WalkEntry {
+  path: string;
+  error?: NodeJS.ErrnoException;
 }
 
 /**
  * Regular files under `root`, sorted, `.git` skipped. Symbolic links are followed (a Hugging Face
  * cache snapshot is nothing but links to blobs); each directory is entered once by its real path,
- * so link loops end. Dangling links are kept so the scan can report them.
+ * so link loops end. Dangling links are kept so the scan can report them. A folder that cannot be
+ * read (permissions, a vanished mount) is an entry with its error, and the walk goes on: one
+ * unreadable subfolder must not cost the results of the rest of the tree.
  */
-function walk(root: string, max: number): string[] {
-  const out: string[] = [];
+function walk(root: string, max: number): WalkEntry[] {
+  const out: WalkEntry[] = [];
   const seen = new Set<string>();
   const stack = [root];
   try {
     seen.add(realpathSync(root));
   } catch (e) {
-    throw toGuardError(e, 'IO', { path: root, step: 'realpath' });
+    return [{ path: root, error: e as NodeJS.ErrnoException }];
   }
+  let files = 0;
   while (stack.length > 0) {
     const dir = stack.pop() as string;
     let entries;
     try {
       entries = readdirSync(dir, { withFileTypes: true });
     } catch (e) {
-      throw toGuardError(e, 'IO', { path: dir, step: 'readdir' });
+      out.push({ path: dir, error: e as NodeJS.ErrnoException });
+      continue;
     }
     entries.sort((a, b) => (a.name < b.name ? 1 : -1));
     for (const e of entries) {
@@ -137,18 +193,22 @@ function walk(root: string, max: number): string[] {
         let real: string;
         try {
           real = realpathSync(full);
-        } catch {
+        } catch (err) {
+          out.push({ path: full, error: err as NodeJS.ErrnoException });
           continue;
         }
         if (!seen.has(real)) {
           seen.add(real);
           stack.push(full);
         }
-      } else if (isFile) out.push(full);
-      if (out.length > max) throw new GuardError('LIMIT_EXCEEDED', `more than ${max} files under ${root}`, { context: { path: root } });
+      } else if (isFile) {
+        out.push({ path: full });
+        files++;
+      }
+      if (files > max) throw new GuardError('LIMIT_EXCEEDED', `more than ${max} files under ${root}`, { context: { path: root } });
     }
   }
-  return out.sort();
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 async function scanPath(path: string, session: Session, inWalk: boolean): Promise<FileReport | undefined> {

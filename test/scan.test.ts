@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { scan } from '../src/index.js';
 import { FIXTURES, SCAN_FIXTURES, scanCases } from './helpers/fixtures.js';
 
@@ -104,6 +104,32 @@ test('scan() rejects a missing path with a typed error', async () => {
   } catch (e) {
     assert.is((e as { code?: string }).code, 'NOT_FOUND');
   }
+});
+
+// Issue 13 point 4: a stopped scan keeps what it finished and says it was stopped.
+test('an aborted signal stops a folder scan between files: interrupted, with the files done so far', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-abort-'));
+  try {
+    for (let i = 0; i < 5; i++) writeFileSync(join(dir, `f${i}.pkl`), Buffer.from([0x80, 2, 0x4b, i, 0x2e]));
+    const ac = new AbortController();
+    const report = await scan(dir, { fast: true, signal: ac.signal, onProgress: (done) => (done === 2 ? ac.abort() : undefined) });
+    assert.is(report.interrupted, true);
+    assert.equal(report.files.map((f) => basename(f.path)), ['f0.pkl', 'f1.pkl']);
+    assert.is(report.summary.files, 2);
+    const whole = await scan(dir, { fast: true, signal: new AbortController().signal });
+    assert.is(whole.interrupted, undefined, 'a scan that ran to the end is not marked');
+    assert.is(whole.files.length, 5);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a signal aborted before the scan starts yields an empty interrupted report, not an error', async () => {
+  const ac = new AbortController();
+  ac.abort();
+  const report = await scan(join(SCAN_FIXTURES, 'real'), { fast: true, signal: ac.signal });
+  assert.is(report.interrupted, true);
+  assert.equal(report.files, []);
 });
 
 test.run();

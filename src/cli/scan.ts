@@ -5,6 +5,8 @@ import { reaches, type FailOn } from '../report/model.js';
 import { renderJson, renderSarif, renderText } from '../report/render.js';
 import { allowConflictWarnings } from '../formats/pickle/policy.js';
 import { oneOf, parseArgs } from './args.js';
+import { interruptible, type Interruptible } from './interrupt.js';
+import { closeUnpicklerPool } from '../index.js';
 
 const HELP = `Usage: guard scan [options] PATH…
 
@@ -54,10 +56,13 @@ export async function main(argv: string[]): Promise<number> {
   for (const w of allowConflictWarnings(allow)) process.stderr.write(`guard scan: warning: ${w}\n`);
   const tty = process.stderr.isTTY === true;
   let lastProgress = 0;
+  // SIGINT/SIGTERM abort the scan: the report of the files finished so far is written, then 130/143.
+  const stop = interruptible('scan');
   const report = await scan(positionals, {
     allow,
     fast: options.fast === true,
     requireWalls: options['require-walls'] === true,
+    signal: stop.signal,
     onProgress: tty
       ? (done, total, path) => {
           const now = Date.now();
@@ -66,6 +71,8 @@ export async function main(argv: string[]): Promise<number> {
           process.stderr.write(`\r\u001b[K[${done}/${total}] ${path.slice(-60)}${done === total ? '\r\u001b[K' : ''}`);
         }
       : undefined,
+  }).finally(() => {
+    if (stop.exitCode === undefined) stop.close();
   });
   const out =
     format === 'json'
@@ -78,9 +85,23 @@ export async function main(argv: string[]): Promise<number> {
     writeFileSync(tmp, out);
     renameSync(tmp, options.output);
   } else process.stdout.write(out);
+  if (stop.exitCode !== undefined) stopNow(stop);
   const verdicts = report.files.map((f) => f.verdict);
   if (report.repository) verdicts.push(report.repository.verdict);
   if (verdicts.some((v) => reaches(v, failOn))) return 1;
   if (verdicts.includes('error')) return 2;
   return 0;
+}
+
+/**
+ * After the partial report is written: kill the VM workers (close() signals them at once), remove
+ * the temporary folder, and exit with 130/143 now, not when the file in progress would have
+ * finished (its inflated temp file would keep growing on an unlinked inode meanwhile).
+ */
+function stopNow(stop: Interruptible): never {
+  void closeUnpicklerPool();
+  const code = stop.exitCode ?? 130;
+  stop.close();
+  process.stderr.write(`guard: scan interrupted by ${stop.stoppedBy ?? 'a signal'}; the report holds the files finished so far\n`);
+  process.exit(code);
 }

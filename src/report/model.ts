@@ -83,6 +83,8 @@ export interface Report {
   walls?: Walls;
   /** Repository-level notes (Hugging Face folder checks). */
   repository?: { path: string; verdict: Verdict; findings: Finding[] };
+  /** The scan was stopped (SIGINT/SIGTERM, an aborted signal): `files` holds only those finished. */
+  interrupted?: true;
 }
 
 export function severityRank(s: Severity): number {

@@ -74,8 +74,15 @@ export function renderSarif(report: Report, options: SarifOptions = {}): string 
         tool: { driver: { name: 'modelguard', version: report.tool.version, semanticVersion: report.tool.version, informationUri: 'https://github.com/modelguard/modelguard', rules } },
         originalUriBaseIds: { '%SRCROOT%': { uri: pathToFileURL(`${base}/`).href } },
         results,
-        invocations: [{ executionSuccessful: report.summary.verdicts.error === 0 }],
-        properties: { summary: report.summary },
+        invocations: [
+          report.interrupted
+            ? {
+                executionSuccessful: false,
+                toolExecutionNotifications: [{ level: 'error', message: { text: 'the scan was interrupted before it finished: only the files with results were scanned' } }],
+              }
+            : { executionSuccessful: report.summary.verdicts.error === 0 },
+        ],
+        properties: report.interrupted ? { summary: report.summary, interrupted: true } : { summary: report.summary },
       },
     ],
   };

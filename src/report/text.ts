@@ -44,6 +44,7 @@ export function renderText(report: Report, options: TextOptions = {}): string {
   const counts = (Object.keys(s.verdicts) as Verdict[]).filter((v) => s.verdicts[v] > 0).map((v) => `${s.verdicts[v]} ${v}`);
   out.push(`${s.files} file${s.files === 1 ? '' : 's'} scanned: ${counts.join(', ') || 'none'}; ${s.findings} finding${s.findings === 1 ? '' : 's'}; ${s.durationMs} ms`);
   if (report.walls) out.push(`walls: ${wallsLine(report.walls)}`);
+  if (report.interrupted) out.push(`${paint('INTERRUPTED', COLORS.error, options.color ?? false)} the scan was stopped before it finished: only the files listed above were scanned`);
   return `${out.join('\n')}\n`;
 }
 

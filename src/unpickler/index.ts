@@ -191,10 +191,15 @@ export async function vmScanPass(pickleBytes: Uint8Array, opts: VmScanOptions): 
       if (location) f.location = location;
       return { calls: [], imports: [], error: err.message, findings: [f], targets: [''], pickles: 0 };
     }
+    // A time limit is the file's doing as far as we can tell (a pickle can grind); a dead or
+    // unstartable worker with nothing denied by its walls is not (its runtime, a missing library,
+    // the host's OOM killer, an unusable cache): `error`, modelguard could not finish, never a
+    // judgement of the model, and never `malicious`.
+    const timedOut = err.code === 'TIMEOUT';
     const f: NewFinding = {
-      rule: err.code === 'TIMEOUT' ? 'vm/timeout' : err.code === 'WORKER_CRASHED' ? 'vm/crash' : 'vm/failed',
+      rule: timedOut ? 'vm/timeout' : err.code === 'WORKER_CRASHED' ? 'vm/crash' : 'vm/failed',
       severity: 'high',
-      verdict: 'suspicious',
+      verdict: timedOut ? 'suspicious' : 'error',
       message: `the restricted unpickler could not finish (${err.code}): ${err.message}; the file is not known to be safe`,
     };
     if (location) f.location = location;

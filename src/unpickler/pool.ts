@@ -1,12 +1,14 @@
 import { type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { GuardError } from '../errors.js';
 import type { RunEvent } from '../sandbox/events.js';
-import { buildSnapshotWalled, currentJournal, describeEvent, journalNote, launchWorker, violations, wallsOf, type LaunchedWorker, type LaunchOptions, type WallsJournal, type WallsMode } from './walls.js';
+import { buildSnapshotWalled, currentJournal, expectedSnapshotPath, describeEvent, journalNote, launchWorker, violations, wallsOf, type LaunchedWorker, type LaunchOptions, type WallsJournal, type WallsMode } from './walls.js';
 import { DEFAULT_WASM_MAX_PAGES } from './assets.js';
 import { DEFAULT_ISOLATE_HEAP_MB, BOOT_TIMEOUT_MS } from './isolate.js';
 import type { RunReply, RunRequest, WorkerConfig } from './protocol.js';
-import { cacheDir } from './snapshot.js';
+import { cacheDir, snapshotIntact } from './snapshot.js';
+import { usableCacheDir } from '../cache.js';
 
 /** Default per-call time limit of the VM (ms). */
 export const DEFAULT_VM_TIMEOUT_MS = 30_000;
@@ -62,6 +64,8 @@ interface Worker {
   busy: Pending | undefined;
   timer: NodeJS.Timeout | undefined;
   exited: Promise<void>;
+  /** The worker's runtime started (its `ready` arrived): a death before that is not the file's. */
+  ready: boolean;
 }
 
 /**
@@ -83,7 +87,8 @@ export class UnpicklerPool {
   private snapshotReady: Promise<void> | true | undefined;
   /** This pool's walled one-shot build made the snapshot: the first answer says `built`. */
   private builtHere = false;
-  private rebuilding = false;
+  /** A repair after a serving worker booted cold was tried once by this pool (never in a loop). */
+  private repairTried = false;
 
   constructor(options: PoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.size ?? 1));
@@ -91,7 +96,7 @@ export class UnpicklerPool {
     this.config = {
       maxPages: Math.max(512, Math.min(65535, Math.floor(bytes / 65536))),
       heapMb: options.heapMb ?? DEFAULT_ISOLATE_HEAP_MB,
-      cacheDir: options.cacheDir === false ? '' : (options.cacheDir ?? cacheDir()),
+      cacheDir: options.cacheDir === false ? '' : usableCacheDir(options.cacheDir ?? cacheDir()),
     };
     this.execArgv = [`--max-old-space-size=${options.workerHeapMb ?? 512}`];
     const envWalls = process.env.MODELGUARD_WALLS;
@@ -141,6 +146,18 @@ export class UnpicklerPool {
     return { entry, execArgv: this.execArgv, env, cacheDir: this.config.cacheDir, maxPages: this.config.maxPages, walls: this.walls, onEvent };
   }
 
+  /**
+   * Before the first worker: the snapshot is checked here, in the host, and a missing or damaged
+   * one is built by a one-shot walled builder that the calls wait for. Resolves true when this
+   * pool built it. Without walls the workers write the cache themselves (their boot discards a
+   * damaged file and writes a fresh one).
+   */
+  private prepareSnapshot(): Promise<boolean> {
+    const path = this.config.cacheDir ? expectedSnapshotPath(this.config.cacheDir, this.config.maxPages) : undefined;
+    const damaged = path !== undefined && existsSync(path) && !snapshotIntact(path);
+    return buildSnapshotWalled(this.launchOptions(() => {}), { force: damaged });
+  }
+
   private spawn(): Worker {
     const events: RunEvent[] = [];
     const launched = launchWorker(this.launchOptions((e) => events.push(e)));
@@ -156,8 +173,10 @@ export class UnpicklerPool {
       busy: undefined,
       timer: undefined,
       exited: new Promise<void>((resolve) => child.once('exit', () => resolve())),
+      ready: false,
     };
     const onMessage = (msg: RunReply | { type: 'ready' }): void => {
+      if (msg.type === 'ready') worker.ready = true;
       if (msg.type !== 'result') return;
       const p = worker.busy;
       if (!p || p.req.id !== msg.id) return;
@@ -183,11 +202,13 @@ export class UnpicklerPool {
           reply.boot = msg.boot;
           if (this.builtHere) reply.boot = { ...msg.boot, built: true };
           this.builtHere = false;
-          // A walled worker cannot repair the cache: it booted without a usable snapshot, so a
-          // one-shot walled builder (which may write the cache) replaces it in the background.
-          if (launched.walled && msg.boot.built && !this.rebuilding) {
-            this.rebuilding = true;
-            void buildSnapshotWalled(this.launchOptions(() => {}), { force: true, background: true }).finally(() => (this.rebuilding = false));
+          // A walled worker cannot repair the cache: it booted without a usable snapshot although
+          // the file passed its checks (prepareSnapshot), so a one-shot walled builder (which may
+          // write the cache) replaces it. Not in the background: a builder unref'd there dies with
+          // a short-lived process (the CLI), and every later run would boot cold again.
+          if (launched.walled && msg.boot.built && !this.repairTried) {
+            this.repairTried = true;
+            void buildSnapshotWalled(this.launchOptions(() => {}), { force: true });
           }
         }
         if (msg.breakout !== undefined) reply.breakout = msg.breakout;
@@ -219,8 +240,8 @@ export class UnpicklerPool {
             ? new GuardError('SANDBOX_VIOLATION', `the unpickler worker tried what its walls deny and died (${why}): ${denied.map(describeEvent).join('; ')}`, { context: { step: 'vm', events: denied } })
             : setup
               ? setup
-              : new GuardError('WORKER_CRASHED', `the unpickler worker died (${why})${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, {
-                  context: { step: 'vm', pid: child.pid },
+              : new GuardError('WORKER_CRASHED', `the unpickler worker died (${why})${worker.ready ? '' : ' before its runtime was ready: an environment fault, not the file'}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, {
+                  context: { step: worker.ready ? 'vm' : 'worker-start', pid: child.pid },
                 }),
         );
       }
@@ -262,7 +283,7 @@ export class UnpicklerPool {
         if (this.snapshotReady !== true) {
           // Walled workers never write: a missing snapshot is built first by a one-shot worker.
           if (!this.snapshotReady) {
-            this.snapshotReady = buildSnapshotWalled(this.launchOptions(() => {}))
+            this.snapshotReady = this.prepareSnapshot()
               .then((built) => {
                 this.builtHere = built;
               })

@@ -26,6 +26,17 @@ export function readSnapshot(assets: PyodideAssets, dir = cacheDir(), readOnly =
   return payload && new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
 }
 
+/**
+ * Whether the snapshot file at `path` passes its checks (magic, length, CRC), without touching it.
+ * The host asks before its first worker starts: walled serving workers may not write the cache,
+ * so a damaged file they found would be booted around on every run and never repaired. A damaged
+ * file is not removed here; a forced rebuild replaces it atomically (rename), so a concurrent
+ * reader sees either the old file (and rebuilds too) or the new one, never a gap or a torn file.
+ */
+export function snapshotIntact(path: string): boolean {
+  return readChecked(path, MAGIC, true) !== undefined;
+}
+
 export function discardSnapshot(assets: PyodideAssets, dir = cacheDir()): void {
   discard(snapshotPath(assets, dir));
 }

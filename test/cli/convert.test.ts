@@ -6,13 +6,14 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, FIXTURES, ROOT, SCAN_FIXTURES } from '../helpers/fixtures.js';
+import { HANG_GUARD_MS } from '../helpers/budget.js';
 
 const TENSORS = join(FIXTURES, 'tensors');
 /** Debian's interpreter has python3-torch and python3-numpy. */
 const PYTHON = '/usr/bin/python3';
 
 function guard(...args: string[]) {
-  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: ROOT, timeout: 120_000 });
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: ROOT, timeout: HANG_GUARD_MS });
 }
 
 /** Reads OUT per the safetensors spec with NumPy and compares every tensor with torch.load(IN). */
@@ -68,7 +69,7 @@ for (const file of ['checkpoint.pt', 'views.pt', 'checkpoint_legacy.pt', 'bare_t
       const r = guard('convert', join(TENSORS, file), out);
       assert.is(r.status, 0, r.stderr);
       assert.match(r.stdout, /wrote .* tensors/);
-      const py = spawnSync(PYTHON, ['-c', READBACK, join(TENSORS, file), out], { encoding: 'utf8', timeout: 120_000 });
+      const py = spawnSync(PYTHON, ['-c', READBACK, join(TENSORS, file), out], { encoding: 'utf8', timeout: HANG_GUARD_MS });
       assert.is(py.status, 0, py.stderr);
       const meta = JSON.parse(py.stdout) as Record<string, string>;
       assert.is(meta.source_sha256, createHash('sha256').update(readFileSync(join(TENSORS, file))).digest('hex'));

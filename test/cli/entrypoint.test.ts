@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { parseEntrypointArgs } from '../../src/cli/entrypoint.js';
 import { expandScanTargets } from '../../src/sandbox/entrypoint.js';
 import { CLI, probe, processesMatching, PYTHON, skipReason, tempDir } from '../sandbox/helpers.js';
+import { HANG_GUARD_MS } from '../helpers/budget.js';
 
 test('reads MODELGUARD_* variables; flags win', () => {
   const env = { MODELGUARD_PROFILE: 'loader', MODELGUARD_SCAN: '/models/*.pt, /m/x.bin', MODELGUARD_FAIL_ON: 'malicious', MODELGUARD_REPORT: '-', MODELGUARD_ALLOW_NET: '192.0.2.1:80 192.0.2.2:443', MODELGUARD_WRITE: '/tmp/a:/tmp/b' };
@@ -39,7 +40,7 @@ if (skip) {
     const exit = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
     return { child, out: () => out, err: () => err, exit };
   }
-  const waitFor = async (fn: () => boolean, ms = 20_000): Promise<void> => {
+  const waitFor = async (fn: () => boolean, ms = HANG_GUARD_MS): Promise<void> => {
     const end = Date.now() + ms;
     while (!fn()) {
       if (Date.now() > end) throw new Error('timed out');
@@ -179,7 +180,7 @@ torch.save({"w": torch.ones(4)}, sys.argv[2])
   test('signals other than TERM are forwarded too (SIGUSR1, SIGHUP)', async () => {
     const prog = `import signal, sys, time
 got = []
-signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+signal.signal(signal.SIGUSR1, lambda s, f: (got.append(s), print("usr1", flush=True)))
 signal.signal(signal.SIGHUP, lambda s, f: (print("got", got + [s], flush=True), sys.exit(0)))
 print("ready", flush=True)
 time.sleep(60)
@@ -188,7 +189,8 @@ time.sleep(60)
     await waitFor(() => g.out().includes('ready'));
     const pid = guardPid(g.child.pid!);
     process.kill(pid, 'SIGUSR1');
-    await new Promise((r) => setTimeout(r, 300));
+    // The program says when SIGUSR1 arrived: a fixed pause could end first on a busy machine.
+    await waitFor(() => g.out().includes('usr1'));
     process.kill(pid, 'SIGHUP');
     assert.is(await g.exit, 0, g.err());
     assert.match(g.out(), 'got [10, 1]');

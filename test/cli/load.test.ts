@@ -3,11 +3,12 @@ import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { CLI, FIXTURES, ROOT, SCAN_FIXTURES } from '../helpers/fixtures.js';
+import { HANG_GUARD_MS } from '../helpers/budget.js';
 
 const TENSORS = join(FIXTURES, 'tensors');
 
 function guard(...args: string[]) {
-  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: ROOT, timeout: 120_000 });
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: ROOT, timeout: HANG_GUARD_MS });
 }
 
 test('guard load prints a table of tensors and the other values', () => {
@@ -24,7 +25,7 @@ test('guard load prints a table of tensors and the other values', () => {
 
 test('guard load into a pipe whose reader is gone (| true) stops quietly', () => {
   // `true` exits at once, long before guard writes: every write meets EPIPE.
-  const r = spawnSync('/bin/sh', ['-c', `"${process.execPath}" "${CLI}" load "${join(TENSORS, 'all_dtypes.pt')}" | true`], { encoding: 'utf8', cwd: ROOT, timeout: 120_000 });
+  const r = spawnSync('/bin/sh', ['-c', `"${process.execPath}" "${CLI}" load "${join(TENSORS, 'all_dtypes.pt')}" | true`], { encoding: 'utf8', cwd: ROOT, timeout: HANG_GUARD_MS });
   assert.is(r.status, 0);
   assert.not.match(r.stderr, /EPIPE|Unhandled|internal error/, r.stderr);
 });

@@ -2,6 +2,13 @@
 // on the same cores stretches it at will); it bounds CPU time, which load barely moves, or counts.
 import { readFileSync } from 'node:fs';
 
+/**
+ * Hang guard for a child process or a wait in a test: long enough that only a hang reaches it on
+ * a loaded 2-core machine (a cold Pyodide snapshot build there has taken 77 s of wall time), so
+ * it is a timeout that catches hangs, never a speed goal.
+ */
+export const HANG_GUARD_MS = 10 * 60 * 1000;
+
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux: /proc/*/stat times are in 1/100 s
 
 /** CPU milliseconds (user + system) this process spent running `fn`. */

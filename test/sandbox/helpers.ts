@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HANG_GUARD_MS } from '../helpers/budget.js';
 
 export const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -66,7 +67,7 @@ export function guardRun(guardArgs: string[], cmd: string[], opts: { netns?: boo
   const dir = tempDir('report');
   const reportPath = join(dir, 'report.json');
   const argv = [CLI, 'run', '--report', reportPath, ...guardArgs, '--', ...cmd];
-  const r = opts.netns ? spawnSync('unshare', ['-n', process.execPath, ...argv], { encoding: 'utf8', env: opts.env ?? process.env, timeout: opts.timeout ?? 120_000 }) : spawnSync(process.execPath, argv, { encoding: 'utf8', env: opts.env ?? process.env, timeout: opts.timeout ?? 120_000 });
+  const r = opts.netns ? spawnSync('unshare', ['-n', process.execPath, ...argv], { encoding: 'utf8', env: opts.env ?? process.env, timeout: opts.timeout ?? HANG_GUARD_MS }) : spawnSync(process.execPath, argv, { encoding: 'utf8', env: opts.env ?? process.env, timeout: opts.timeout ?? HANG_GUARD_MS });
   let report: ReportJson | null = null;
   try {
     report = JSON.parse(readFileSync(reportPath, 'utf8')) as ReportJson;

@@ -52,15 +52,18 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 const { loadNative } = await import(${JSON.stringify(join(ROOT, 'dist', 'src', 'sandbox', 'native.js'))});
 const zombies = () => readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).filter((p) => { try { const s = readFileSync('/proc/' + p + '/stat', 'utf8'); return s[s.lastIndexOf(')') + 2] === 'Z'; } catch { return false; } });
-// Node's own child, still running: must not be reaped by us.
-const own = spawn('sleep', ['1']);
+// Node's own child, still running until we close its stdin: must not be reaped by us.
+const own = spawn('sh', ['-c', 'read x; exit 0'], { stdio: ['pipe', 'ignore', 'ignore'] });
 // An orphan: sh exits at once, its background child is reparented to us (PID 1) and exits.
 spawnSync('sh', ['-c', 'sleep 0.1 & exit 0']);
-await new Promise((r) => setTimeout(r, 400));
+// Wait (bounded: a hang guard, not a speed goal) until the orphan is a zombie, however busy the machine.
+for (let i = 0; i < 6000 && zombies().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
 const before = zombies();
 const reaped = loadNative().reapOrphans({ known: [own.pid] });
 const after = zombies();
-const ownExit = await new Promise((r) => own.on('exit', (c) => r(c)));
+const ownExited = new Promise((r) => own.on('exit', (c) => r(c)));
+own.stdin.end();
+const ownExit = await ownExited;
 console.log(JSON.stringify({ pid: process.pid, before: before.length, reaped: reaped.length, after: after.length, ownExit }));
 `);
     const r = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, script], { encoding: 'utf8' });

@@ -8,8 +8,10 @@ import { GuardError } from '../../src/errors.js';
 import { createPolicy } from '../../src/formats/pickle/policy.js';
 import { capWasmMemory, loadAssets } from '../../src/unpickler/assets.js';
 import { UnpicklerPool, vmScanPass, vmUnpickle } from '../../src/unpickler/index.js';
+import { snapshotIntact } from '../../src/unpickler/snapshot.js';
 import { alive, tempDir } from './paths.js';
 import { ROOT } from '../helpers/fixtures.js';
+import { HANG_GUARD_MS } from '../helpers/budget.js';
 
 /** set(range(10**9)): CPython grinds until the time limit (or the memory cap) stops it. */
 const SLOW = Buffer.from('\x80\x02c__builtin__\nset\nc__builtin__\nrange\nJ\x00\xca\x9a;\x85R\x85R.', 'latin1');
@@ -22,6 +24,7 @@ pool('a call past its time limit fails with a finding and the pool recovers', as
   try {
     const r = await vmScanPass(SLOW, { policy: createPolicy(), pool: p, timeoutMs: 300 });
     assert.ok(r.findings.some((f) => f.rule === 'vm/timeout' || f.rule === 'vm/limit'), JSON.stringify(r.findings));
+    assert.ok(r.findings.every((f) => f.verdict === 'suspicious'), 'a time limit is a finding about the file, not an error');
     const ok = await vmUnpickle(SEVEN, { pool: p });
     assert.equal(ok.objects, [7]);
   } finally {
@@ -69,7 +72,7 @@ pool('idle workers do not keep the caller alive', () => {
   const script = `import { vmUnpickle } from ${JSON.stringify(entry)};
 const r = await vmUnpickle(Buffer.from([0x80, 2, 0x4b, 7, 0x2e]));
 console.log('value', JSON.stringify(r.objects));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: HANG_GUARD_MS });
   assert.is(r.error, undefined, 'a hang guard, not a speed goal');
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stdout, /value \[7\]/);
@@ -100,6 +103,15 @@ pool('the snapshot is built once into the cache folder, reused, and rebuilt when
     assert.is(third.boot?.built, true, 'corrupt snapshot rebuilt');
     assert.equal(third.objects, [7]);
     assert.ok(existsSync(file));
+    // Issue 13: rebuilt before use by the process that found it, not by a background builder
+    // that dies with a short-lived process: intact now, and the next pool boots from it.
+    assert.ok(snapshotIntact(file), 'the damaged snapshot was replaced by an intact one before the call was answered');
+    assert.equal(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
+    const p4 = new UnpicklerPool({ cacheDir: dir });
+    const fourth = await vmUnpickle(SEVEN, { pool: p4 });
+    await p4.close();
+    assert.is(fourth.boot?.snapshot, true);
+    assert.is(fourth.boot?.built, false, 'booted from the repaired snapshot');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -121,5 +133,21 @@ pool('the wasm memory maximum is lowered in the binary', () => {
   assert.ok(new W.Module(capped));
   assert.throws(() => capWasmMemory(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), 10), /no memory section/);
 });
+
+// Issue 13 point 4 / issue 14 point 2: a worker that dies for a reason that is not the file's is
+// an `error` (modelguard could not finish), never a judgement of the model. A V8 heap too small
+// for Node to load the worker is a real runtime failure, before any byte of the file is read.
+for (const walls of ['auto', 'off'] as const) {
+  pool(`a worker whose runtime cannot start is an error finding, never suspicious or malicious (walls ${walls})`, async () => {
+    const p = new UnpicklerPool({ workerHeapMb: 4, cacheDir: false, walls });
+    try {
+      const r = await vmScanPass(SEVEN, { policy: createPolicy(), pool: p });
+      assert.equal(r.findings.map((f) => [f.rule, f.verdict]), [['vm/crash', 'error']], JSON.stringify(r.findings));
+      assert.match(r.findings[0]!.message, /WORKER_CRASHED/);
+    } finally {
+      await p.close();
+    }
+  });
+}
 
 pool.run();

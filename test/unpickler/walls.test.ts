@@ -19,6 +19,7 @@ import { createPolicy } from '../../src/formats/pickle/policy.js';
 import { UnpicklerPool, vmScanPass, vmUnpickle } from '../../src/unpickler/index.js';
 import { wallsUnavailableReason, workerReadList } from '../../src/unpickler/walls.js';
 import { ROOT, SCAN_FIXTURES } from '../helpers/fixtures.js';
+import { HANG_GUARD_MS } from '../helpers/budget.js';
 
 const CHECKPOINT = join(SCAN_FIXTURES, 'real', 'torch_checkpoint.pt');
 const SEVEN = Buffer.from('\x80\x02K\x07.', 'latin1');
@@ -172,12 +173,12 @@ test('an idle walled pool does not keep its caller alive, and leaves no process 
     const pool = new UnpicklerPool({ walls: 'on' });
     const r = await vmUnpickle(Uint8Array.of(0x80, 2, 0x4b, 7, 0x2e), { pool });
     console.log(JSON.stringify({ v: r.objects, pids: pool.pids }));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: HANG_GUARD_MS });
   assert.is(r.error, undefined, 'a hang guard, not a speed goal');
   assert.is(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim()) as { v: number[]; pids: number[] };
   assert.equal(out.v, [7]);
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + HANG_GUARD_MS; // a hang guard: the launchers exit soon after their caller
   for (const pid of out.pids) {
     let alive = true;
     while (alive && Date.now() < deadline) {
