@@ -646,7 +646,7 @@ static Answer SendPerformed(Supervisor *self, uint64_t id, const Fd &sock, int f
   ssize_t r = send_fn(flags | MSG_DONTWAIT);
   if (r >= 0) return Answer::Value(r);
   if (!may_block || (errno != EAGAIN && errno != EWOULDBLOCK)) return Answer::Failed(errno);
-  int fd = dup(sock.get());
+  int fd = fcntl(sock.get(), F_DUPFD_CLOEXEC, 3);
   auto held = std::make_shared<Fd>(fd);
   defer([held, flags, send_fn](const std::function<bool()> &alive) -> int64_t {
     for (;;) {
