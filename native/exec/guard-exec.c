@@ -31,6 +31,8 @@
  * --tmpfs PATH=BYTES (repeatable): init enters a mount namespace of its own and mounts a private tmpfs of
  * that size on PATH (the run's $TMPDIR, /dev/shm); the target and everything it starts share it, and it
  * is gone when they are. Without the privilege to do so, the folders stay as they are (tmp=0).
+ * --tmpfs-or-deny PATH=BYTES: the same, but without a private tmpfs PATH is left out of the write list
+ * (what is written to a shared /dev/shm would outlive the run).
  * --keep-fd FD (repeatable) keeps another inherited fd open in the target across execve: the
  * unpickler worker's Node IPC channel travels this way.
  * Every policy decision (which syscalls, which paths) is made by the caller; this file only
@@ -140,6 +142,7 @@ struct options {
   unsigned long long memory_max;
   const char *tmpfs_paths[MAX_TMPFS];
   unsigned long long tmpfs_sizes[MAX_TMPFS];
+  int tmpfs_or_deny[MAX_TMPFS];
   int n_tmpfs;
   int hold;
   int kill_grace_ms;
@@ -283,11 +286,12 @@ static void parse_args(int argc, char **argv, struct options *o) {
     } else if (strcmp(a, "--memory-max") == 0 && v) {
       o->memory_max = strtoull(v, NULL, 10);
       i++;
-    } else if (strcmp(a, "--tmpfs") == 0 && v) {
+    } else if ((strcmp(a, "--tmpfs") == 0 || strcmp(a, "--tmpfs-or-deny") == 0) && v) {
       const char *eq = strrchr(v, '=');
       if (!eq || eq == v || o->n_tmpfs >= MAX_TMPFS) usage("bad --tmpfs (PATH=BYTES, at most 4)");
       char *path = strndup(v, (size_t)(eq - v));
       if (!path) usage("out of memory");
+      o->tmpfs_or_deny[o->n_tmpfs] = strcmp(a, "--tmpfs-or-deny") == 0;
       o->tmpfs_paths[o->n_tmpfs] = path;
       o->tmpfs_sizes[o->n_tmpfs++] = strtoull(eq + 1, NULL, 10);
       i++;
@@ -495,6 +499,13 @@ static int step_private_tmp(struct options *o) {
     if (mount("tmpfs", o->tmpfs_paths[i], "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) die_step("mount(tmpfs)", errno);
   }
   return 1;
+}
+
+/* Whether `path` is a --tmpfs-or-deny folder (writable only as a private tmpfs). */
+static int denied_unless_private(const struct options *o, const char *path) {
+  for (int i = 0; i < o->n_tmpfs; i++)
+    if (o->tmpfs_or_deny[i] && strcmp(o->tmpfs_paths[i], path) == 0) return 1;
+  return 0;
 }
 
 /* "%XX" for every byte of a path but [A-Za-z0-9/._-], so the control line stays one line of fields. */
@@ -815,6 +826,7 @@ static int step_landlock(struct options *o) {
     int n = pass == 0 ? o->n_write : o->n_read;
     const char **paths = pass == 0 ? o->write_paths : o->read_paths;
     for (int i = 0; i < n; i++) {
+      if (pass == 0 && !tmp_private && denied_unless_private(o, paths[i])) continue;
       int fd cleanup_fd = open(paths[i], O_PATH | O_CLOEXEC);
       if (fd < 0) continue; /* a listed folder that does not exist grants nothing */
       struct stat st;

@@ -101,6 +101,17 @@ export function envList(value: string | undefined, separators = /[\s,]+/): strin
   return (value ?? '').split(separators).map((s) => s.trim()).filter(Boolean);
 }
 
+/** What the gate's entries name on disk: a path as it is, a glob by the folder before its first wildcard (never `/`). */
+export function scanRoots(entries: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const e of entries) {
+    const wild = e.search(/[*?]/);
+    const root = wild < 0 ? e : e.slice(0, e.lastIndexOf('/', wild));
+    if (root && root !== '/') out.push(root);
+  }
+  return out;
+}
+
 /** Scans the targets; `refused` when any file reaches `failOn`. */
 export async function gate(targets: readonly string[], failOn: FailOn): Promise<{ gate: GateResult; report: Report | null }> {
   if (targets.length === 0) return { gate: { failOn, refused: false, failing: [], scanned: 0 }, report: null };
@@ -168,6 +179,8 @@ export async function entrypoint(command: readonly string[], o: EntrypointOption
       write: o.write,
       // A container's own settings: MODELGUARD_ENV names the variables that pass beyond the allowlist (sandbox/env.ts).
       passEnv: envList(process.env.MODELGUARD_ENV),
+      // The models the gate scanned are the ones the command loads: readable (globs by their fixed folder).
+      read: scanRoots(o.scan),
       forwardSignals: true,
       signalGroup: o.signalGroup === true,
       onSpawn: (pid) => known.push(pid),

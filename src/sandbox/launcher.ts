@@ -39,8 +39,11 @@ export interface LaunchPlan {
   keepFds?: readonly number[];
   /** A memory cgroup ceiling in bytes (RLIMIT_DATA where no cgroup can be had). */
   memoryMax?: number;
-  /** Private tmpfs mounts (a mount namespace) of `size` bytes each. */
-  tmpfs?: { paths: readonly string[]; size: number };
+  /**
+   * Private tmpfs mounts (a mount namespace) of `size` bytes each. `orDeny` paths are left out of
+   * the write list when no private mount can be made (a shared /dev/shm would outlive the run).
+   */
+  tmpfs?: { paths: readonly string[]; orDeny?: readonly string[]; size: number };
   /** Keep guard-exec (and the run's mount namespace) alive after "X" until the channel closes. */
   hold?: boolean;
 }
@@ -62,7 +65,10 @@ export function launcherArgs(p: LaunchPlan): string[] {
   for (const [k, v] of Object.entries(p.rlimits)) if (v !== undefined) args.push('--rlimit', `${k}=${v}`);
   if (p.pidsMax) args.push('--pids-max', String(p.pidsMax));
   if (p.memoryMax) args.push('--memory-max', String(p.memoryMax));
-  if (p.tmpfs) for (const t of p.tmpfs.paths) args.push('--tmpfs', `${t}=${p.tmpfs.size}`);
+  if (p.tmpfs) {
+    for (const t of p.tmpfs.paths) args.push('--tmpfs', `${t}=${p.tmpfs.size}`);
+    for (const t of p.tmpfs.orDeny ?? []) args.push('--tmpfs-or-deny', `${t}=${p.tmpfs.size}`);
+  }
   if (p.hold) args.push('--hold');
   if (p.pgroup) args.push('--pgroup');
   if (p.keepCaps) args.push('--keep-caps');

@@ -257,7 +257,8 @@ function launchPlan(s: Settings, options: RunOptions): LaunchPlan {
     rlimits,
     ...(mg.pids ? { pidsMax: mg.pids } : {}),
     ...(s.memory > 0 ? { memoryMax: s.memory } : {}),
-    ...(s.disk > 0 ? { tmpfs: { paths: [s.tmp, ...shm], size: s.disk } } : {}),
+    // Without a disk quota the folders still get a private tmpfs (of the kernel's default size): /dev/shm must not outlive the run.
+    tmpfs: { paths: [s.tmp], orDeny: shm, size: s.disk > 0 ? s.disk : 0 },
     hold: true,
     pgroup: options.signalGroup === true,
     keepCaps: mg.keepCapabilities,
@@ -456,6 +457,12 @@ export async function run(command: readonly string[], options: RunOptions = {}):
       if (!walls.pids && nproc) walls.pids = `RLIMIT_NPROC=${nproc}`;
       walls.noNewPrivs = true;
       walls.tmp = ready.privateTmp ? 'private' : 'shared';
+      if (!ready.privateTmp && plan.tmpfs?.orDeny?.length) {
+        // guard-exec left them out of Landlock's write list: the supervisor and the report say the same.
+        const gone = new Set(plan.tmpfs.orDeny);
+        s.write = s.write.filter((w) => !gone.has(w));
+        if (s.writeCheck) walls.write = s.write;
+      }
       if (walls.limits) walls.limits.memoryHow = ready.memory;
       try {
         let resolveDone!: () => void;

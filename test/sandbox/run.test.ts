@@ -139,6 +139,13 @@ if (skip) {
     const rep = JSON.parse(readFileSync(report, 'utf8')) as { walls: { network: string; pids: string } };
     assert.is(rep.walls.network, 'seccomp+landlock');
     assert.match(rep.walls.pids, 'RLIMIT_NPROC');
+    // No mount namespace without privilege: /dev/shm stays shared, so it is not writable at all.
+    const shm = `/dev/shm/mg-nobody-${process.pid}`;
+    const w = asNobody(['--', p, 'write', shm]);
+    assert.match(w.stdout, 'write errno=EPERM');
+    assert.not.ok(existsSync(shm));
+    assert.ok((JSON.parse(readFileSync(report, 'utf8')) as { summary: { blockedWrites: string[] } }).summary.blockedWrites.includes(shm));
+    assert.is((JSON.parse(readFileSync(report, 'utf8')) as { walls: { tmp: string } }).walls.tmp, 'shared');
     const b = asNobody(['--profile', 'loader', '--', p, 'forkbomb']);
     const m = /forkbomb children=(\d+) errno=EAGAIN/.exec(b.stdout);
     assert.ok(m && Number(m[1]) < 512, b.stdout + b.stderr);
@@ -420,11 +427,12 @@ if (skip) {
   /** The size of the report file `guard run --report` writes (pretty JSON and a newline). */
   const reportBytes = (r: { report: ReportJson | null }): number => Buffer.byteLength(`${JSON.stringify(r.report, null, 2)}\n`);
 
-  for (const profile of ['inference', 'loader']) {
-    test(`${profile}: tokens in the environment never reach the command; --env passes one by its exact name; the report names what passed`, () => {
+  // Each attack under both profiles, and with the network denied without a namespace (--no-netns) too.
+  for (const [profile, netnsFlag] of [['inference', []], ['loader', ['--no-netns']]] as const) {
+    test(`${profile}${netnsFlag.length ? ' --no-netns' : ''}: tokens in the environment never reach the command; --env passes one by its exact name; the report names what passed`, () => {
       const env = { ...process.env, HF_TOKEN: 'hf_secret', AWS_SECRET_ACCESS_KEY: 'aws-secret', GITHUB_TOKEN: 'gh', MY_SERVICE_API_KEY: 'k', CUDA_SECRET_TOKEN: 'c', OMP_NUM_THREADS: '3', LC_ALL: 'C.UTF-8', MG_PLAIN: 'plain' };
       const show = 'import os, json; print(json.dumps(dict(os.environ)))';
-      const r = guardRun(['--profile', profile, '--env', 'MG_PLAIN', '--env', 'MG_SET=value'], [PYTHON, '-c', show], { netns: true, env });
+      const r = guardRun(['--profile', profile, ...netnsFlag, '--env', 'MG_PLAIN', '--env', 'MG_SET=value'], [PYTHON, '-c', show], { netns: true, env });
       assert.is(r.status, 0, r.stderr);
       const seen = JSON.parse(r.stdout) as Record<string, string>;
       for (const k of ['HF_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'GITHUB_TOKEN', 'MY_SERVICE_API_KEY', 'CUDA_SECRET_TOKEN']) assert.not.ok(k in seen, `${k} reached the command`);
@@ -438,7 +446,7 @@ if (skip) {
       assert.is((JSON.parse(named.stdout) as Record<string, string>).HF_TOKEN, 'hf_secret', 'named exactly, it passes');
     });
 
-    test(`${profile}: secrets in the home folder (~/.ssh, ~/.aws, the Hugging Face token) and /etc/shadow cannot be read; the report says what may be read`, () => {
+    test(`${profile}${netnsFlag.length ? ' --no-netns' : ''}: secrets in the home folder (~/.ssh, ~/.aws, the Hugging Face token) and /etc/shadow cannot be read; the report says what may be read`, () => {
       const home = tempDir('home');
       const secrets = [join(home, '.ssh', 'id_ed25519'), join(home, '.aws', 'credentials'), join(home, '.cache', 'huggingface', 'token')];
       for (const f of secrets) {
@@ -447,7 +455,7 @@ if (skip) {
       }
       // The paths are in the script's text, not on the command line (paths named there are readable).
       const script = `import os\nfor p in ${JSON.stringify([...secrets, '/etc/shadow', home])}:\n  try:\n    print(p, 'READ', open(p).read() if os.path.isfile(p) else os.listdir(p))\n  except OSError as e: print(p, 'errno', e.errno)\nprint('hostname', bool(open('/etc/hostname').read()), 'cpuinfo', bool(open('/proc/cpuinfo').read(64)))`;
-      const r = guardRun(['--profile', profile], [PYTHON, '-c', script], { netns: true, env: { ...process.env, HOME: home } });
+      const r = guardRun(['--profile', profile, ...netnsFlag], [PYTHON, '-c', script], { netns: true, env: { ...process.env, HOME: home } });
       assert.is(r.status, 0, r.stderr);
       assert.not.match(r.stdout, 'TOP-SECRET-MATERIAL');
       assert.not.match(r.stdout, ' READ ');
@@ -459,10 +467,10 @@ if (skip) {
       assert.ok((read as string[]).includes(PYTHON), 'the interpreter is');
     });
 
-    test(`${profile}: /dev/shm and $TMPDIR are the run's own (a private tmpfs): what the command leaves there is gone afterwards`, () => {
+    test(`${profile}${netnsFlag.length ? ' --no-netns' : ''}: /dev/shm and $TMPDIR are the run's own (a private tmpfs): what the command leaves there is gone afterwards`, () => {
       const name = `mg-leftover-${process.pid}-${Date.now()}`;
       const script = `import os\nopen('/dev/shm/${name}', 'w').write('x')\nopen(os.environ['TMPDIR'] + '/${name}', 'w').write('x')\nprint('wrote', sorted(os.listdir('/dev/shm')))`;
-      const r = guardRun(['--profile', profile], [PYTHON, '-c', script], { netns: true });
+      const r = guardRun(['--profile', profile, ...netnsFlag], [PYTHON, '-c', script], { netns: true });
       assert.is(r.status, 0, r.stderr);
       assert.match(r.stdout, `wrote ['${name}']`, 'the command sees an empty /dev/shm of its own');
       assert.not.ok(existsSync(`/dev/shm/${name}`), 'nothing outlives the run');
@@ -470,10 +478,10 @@ if (skip) {
       assert.ok(rep(r).events.some((e) => e.path === `/dev/shm/${name}`), 'the write is in the report');
     });
 
-    test(`${profile}: a write through a symbolic link in $TMPDIR to a file outside is refused, and reported as refused, with the file it led to`, () => {
+    test(`${profile}${netnsFlag.length ? ' --no-netns' : ''}: a write through a symbolic link in $TMPDIR to a file outside is refused, and reported as refused, with the file it led to`, () => {
       const victim = tempDir('linkvictim');
       const target = join(victim, 'via-link');
-      const r = guardRun(['--profile', profile], [probe(), 'linkwrite', 'innocent', target], { netns: true });
+      const r = guardRun(['--profile', profile, ...netnsFlag], [probe(), 'linkwrite', 'innocent', target], { netns: true });
       assert.match(r.stdout, 'linkwrite errno=EACCES');
       assert.not.ok(existsSync(target), 'the file was not created');
       const open = rep(r).events.find((e) => e.syscall === 'openat' && e.path?.endsWith('/innocent'))!;
