@@ -66,10 +66,8 @@ function legacyLayout(data: ByteSource, kind: 'storages' | 'tensors', ctx: Forma
       r.skip(skip);
     }
   }
-  if (kind === 'storages') next();
-  if (pickles.length > 0 && (pickles[pickles.length - 1] as [number, number])[1] < data.size) {
-    return { pickles, problem: `${data.size - (pickles[pickles.length - 1] as [number, number])[1]} bytes follow the last pickle legacy_load reads` };
-  }
+  if (kind === 'storages' && !next()) return { pickles };
+  if (r.pos < data.size) return { pickles, problem: `${data.size - r.pos} bytes follow the last pickle legacy_load reads` };
   return { pickles };
 }
 
@@ -103,6 +101,7 @@ async function scanLegacyMember(ctx: FormatContext, data: ByteSource, name: 'sto
   const layout = legacyLayout(data, name, ctx);
   if (layout.problem) {
     msink.add({ rule: 'pytorch/tar-layout', severity: 'high', verdict: 'suspicious', message: `PyTorch's tar layout: ${layout.problem}; the bytes from there on were scanned as one stream` });
+    // What legacy_load would do with the rest is unknown: all of it is scanned, as one stream.
     const last = layout.pickles[layout.pickles.length - 1];
     const from = last ? last[1] : 0;
     if (from < data.size) layout.pickles.push([from, data.size]);
