@@ -85,3 +85,39 @@ export class SliceSource implements ByteSource {
   }
   close(): void {}
 }
+
+/** Several windows of one source read as one stream (the pickles of a tar-layout member, raw bytes left out). */
+export class ConcatSource implements ByteSource {
+  readonly size: number;
+  private readonly starts: number[] = [];
+  constructor(
+    private readonly parent: ByteSource,
+    private readonly segments: ReadonlyArray<readonly [number, number]>,
+  ) {
+    let n = 0;
+    for (const [s, e] of segments) {
+      this.starts.push(n);
+      n += e - s;
+    }
+    this.size = n;
+  }
+  read(offset: number, length: number): Buffer {
+    const parts: Buffer[] = [];
+    let want = Math.max(0, Math.min(length, this.size - offset));
+    let at = Math.max(0, offset);
+    for (let i = 0; i < this.segments.length && want > 0; i++) {
+      const [s, e] = this.segments[i] as readonly [number, number];
+      const base = this.starts[i] as number;
+      if (at >= base + (e - s)) continue;
+      const from = s + (at - base);
+      const n = Math.min(want, e - from);
+      const b = this.parent.read(from, n);
+      parts.push(b);
+      if (b.length < n) break;
+      at += n;
+      want -= n;
+    }
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+  }
+  close(): void {}
+}

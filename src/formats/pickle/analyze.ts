@@ -327,6 +327,7 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           break;
         }
         case 'FRAME': {
+          if (trace) trace.framed = true;
           const lenBuf = r.bytes(8);
           const len = lenBuf.readBigUInt64LE(0);
           if (frameEnd > off && frameIssues++ < 5) {
@@ -335,11 +336,20 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           if (len > BigInt(r.remaining())) throw new PickleError('pickle data was truncated (FRAME longer than the stream)', off, 'truncated');
           frameStart = r.pos;
           frameEnd = r.pos + Number(len);
-          if (trace) trace.framed = true;
           break;
         }
         case 'STOP': {
           const v = pop(off);
+          if (frameEnd > r.pos && frameIssues++ < 5) {
+            issue({
+              rule: 'pickle/frame-divergence',
+              severity: 'medium',
+              verdict: 'suspicious',
+              message: 'STOP inside a FRAME that runs on: a loader reading a file without peek (BytesIO) resumes after the frame, pickle.loads and buffered files right after STOP',
+              offset: off,
+              evidence: `frame [${frameStart}, ${frameEnd}) holds STOP at ${off}`,
+            });
+          }
           a.result = v;
           a.stopped = true;
           a.end = r.pos;
@@ -779,6 +789,18 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     }
   } catch (e) {
     if (!(e instanceof PickleError)) throw e;
+    if (frameEnd >= 0 && off < frameEnd && r.pos > frameEnd && frameIssues++ < 5) {
+      // The failing read ran past the frame: the C unpickler reads that argument from after the
+      // frame instead, so CPython may well read on where this reading broke.
+      issue({
+        rule: 'pickle/frame-divergence',
+        severity: 'medium',
+        verdict: 'suspicious',
+        message: `the argument of the opcode at ${off} runs past the end of its FRAME, where the C unpickler reads it from after the frame instead: the stream breaks in one reading and may load in the other`,
+        offset: off,
+        evidence: `frame [${frameStart}, ${frameEnd}) ends inside the opcode at ${off}`,
+      });
+    }
     a.error = e;
     a.end = r.pos;
     if (trace) trace.failOp = off;
