@@ -239,7 +239,17 @@ vm('not flagged beyond suspicious: the same callables given plain data', async (
   }
 });
 
+/** LONG4: a positive integer of `n` bytes. */
+const long4 = (n: number): string => {
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(n);
+  return `\x8b${len.toString('latin1')}${'\x11'.repeat(n - 1)}\x01`;
+};
 const COSTLY: Array<[string, string, RegExp]> = [
+  ['fractions.Fraction(n, d) of 1-Mbit integers', call('fractions', 'Fraction', `${long4(1 << 17)}${long4(1 << 17)}`), /reduces \d+-bit integers by gcd/],
+  ["int('1' * 5000)", call('builtins', 'int', S('1'.repeat(5000))), /parses an integer of 5,000 digits/],
+  ['str(a 32768-bit integer)', call('builtins', 'str', long4(4096)), /converts an integer of ~9,86\d digits to text/],
+  ['torch.Size(range(10**11))', call('torch', 'Size', call('builtins', 'range', 'L100000000000L\n')), /builds 100,000,000,000 items/],
   ["fractions.Fraction('1e999999999')", call('fractions', 'Fraction', S('1e999999999')), /10\*\*999999999.*1,000,000,000 digits/],
   ["fractions.Fraction('1e-999999999')", call('fractions', 'Fraction', S('1e-999999999')), /10\*\*999999999/],
   ['fractions.Fraction(decimal.Decimal(…))', call('fractions', 'Fraction', call('decimal', 'Decimal', S('1e999999999'))), /Fraction\(Decimal\) computes 10\*\*999999999/],
@@ -269,6 +279,10 @@ vm('not flagged: the same constructors at ordinary sizes', async () => {
     call('builtins', 'list', call('builtins', 'range', 'K\x10')),
     call('builtins', 'bytearray', 'K\x10'),
     call('collections', 'Counter', call('builtins', 'range', 'K\x10')),
+    call('fractions', 'Fraction', 'K\x06K\x04'),
+    call('builtins', 'int', S('12345')),
+    call('builtins', 'int', `${S('f'.repeat(5000))}K\x10`),
+    call('builtins', 'str', long4(64)),
   ]) {
     const r = await vmScanPass(pk(body), { policy, pool });
     assert.equal(r.findings, [], JSON.stringify(r.findings));
