@@ -278,4 +278,91 @@ test('SIGTERM during a folder scan: partial SARIF report on stdout (valid, not s
   assert.equal(r.left, []);
 });
 
+// ----- issue 12 -----
+
+/** A protocol-2 pickle that calls os.system (harmless payload; never run by the scanner). */
+const OS_SYSTEM = Buffer.from("\x80\x02cos\nsystem\n(S'echo modelguard-fixture'\ntR.", 'latin1');
+
+test('--allow cannot clear a dangerous capability, and warns that it would match one', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-allow-'));
+  try {
+    const file = join(dir, 'payload.pkl');
+    writeFileSync(file, OS_SYSTEM);
+    for (const pattern of ['os.*', 'os.system', 'posix.*']) {
+      const r = guard('scan', '--format', 'json', '--allow', pattern, file);
+      assert.is(r.status, 1, `${pattern}: ${r.stderr}`);
+      const j = JSON.parse(r.stdout) as { files: Array<{ verdict: string; findings: Array<{ message: string; verdict: string }> }> };
+      assert.is(j.files[0]?.verdict, 'malicious', pattern);
+      assert.ok(j.files[0]?.findings.some((f) => f.verdict === 'malicious' && f.message.includes(`--allow ${pattern} does not clear a dangerous capability`)), `${pattern}: the report says so`);
+      if (pattern !== 'posix.*') assert.match(r.stderr, new RegExp(`warning: --allow ${pattern.replace(/[.*]/g, '\\$&')} matches dangerous names`), pattern);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('not flagged: --allow of a harmless class clears it, with no warning', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-allow-'));
+  try {
+    const file = join(dir, 'cfg.pkl');
+    writeFileSync(file, Buffer.from("\x80\x02cmypkg.config\nConfig\n)\x81}b.", 'latin1'));
+    assert.is(guard('scan', file).status, 1, 'unknown without --allow');
+    const r = guard('scan', '--allow', 'mypkg.*', file);
+    assert.is(r.status, 0, r.stdout + r.stderr);
+    assert.not.match(r.stderr, /warning/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Real files from real PyTorch (python3-torch), written at test time. */
+const TORCH_WRITER = `
+import sys, torch
+d = sys.argv[1]
+torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
+opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+s = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+opt.step(); s.step()
+torch.save(s.state_dict(), d + '/onecycle.pt')
+torch.save({'model': m.state_dict(), 'optimizer': opt.state_dict(), 'scheduler': s.state_dict(), 'epoch': 3}, d + '/checkpoint.pt')
+torch.save(m, d + '/whole_module.pt')
+`;
+
+test('real PyTorch: OneCycleLR.state_dict() (a bound method through getattr) is not malicious; the whole module names each class once', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-torch-'));
+  try {
+    const w = spawnSync('/usr/bin/python3', ['-c', TORCH_WRITER, dir], { encoding: 'utf8' });
+    assert.is(w.status, 0, w.stderr);
+    const r = guard('scan', '--format', 'json', join(dir, 'onecycle.pt'), join(dir, 'checkpoint.pt'), join(dir, 'whole_module.pt'));
+    const j = JSON.parse(r.stdout) as { files: Array<{ path: string; verdict: string; findings: Array<{ rule: string; message: string; verdict: string }> }> };
+    const [onecycle, ckpt, whole] = j.files;
+    assert.is(onecycle?.verdict, 'safe', JSON.stringify(onecycle?.findings));
+    assert.is(ckpt?.verdict, 'safe', JSON.stringify(ckpt?.findings));
+    assert.is(whole?.verdict, 'suspicious', 'a whole module runs library code: suspicious, never malicious');
+    for (const cls of ['torch.nn.modules.container.Sequential', 'torch.nn.modules.linear.Linear', 'torch.nn.modules.activation.ReLU']) {
+      const n = whole?.findings.filter((f) => f.message.includes(`\`${cls}`)).length;
+      assert.is(n, 1, `${cls} reported once: ${JSON.stringify(whole?.findings.map((f) => f.message.slice(0, 100)))}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('flagged twin: a getattr that is not a recognised bound method stays malicious', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-bound-'));
+  try {
+    const file = join(dir, 'sched.pkl');
+    // getattr(<OneCycleLR instance>, 'load_state_dict'): not a listed method.
+    writeFileSync(file, Buffer.from("\x80\x02cbuiltins\ngetattr\n(ctorch.optim.lr_scheduler\nOneCycleLR\n)\x81}bS'load_state_dict'\ntR.", 'latin1'));
+    const r = guard('scan', '--format', 'json', file);
+    assert.is((JSON.parse(r.stdout) as { files: Array<{ verdict: string }> }).files[0]?.verdict, 'malicious');
+    const ok = join(dir, 'ok.pkl');
+    writeFileSync(ok, Buffer.from("\x80\x02cbuiltins\ngetattr\n(ctorch.optim.lr_scheduler\nOneCycleLR\n)\x81}bS'_annealing_cos'\ntR.", 'latin1'));
+    assert.is(guard('scan', ok).status, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

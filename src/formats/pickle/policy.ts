@@ -345,18 +345,19 @@ export function resolveName(moduleRaw: string, nameRaw: string): [string, string
 }
 
 export function createPolicy(options: PolicyOptions = {}): Policy {
-  const extra = new Set<string>();
-  const extraPrefixes: string[] = [];
+  // Patterns are resolved like the names they are matched against (`posix.*` is `os.*`), and
+  // remembered as written for the report.
+  const extra = new Map<string, string>();
+  const extraPrefixes: Array<[string, string]> = [];
   for (const a of options.allow ?? []) {
-    if (a.endsWith('.*')) extraPrefixes.push(a.slice(0, -1));
-    else extra.add(a);
+    if (a.endsWith('.*')) extraPrefixes.push([`${normaliseModule(a.slice(0, -2))}.`, a]);
+    else {
+      const dot = a.lastIndexOf('.');
+      extra.set(dot > 0 ? resolveName(a.slice(0, dot), a.slice(dot + 1))[2] : a, a);
+    }
   }
   /** The user pattern that accepts `q`, as written. */
-  const userAllow = (q: string): string | undefined => {
-    if (extra.has(q)) return q;
-    const p = extraPrefixes.find((x) => q.startsWith(x));
-    return p === undefined ? undefined : `${p}*`;
-  };
+  const userAllow = (q: string): string | undefined => extra.get(q) ?? extraPrefixes.find(([p]) => q.startsWith(p))?.[1];
   return {
     classify(moduleRaw: string, nameRaw: string): GlobalVerdict {
       const [module, name, qualified] = resolveName(moduleRaw, nameRaw);
@@ -452,7 +453,7 @@ const PAYLOAD_KINDS: ReadonlyArray<{ kind: string; re: RegExp }> = [
 ];
 
 /** A quoted string argument that is entirely a dotted import path (`'os.system'`, `'pkg.mod:attr'`). */
-const DOTTED_PATH_ARG = /(?:^|[(,\s=])(['"])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?)\1/g;
+const DOTTED_PATH_ARG = /(?:^|[(,\s=])(['"])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?)\1/g;
 /** File names look like dotted paths; these last components mean "a file", not a module. */
 const FILE_SUFFIX = /^(json|jsonl|txt|bin|pt|pth|safetensors|pkl|pickle|joblib|npy|npz|ya?ml|csv|tsv|onnx|h5|hdf5|keras|msgpack|model|gguf|ggml|ckpt|md|cfg|ini|toml|log|png|jpe?g|gif|wav|mp3|zip|tar|gz|tgz|bz2|xz|zst|parquet|arrow|tflite|pb|vocab|spm|tiktoken|html?|xml)$/i;
 
@@ -464,6 +465,7 @@ export function payloadArgument(rendered: string): { kind: string; match: string
   }
   for (const m of rendered.matchAll(DOTTED_PATH_ARG)) {
     const path = m[2] as string;
+    if (!path.includes('.') && !path.includes(':')) continue;
     const last = path.split(/[.:]/).pop() as string;
     if (!FILE_SUFFIX.test(last)) return { kind: 'a dotted import path', match: path };
   }

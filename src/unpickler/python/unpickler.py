@@ -270,6 +270,12 @@ class Obj:
         for v in values:
             self.append(v)
 
+    def __call__(self, *args, **kwargs):
+        # An instance of a user-allowed class, called: its __call__ would run. Recorded.
+        module, _, name = self.qualified.rpartition(".")
+        _record(module, name + "()", "call", args, kwargs)
+        return _result_named(module, name + "()", "%s(…)(…)" % self.qualified, args)
+
 
 class _PlainMeta(type):
     """Type of a user-allowed class (`allow`): calling it builds a plain Obj record."""
@@ -337,8 +343,8 @@ def _rebuild_qtensor(*args):
 
 
 def _size(*args):
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        return tuple(args[0])
+    if len(args) == 1 and isinstance(args[0], (tuple, list, range)):
+        return _BUILTIN_STANDINS["tuple"](args[0])  # torch.Size(range(10**11)) is bounded like tuple()
     return tuple(args)
 
 
@@ -415,6 +421,7 @@ MAX_BUILD_BYTES = 64 * 1024 * 1024  # one bytes/bytearray the VM will allocate
 MAX_TOTAL_BUILD_BYTES = 256 * 1024 * 1024  # all of them together, in one run
 MAX_BUILD_ITEMS = 1_000_000  # items of a container built from a range
 MAX_INT_DIGITS = 4300  # decimal digits of an integer to parse or compute (CPython's int_max_str_digits)
+MAX_GCD_BITS = 1 << 19  # Fraction(n, d) reduces by gcd, quadratic in the size: ~1 s of CPU at this size
 _BYTES_PER_ITEM = 36  # a list slot plus a small int, what CPython spends per item (approximate)
 _built_bytes = [0]
 
@@ -491,6 +498,11 @@ def _huge_power(qualified, args, kwargs, digits, exp, what):
 def _check_fraction(qualified, args, kwargs):
     if not args:
         return
+    bits = max((x.bit_length() for x in args[:2] if type(x) is int), default=0)
+    if bits > MAX_GCD_BITS:
+        _cost(_call_text(qualified, args, kwargs), "reduces %d-bit integers by gcd, quadratic in their size: ~%d s of CPU (limit: %d bits)"
+              % (bits, (bits / MAX_GCD_BITS) ** 2, MAX_GCD_BITS))
+        return
     a = args[0]
     if type(a) is str:
         if "/" in a:
@@ -543,6 +555,15 @@ class _BoundedMeta(type):
             if n > MAX_BUILD_ITEMS:
                 _cost(_call_text(name, args, kwargs), "builds %s items (~%s) (limit: %s)" % (format(n, ","), _size_text(n * _BYTES_PER_ITEM), format(MAX_BUILD_ITEMS, ",")))
                 return real()
+        if real is int and args and type(args[0]) in (str, bytes, bytearray) and (len(args) < 2 or args[1] not in (2, 4, 8, 16, 32)):
+            digits = len(args[0])
+            if digits > MAX_INT_DIGITS:
+                _cost(_call_text(name, args, kwargs), "parses %s: quadratic before Python 3.11, refused after (limit: %d digits)" % (_digits_text(digits), MAX_INT_DIGITS))
+                return 0
+        if real is str and len(args) == 1 and type(args[0]) is int and args[0].bit_length() > MAX_INT_DIGITS * 3322 // 1000:
+            digits = args[0].bit_length() * 301 // 1000
+            _cost(_call_text(name, args, kwargs), "converts an integer of ~%s digits to text: quadratic before Python 3.11, refused after (limit: %d digits)" % (format(digits, ","), MAX_INT_DIGITS))
+            return ""
         if real in (int, float, complex) and args:
             dec = _decimal_of(args[0])
             if dec is not None and real is int and _huge_power(name, args, kwargs, dec[0], dec[1], "int(Decimal)"):
@@ -584,7 +605,7 @@ _BUILTINS = {
     "range": range, "list": list, "dict": dict, "tuple": tuple, "int": int, "float": float, "bool": bool, "str": str,
 }
 # What find_class hands out for them: the same builtins, behind the cost checks above.
-_BUILTIN_STANDINS = {name: (_bounded(t) if t in (bytearray, bytes, list, tuple, set, frozenset, int, float, complex) else t)
+_BUILTIN_STANDINS = {name: (_bounded(t) if t in (bytearray, bytes, list, tuple, set, frozenset, int, float, complex, str) else t)
                      for name, t in _BUILTINS.items()}
 
 _STANDINS = {
