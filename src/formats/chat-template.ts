@@ -106,8 +106,10 @@ export function analyzeChatTemplate(source: string): TemplateFinding[] {
   try {
     taint.run(program);
   } catch (e) {
-    if (!(e instanceof TaintLimit) && !(e instanceof RangeError)) throw e;
-    add('chat-template/unparsed', 'suspicious', `the template is too deeply nested to analyse (${(e as Error).message}); judged by token patterns only`, (e as Error).message, 0);
+    // Too deep to follow, or a tree shape the analysis did not expect: a finding, never a crash or `safe`.
+    const msg = String((e as Error)?.message ?? e).slice(0, 120);
+    const why = e instanceof TaintLimit || e instanceof RangeError ? `the template is too deeply nested to analyse (${msg})` : `the syntax-tree analysis failed (${msg})`;
+    add('chat-template/unparsed', 'suspicious', `${why}; judged by token patterns only`, msg, 0);
     fallback();
   }
   for (const f of taint.findings) add(f.rule, f.verdict, f.message, f.evidence, locate(src, f.evidence));
