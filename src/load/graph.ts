@@ -60,6 +60,18 @@ const UNSUPPORTED_TENSOR_REBUILDS: Readonly<Record<string, string>> = Object.fre
   'torch._tensor._rebuild_from_type_v2': 'a tensor subclass',
 });
 
+/**
+ * A structured (record) NumPy array: the pickle carries its field names but the VM keeps only the
+ * element size (`V12`), so its bytes could not be read back. Refused rather than returned as bytes
+ * nobody can interpret.
+ */
+function refuseStructured(n: NdarrayNode, name: string): void {
+  const fields = n.dtype.fields;
+  if (!fields || fields.length === 0) return;
+  const label = name === '' ? 'the root array' : `array "${name}"`;
+  throw new GuardError('UNSUPPORTED', `${label} has a structured (record) NumPy dtype with fields ${fields.slice(0, 8).join(', ')}${fields.length > 8 ? ', …' : ''}; safeLoad returns plain numeric arrays only and refuses rather than return the records as raw bytes. Save each field as its own array.`, { context: { step: 'tensor', tensor: name } });
+}
+
 function unsupportedTensor(name: string, kind: string, cls: string, detail: string): GuardError {
   const label = name === '' ? 'the root object' : `tensor "${name}"`;
   const fix = kind === 'quantized' ? 'dequantize it (`t.dequantize()`) before saving' : kind.startsWith('sparse') ? 'convert it with `t.to_dense()` before saving' : 'save it as a plain tensor';
@@ -359,6 +371,7 @@ export class GraphBuilder {
 
   private ndarray(n: NdarrayNode, name: string, depth: number): unknown {
     const shape = n.shape.map((x) => nonNegInt(x, 'array dimension'));
+    refuseStructured(n, name);
     if (n.file) return this.fileArray(n, n.file, shape);
     if (!n.data) {
       return opaque('numpy.ndarray', { dtype: n.dtype.spec, shape, objects: n.objects === undefined ? null : this.node(n.objects, name, depth) });

@@ -237,6 +237,10 @@ lossless.before(() => {
     "np.save(os.path.join(d, 'recarray.npy'), np.rec.array([(1, 2.0)], dtype=[('x', '<i2'), ('y', '<f4')]))",
     "np.savez(os.path.join(d, 'record.npz'), plain=np.arange(4, dtype=np.float32), rec=rec)",
     "np.savez(os.path.join(d, 'fields_twin.npz'), plain=np.arange(4, dtype=np.float32), a=rec['a'], b=rec['b'])",
+    'import pickle, joblib',
+    "pickle.dump({'rec': rec, 'plain': np.arange(3.0)}, open(os.path.join(d, 'record.pkl'), 'wb'), protocol=4)",
+    "joblib.dump({'rec': rec, 'plain': np.arange(3.0)}, os.path.join(d, 'record.joblib'))",
+    "joblib.dump({'a': rec['a'], 'b': rec['b'], 'plain': np.arange(3.0)}, os.path.join(d, 'fields_twin.joblib'))",
   ].join('\n'), realDir]);
 });
 lossless.after(async () => {
@@ -279,7 +283,7 @@ lossless('the not-flagged twin: the same tensors dequantized and densified load 
   assert.equal(r.tensors.get('sp')?.shape, [2, 3]);
 });
 
-for (const [file, tensor, fields] of [['record.npy', '<array>', 'a, b'], ['recarray.npy', '<array>', 'x, y'], ['record.npz', 'rec.npy', 'a, b']] as const) {
+for (const [file, tensor, fields] of [['record.npy', '<array>', 'a, b'], ['recarray.npy', '<array>', 'x, y'], ['record.npz', 'rec.npy', 'a, b'], ['record.pkl', 'rec', 'a, b'], ['record.joblib', 'rec', 'a, b']] as const) {
   lossless(`${file}: a structured NumPy dtype is refused with UNSUPPORTED naming the array and its fields`, async () => {
     const e = await refusal(file);
     assert.is(e.code, 'UNSUPPORTED', e.message);
@@ -294,5 +298,7 @@ lossless('the not-flagged twin: the record fields saved as their own arrays load
   assert.equal([...r.tensors.keys()].sort(), ['a', 'b', 'plain']);
   assert.is(r.tensors.get('a')?.dtype, 'int32');
   assert.is(r.tensors.get('b')?.dtype, 'float64');
+  const j = await safeLoad(join(realDir, 'fields_twin.joblib'));
+  assert.equal([...j.tensors.keys()].sort(), ['a', 'b', 'plain']);
 });
 lossless.run();
