@@ -26,6 +26,8 @@ export { CHAT_TEMPLATE_MAX_CHARS, CHAT_TEMPLATE_MAX_RANGE, CHAT_TEMPLATE_MAX_REP
 const MAX_FINDINGS = 40;
 /** Largest template given to the parser and the taint pass (real ones are a few KiB; the biggest tool templates ~40 KiB). */
 export const CHAT_TEMPLATE_MAX_PARSE_CHARS = 512 * 1024;
+/** Tokens kept per tag (real tags hold at most a few hundred). */
+export const CHAT_TEMPLATE_MAX_TAG_TOKENS = 50_000;
 
 export interface TemplateFinding {
   rule: string;
@@ -106,8 +108,10 @@ export function analyzeChatTemplate(source: string): TemplateFinding[] {
   try {
     taint.run(program);
   } catch (e) {
-    if (!(e instanceof TaintLimit) && !(e instanceof RangeError)) throw e;
-    add('chat-template/unparsed', 'suspicious', `the template is too deeply nested to analyse (${(e as Error).message}); judged by token patterns only`, (e as Error).message, 0);
+    // Too deep to follow, or a tree shape the analysis did not expect: a finding, never a crash or `safe`.
+    const msg = String((e as Error)?.message ?? e).slice(0, 120);
+    const why = e instanceof TaintLimit || e instanceof RangeError ? `the template is too deeply nested to analyse (${msg})` : `the syntax-tree analysis failed (${msg})`;
+    add('chat-template/unparsed', 'suspicious', `${why}; judged by token patterns only`, msg, 0);
     fallback();
   }
   for (const f of taint.findings) add(f.rule, f.verdict, f.message, f.evidence, locate(src, f.evidence));
@@ -179,6 +183,10 @@ function lexTemplate(src: string, add: Add, fallbackFindings: TemplateFinding[])
     }
     i = lexed.end;
     const toks = lexed.tokens;
+    if (lexed.truncated) {
+      add('chat-template/oversized', 'suspicious', `one tag holds more than ${CHAT_TEMPLATE_MAX_TAG_TOKENS} tokens (resource abuse); only its start was analysed`, src.slice(open, open + 60), open);
+      res.tooDeep = true;
+    }
     if (next === '%') {
       const kw = toks[0]?.kind === 'name' ? toks[0].value : '';
       if (kw === 'raw') {
@@ -199,10 +207,10 @@ function lexTemplate(src: string, add: Add, fallbackFindings: TemplateFinding[])
         blockStack.push(kw);
         if (kw === 'for') {
           loopDepth++;
-          if (loopDepth > CHAT_TEMPLATE_MAX_LOOP_DEPTH) add('chat-template/deep-nesting', 'suspicious', `${loopDepth} nested for-loops multiply iteration counts (resource abuse)`, src.slice(open, open + 60), open);
+          if (loopDepth === CHAT_TEMPLATE_MAX_LOOP_DEPTH + 1) add('chat-template/deep-nesting', 'suspicious', `${loopDepth} nested for-loops multiply iteration counts (resource abuse)`, src.slice(open, open + 60), open);
         }
         if (blockStack.length > CHAT_TEMPLATE_MAX_BLOCK_DEPTH) {
-          add('chat-template/deep-nesting', 'suspicious', `blocks nested ${blockStack.length} deep (limit ${CHAT_TEMPLATE_MAX_BLOCK_DEPTH})`, src.slice(open, open + 60), open);
+          if (!res.tooDeep) add('chat-template/deep-nesting', 'suspicious', `blocks nested ${blockStack.length} deep (limit ${CHAT_TEMPLATE_MAX_BLOCK_DEPTH})`, src.slice(open, open + 60), open);
           res.tooDeep = true;
         }
       } else if (kw.startsWith('end')) {
@@ -407,6 +415,8 @@ function checkSubscript(inner: readonly Tok[], add: (rule: string, verdict: Temp
 
 interface Lexed {
   tokens: Tok[];
+  /** More than CHAT_TEMPLATE_MAX_TAG_TOKENS tokens: the rest were scanned but not kept. */
+  truncated?: boolean;
   end: number;
   error?: string;
   errorAt?: number;
@@ -422,6 +432,12 @@ const NUM_RE = /[0-9][0-9_]*(\.[0-9_]+)?([eE][+-]?[0-9_]+)?/y;
 /** Lexes one `{{ … }}` or `{% … %}` body starting at `from`, up to `closer` outside strings. */
 function lexBlock(src: string, from: number, closer: string): Lexed {
   const tokens: Tok[] = [];
+  let truncated = false;
+  // Real tags hold a few hundred tokens; past the cap the tag is still scanned to its end, not kept.
+  const push = (t: Tok) => {
+    if (tokens.length < CHAT_TEMPLATE_MAX_TAG_TOKENS) tokens.push(t);
+    else truncated = true;
+  };
   let i = from;
   const n = src.length;
   if (src[i] === '-' || src[i] === '+') i++;
@@ -433,7 +449,7 @@ function lexBlock(src: string, from: number, closer: string): Lexed {
       continue;
     }
     if (brackets === 0 && (src.startsWith(closer, i) || ((c === '-' || c === '+') && src.startsWith(closer, i + 1)))) {
-      return { tokens, end: i + (c === '-' || c === '+' ? 1 : 0) + closer.length };
+      return { tokens, end: i + (c === '-' || c === '+' ? 1 : 0) + closer.length, truncated };
     }
     if (c === '"' || c === "'") {
       const s = lexString(src, i);
@@ -443,14 +459,14 @@ function lexBlock(src: string, from: number, closer: string): Lexed {
         // Jinja joins adjacent literals at compile time ('__cl' 'ass__' is '__class__').
         prev.value += s.value;
         if (s.obfuscated) prev.obfuscated = true;
-      } else tokens.push({ kind: 'string', value: s.value, offset: i, ...(s.obfuscated ? { obfuscated: true } : {}) });
+      } else push({ kind: 'string', value: s.value, offset: i, ...(s.obfuscated ? { obfuscated: true } : {}) });
       i = s.end;
       continue;
     }
     if (SINGLE_OPS.has(c)) {
       if (c === '(' || c === '[' || c === '{') brackets++;
       else if ((c === ')' || c === ']' || c === '}') && brackets > 0) brackets--;
-      tokens.push({ kind: 'op', value: c, offset: i });
+      push({ kind: 'op', value: c, offset: i });
       i++;
       continue;
     }
@@ -458,7 +474,7 @@ function lexBlock(src: string, from: number, closer: string): Lexed {
     name.lastIndex = i;
     let m = name.exec(src);
     if (m) {
-      tokens.push({ kind: 'name', value: m[0], offset: i });
+      push({ kind: 'name', value: m[0], offset: i });
       i += m[0].length;
       continue;
     }
@@ -466,7 +482,7 @@ function lexBlock(src: string, from: number, closer: string): Lexed {
     num.lastIndex = i;
     m = num.exec(src);
     if (m) {
-      tokens.push({ kind: 'number', value: m[0].replace(/_/g, ''), offset: i });
+      push({ kind: 'number', value: m[0].replace(/_/g, ''), offset: i });
       i += m[0].length;
       continue;
     }
@@ -474,7 +490,7 @@ function lexBlock(src: string, from: number, closer: string): Lexed {
     if (op) {
       if (op === '(' || op === '[' || op === '{') brackets++;
       else if ((op === ')' || op === ']' || op === '}') && brackets > 0) brackets--;
-      tokens.push({ kind: 'op', value: op, offset: i });
+      push({ kind: 'op', value: op, offset: i });
       i += op.length;
       continue;
     }

@@ -41,6 +41,53 @@ interface GatherJob {
 
 const MAX_TENSOR_RANK = 64;
 
+/**
+ * Tensor rebuild functions whose result `Tensor` cannot represent (no quantization parameters, no
+ * sparse layout, no subclass). Returning their parts as ordinary tensors would hand back data that
+ * means something else (a COO tensor's indices as `sp.args.1.0`); dropping them would lose it. So
+ * the load is refused, naming the tensor.
+ */
+const UNSUPPORTED_TENSOR_REBUILDS: Readonly<Record<string, string>> = Object.freeze({
+  'torch._utils._rebuild_qtensor': 'quantized',
+  'torch._utils._rebuild_sparse_tensor': 'sparse',
+  'torch._utils._rebuild_sparse_csr_tensor': 'sparse (compressed)',
+  'torch._utils._rebuild_nested_tensor': 'nested',
+  'torch._utils._rebuild_wrapper_subclass': 'a tensor subclass',
+  'torch._utils._rebuild_meta_tensor_no_storage': 'a meta tensor (no data)',
+  'torch._utils._rebuild_device_tensor_from_numpy': 'a device tensor',
+  'torch._utils._rebuild_mkldnn_tensor': 'an MKL-DNN tensor',
+  'torch._tensor._rebuild_from_type': 'a tensor subclass',
+  'torch._tensor._rebuild_from_type_v2': 'a tensor subclass',
+});
+
+/**
+ * A structured (record) NumPy array: the pickle carries its field names but the VM keeps only the
+ * element size (`V12`), so its bytes could not be read back. Refused rather than returned as bytes
+ * nobody can interpret.
+ */
+function refuseStructured(n: NdarrayNode, name: string): void {
+  const fields = n.dtype.fields;
+  if (!fields || fields.length === 0) return;
+  const label = name === '' ? 'the root array' : `array "${name}"`;
+  throw new GuardError('UNSUPPORTED', `${label} has a structured (record) NumPy dtype with fields ${fields.slice(0, 8).join(', ')}${fields.length > 8 ? ', …' : ''}; safeLoad returns plain numeric arrays only and refuses rather than return the records as raw bytes. Save each field as its own array.`, { context: { step: 'tensor', tensor: name } });
+}
+
+function unsupportedTensor(name: string, kind: string, cls: string, detail: string): GuardError {
+  const label = name === '' ? 'the root object' : `tensor "${name}"`;
+  const fix = kind === 'quantized' ? 'dequantize it (`t.dequantize()`) before saving' : kind.startsWith('sparse') ? 'convert it with `t.to_dense()` before saving' : 'save it as a plain tensor';
+  return new GuardError('UNSUPPORTED', `${label} is ${kind === 'quantized' || kind.startsWith('sparse') || kind === 'nested' ? `a ${kind} tensor` : kind}${detail ? ` (${detail})` : ''}, built by ${cls}; safeLoad returns dense tensors only and refuses rather than return it wrong or drop it. To load the file, ${fix}.`, { context: { step: 'tensor', tensor: name } });
+}
+
+/** Storage dtype and layout named in a rebuild call's arguments (`qint8`, `torch.sparse_coo`). */
+function describeRebuildArgs(args: readonly VmNode[]): string {
+  const parts: string[] = [];
+  for (const a of args.slice(0, 2)) {
+    if (a && typeof a === 'object' && a.t === 'storage' && a.dtype) parts.push(`torch.${a.dtype}`);
+    else if (a && typeof a === 'object' && a.t === 'global') parts.push(a.name);
+  }
+  return parts.join(', ');
+}
+
 function nonNegInt(v: VmNode, what: string): number {
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
   throw new GuardError('INVALID_MODEL', `${what} is not a non-negative integer: ${JSON.stringify(v)}`, { context: { step: 'tensor' } });
@@ -170,7 +217,7 @@ export class GraphBuilder {
         return v;
       }
       case 'tensor': {
-        const t = this.tensor(n);
+        const t = this.tensor(n, name);
         this.memo.set(n.id, t);
         this.addTensor(name, t);
         return t;
@@ -208,6 +255,8 @@ export class GraphBuilder {
         return v;
       }
       case 'obj': {
+        const kind = Object.prototype.hasOwnProperty.call(UNSUPPORTED_TENSOR_REBUILDS, n.cls) ? UNSUPPORTED_TENSOR_REBUILDS[n.cls] : undefined;
+        if (kind !== undefined) throw unsupportedTensor(name, kind, n.cls, describeRebuildArgs(n.args));
         // Registered before its children so cycles through it resolve.
         const v = opaque(n.cls, {});
         this.memo.set(n.id, v);
@@ -220,6 +269,10 @@ export class GraphBuilder {
       case 'intercepted': {
         // Never-run call: its arguments and the state BUILD gave it are kept as data.
         const ext = n as typeof n & { args?: VmNode[]; state?: VmNode };
+        // origin is `module.name(…)`: a tensor rebuild the VM does not model (sparse, nested…).
+        const fn = n.origin.replace(/\(.*$/s, '');
+        const kind = Object.prototype.hasOwnProperty.call(UNSUPPORTED_TENSOR_REBUILDS, fn) ? UNSUPPORTED_TENSOR_REBUILDS[fn] : undefined;
+        if (kind !== undefined) throw unsupportedTensor(name, kind, fn, describeRebuildArgs(ext.args ?? []));
         const v = opaque('intercepted', { origin: n.origin });
         this.memo.set(n.id, v);
         if (ext.args) setField(v, 'args', ext.args.map((a, i) => this.node(a, child(`args.${i}`), d)));
@@ -241,7 +294,7 @@ export class GraphBuilder {
     throw new GuardError('INVALID_MODEL', 'a tensor whose storage is not a PyTorch storage reference', { context: { step: 'tensor' } });
   }
 
-  private tensor(n: VmTensorNode): Tensor {
+  private tensor(n: VmTensorNode, name: string): Tensor {
     let sn: VmStorageNode;
     if (n.storage && typeof n.storage === 'object' && n.storage.t === 'ref') {
       const prior = this.memo.get(n.storage.id) as { key?: unknown } | undefined;
@@ -255,7 +308,9 @@ export class GraphBuilder {
     }
     const dtype = n.dtype ?? sn.dtype;
     const info = dtype ? dtypeInfo(dtype) : undefined;
-    if (!dtype || !info) throw new GuardError('UNSUPPORTED', `tensor dtype ${String(dtype)} is not supported`, { context: { step: 'tensor' } });
+    if (!dtype || !info) {
+      throw new GuardError('UNSUPPORTED', `tensor "${name}" has dtype ${String(dtype)}, which safeLoad does not return${dtype && /^q/.test(dtype) ? ' (a quantized storage; dequantize before saving)' : ''}`, { context: { step: 'tensor', tensor: name } });
+    }
     if (n.shape.length > MAX_TENSOR_RANK || n.stride.length !== n.shape.length) throw new GuardError('INVALID_MODEL', 'tensor shape and stride disagree', { context: { step: 'tensor' } });
     const shape = n.shape.map((x) => nonNegInt(x, 'tensor size'));
     const stride = n.stride.map((x) => nonNegInt(x, 'tensor stride'));
@@ -316,6 +371,7 @@ export class GraphBuilder {
 
   private ndarray(n: NdarrayNode, name: string, depth: number): unknown {
     const shape = n.shape.map((x) => nonNegInt(x, 'array dimension'));
+    refuseStructured(n, name);
     if (n.file) return this.fileArray(n, n.file, shape);
     if (!n.data) {
       return opaque('numpy.ndarray', { dtype: n.dtype.spec, shape, objects: n.objects === undefined ? null : this.node(n.objects, name, depth) });

@@ -482,7 +482,15 @@ async function npyTensor(ctx: LoadContext, src: ByteSource, fileBase: number | u
   const descr = typeof h.descr === 'string' ? h.descr : '';
   const dt = fromNumpyDescr(descr);
   const info = dt ? dtypeInfo(dt.dtype) : undefined;
-  if (!dt || !info) throw new GuardError('UNSUPPORTED', `${name}: NumPy dtype ${JSON.stringify(h.descr)} is not supported`, { context: { path: ctx.input.path } });
+  if (!dt || !info) {
+    const label = name === '<array>' ? 'the array' : `array "${name}"`;
+    if (Array.isArray(h.descr)) {
+      // A structured (record) dtype: one element holds several named fields of different types.
+      const fields = (h.descr as unknown[]).map((f) => (f && typeof f === 'object' && 'name' in f ? String((f as { name: unknown }).name) : '?'));
+      throw new GuardError('UNSUPPORTED', `${label} has a structured (record) NumPy dtype with fields ${fields.slice(0, 8).join(', ')}${fields.length > 8 ? ', …' : ''}; safeLoad returns plain numeric arrays only and refuses rather than return the records as raw bytes. Save each field as its own array (np.savez(f, ${fields[0] ?? 'a'}=rec['${fields[0] ?? 'a'}'], …)).`, { context: { path: ctx.input.path, tensor: name } });
+    }
+    throw new GuardError('UNSUPPORTED', `${label} has NumPy dtype ${JSON.stringify(h.descr)}, which safeLoad does not return (plain numeric dtypes only)`, { context: { path: ctx.input.path, tensor: name } });
+  }
   const bytes = h.count * info.size;
   if (h.dataOffset + bytes > src.size) throw new GuardError('INVALID_MODEL', `${name}: array data runs past the end`, { context: { path: ctx.input.path } });
   if (bytes > ctx.maxBytes) throw new GuardError('LIMIT_EXCEEDED', `${name}: ${bytes} bytes exceed maxBytes`, { context: { path: ctx.input.path } });

@@ -1,7 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GuardError } from '../../src/errors.js';
@@ -210,3 +211,94 @@ allowPrefix('`mypackage.*` accepts every class under the prefix', async () => {
   assert.is((r.object as { __class__: string }).__class__, 'mypackage.models.Config');
 });
 allowPrefix.run();
+
+/**
+ * Issue 12 point 8: tensors `Tensor` cannot represent (quantized, sparse, structured records) are
+ * refused with UNSUPPORTED naming the tensor, never dropped or returned as their parts. The files
+ * come from real PyTorch and NumPy (Debian python3-torch, python3-numpy), written here at test time.
+ */
+const lossless = suite('safeLoad() never drops data silently');
+let realDir = '';
+lossless.before(() => {
+  realDir = mkdtempSync(join(tmpdir(), 'mg-lossless-'));
+  execFileSync('/usr/bin/python3', ['-W', 'ignore', '-c', [
+    'import sys, os, torch, numpy as np',
+    'd = sys.argv[1]',
+    'w = torch.arange(6, dtype=torch.float32).reshape(2, 3)',
+    "torch.save({'w': w, 'q': torch.quantize_per_tensor(torch.tensor([1.0, 2.0, -1.5]), 0.1, 3, torch.qint8)}, os.path.join(d, 'qint8.pt'))",
+    "torch.save({'w': w, 'q': torch.quantize_per_tensor(torch.tensor([1.0, 2.0]), 0.5, 10, torch.quint8)}, os.path.join(d, 'quint8.pt'))",
+    "torch.save({'w': w, 'q': torch.quantize_per_tensor(torch.tensor([1.0, 2.0]), 0.5, 0, torch.qint32)}, os.path.join(d, 'qint32.pt'))",
+    "torch.save({'w': w, 'q': torch.quantize_per_channel(w, torch.tensor([0.1, 0.2]), torch.tensor([0, 1]), 0, torch.qint8)}, os.path.join(d, 'per_channel.pt'))",
+    "torch.save({'layer': {'w': w, 'sp': torch.sparse_coo_tensor(torch.tensor([[0, 1], [2, 0]]), torch.tensor([3.0, 4.0]), (2, 3))}}, os.path.join(d, 'sparse_coo.pt'))",
+    "torch.save({'w': w, 'csr': w.to_sparse_csr()}, os.path.join(d, 'sparse_csr.pt'))",
+    "torch.save({'w': w, 'q': torch.quantize_per_tensor(torch.tensor([1.0, 2.0, -1.5]), 0.1, 3, torch.qint8).dequantize(), 'sp': torch.sparse_coo_tensor(torch.tensor([[0, 1], [2, 0]]), torch.tensor([3.0, 4.0]), (2, 3)).to_dense()}, os.path.join(d, 'dense_twin.pt'))",
+    "rec = np.zeros(3, dtype=[('a', '<i4'), ('b', '<f8')])",
+    "np.save(os.path.join(d, 'record.npy'), rec)",
+    "np.save(os.path.join(d, 'recarray.npy'), np.rec.array([(1, 2.0)], dtype=[('x', '<i2'), ('y', '<f4')]))",
+    "np.savez(os.path.join(d, 'record.npz'), plain=np.arange(4, dtype=np.float32), rec=rec)",
+    "np.savez(os.path.join(d, 'fields_twin.npz'), plain=np.arange(4, dtype=np.float32), a=rec['a'], b=rec['b'])",
+    'import pickle, joblib',
+    "pickle.dump({'rec': rec, 'plain': np.arange(3.0)}, open(os.path.join(d, 'record.pkl'), 'wb'), protocol=4)",
+    "joblib.dump({'rec': rec, 'plain': np.arange(3.0)}, os.path.join(d, 'record.joblib'))",
+    "joblib.dump({'a': rec['a'], 'b': rec['b'], 'plain': np.arange(3.0)}, os.path.join(d, 'fields_twin.joblib'))",
+  ].join('\n'), realDir]);
+});
+lossless.after(async () => {
+  rmSync(realDir, { recursive: true, force: true });
+  await closeDefaultPool();
+});
+
+async function refusal(file: string): Promise<GuardError> {
+  try {
+    const r = await safeLoad(join(realDir, file));
+    throw new Error(`${file} loaded: ${[...r.tensors.keys()].join(', ')}`);
+  } catch (e) {
+    if (!(e instanceof GuardError)) throw e;
+    return e;
+  }
+}
+
+for (const [file, tensor, what] of [
+  ['qint8.pt', 'q', /quantized tensor \(torch\.qint8\)/],
+  ['quint8.pt', 'q', /quantized tensor \(torch\.quint8\)/],
+  ['qint32.pt', 'q', /quantized tensor \(torch\.qint32\)/],
+  ['per_channel.pt', 'q', /quantized tensor/],
+  ['sparse_coo.pt', 'layer.sp', /sparse tensor/],
+  ['sparse_csr.pt', 'csr', /sparse \(compressed\) tensor/],
+] as const) {
+  lossless(`${file}: refused with UNSUPPORTED naming tensor "${tensor}"`, async () => {
+    const e = await refusal(file);
+    assert.is(e.code, 'UNSUPPORTED', e.message);
+    assert.match(e.message, `tensor "${tensor}"`);
+    assert.match(e.message, what);
+    assert.is(e.context.tensor, tensor);
+  });
+}
+
+lossless('the not-flagged twin: the same tensors dequantized and densified load exactly', async () => {
+  const r = await safeLoad(join(realDir, 'dense_twin.pt'));
+  assert.equal([...r.tensors.keys()].sort(), ['q', 'sp', 'w']);
+  assert.equal([...(r.tensors.get('q')?.data as Float32Array)], [Math.fround(1.0), Math.fround(2.0), Math.fround(-1.5)]);
+  assert.equal([...(r.tensors.get('sp')?.data as Float32Array)], [0, 0, 3, 4, 0, 0]);
+  assert.equal(r.tensors.get('sp')?.shape, [2, 3]);
+});
+
+for (const [file, tensor, fields] of [['record.npy', '<array>', 'a, b'], ['recarray.npy', '<array>', 'x, y'], ['record.npz', 'rec.npy', 'a, b'], ['record.pkl', 'rec', 'a, b'], ['record.joblib', 'rec', 'a, b']] as const) {
+  lossless(`${file}: a structured NumPy dtype is refused with UNSUPPORTED naming the array and its fields`, async () => {
+    const e = await refusal(file);
+    assert.is(e.code, 'UNSUPPORTED', e.message);
+    assert.match(e.message, /structured \(record\) NumPy dtype/);
+    assert.match(e.message, `fields ${fields}`);
+    assert.is(e.context.tensor, tensor);
+  });
+}
+
+lossless('the not-flagged twin: the record fields saved as their own arrays load', async () => {
+  const r = await safeLoad(join(realDir, 'fields_twin.npz'));
+  assert.equal([...r.tensors.keys()].sort(), ['a', 'b', 'plain']);
+  assert.is(r.tensors.get('a')?.dtype, 'int32');
+  assert.is(r.tensors.get('b')?.dtype, 'float64');
+  const j = await safeLoad(join(realDir, 'fields_twin.joblib'));
+  assert.equal([...j.tensors.keys()].sort(), ['a', 'b', 'plain']);
+});
+lossless.run();
