@@ -4,7 +4,7 @@
  * stops answering) and tells the parent it started; breaches are sent with their input.
  */
 import fc from 'fast-check';
-import { writeFileSync } from 'node:fs';
+import { ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { inputsFor, targetNamed } from './targets.js';
 import type { ChildMessage, ChildStart } from './protocol.js';
@@ -13,6 +13,8 @@ import type { ChildMessage, ChildStart } from './protocol.js';
 const BATCH = 64;
 /** Inputs between RSS reports. */
 const RSS_EVERY = 100;
+/** The parent hears which input is running at most this often: its deadline is far longer. */
+const TICK_MS = 20;
 /** Breaches sent at most per run (the first ones matter; the rest are counted). */
 const MAX_FAILURES_SENT = 25;
 
@@ -25,7 +27,11 @@ async function main(): Promise<void> {
   const target = targetNamed(start.target);
   const arb = inputsFor(target, start.fixtures);
   const stopAt = start.timeMs > 0 ? Date.now() + start.timeMs : Infinity;
-  const current = join(start.workdir, 'current.bin');
+  // The current input, rewritten in place before each run: what the parent keeps on a hang.
+  const current = openSync(join(start.workdir, 'current.bin'), 'w');
+  const index = openSync(join(start.workdir, 'current.idx'), 'w');
+  const indexBuf = Buffer.alloc(8);
+  let lastTick = 0;
   let i = start.first;
   let sent = 0;
   let failures = 0;
@@ -33,8 +39,15 @@ async function main(): Promise<void> {
     const inputs = fc.sample(arb, { numRuns: BATCH, seed: (start.seed + batch * 7919) | 0 });
     for (let k = i % BATCH; k < inputs.length && i < start.first + start.runs && Date.now() < stopAt; k++, i++) {
       const input = inputs[k] as Buffer;
-      writeFileSync(current, input);
-      process.send?.({ t: 'start', i } satisfies ChildMessage);
+      ftruncateSync(current, 0);
+      writeSync(current, input, 0, input.length, 0);
+      indexBuf.writeDoubleLE(i);
+      writeSync(index, indexBuf, 0, 8, 0);
+      const now = Date.now();
+      if (now - lastTick >= TICK_MS) {
+        lastTick = now;
+        process.send?.({ t: 'start', i } satisfies ChildMessage);
+      }
       try {
         await target.exec(input);
       } catch (e) {

@@ -108,6 +108,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
       let input: Buffer = Buffer.alloc(0);
       try {
         input = readFileSync(join(workdir, 'current.bin'));
+        // The child reports its position only now and then; the index file is exact.
+        outcome.last = readFileSync(join(workdir, 'current.idx')).readDoubleLE(0);
       } catch {
         /* died before the first input */
       }
@@ -116,6 +118,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
       s.failureCount++;
       s.failures.push({ kind: outcome.kind, message: outcome.detail, index: outcome.last, input });
       next = outcome.last + 1;
+      s.inputs = next;
     }
   } finally {
     rmSync(workdir, { recursive: true, force: true });
