@@ -56,14 +56,52 @@ export function isGuardError(value: unknown): value is GuardError {
   return value instanceof GuardError;
 }
 
+/**
+ * Errors the parsers throw for damaged input, by class name (a name, not an import: this module
+ * sits below every parser). At the public boundary they become INVALID_MODEL.
+ */
+const FORMAT_ERRORS: ReadonlySet<string> = new Set([
+  'NpyFormatError',
+  'ZipFormatError',
+  'SafetensorsFormatError',
+  'GgufFormatError',
+  'PickleError',
+  'JsonSyntaxError',
+  'TarFormatError',
+  'OnnxFormatError',
+  'SyntaxError',
+]);
+/** Errors that mean a cap was reached: LIMIT_EXCEEDED. */
+const LIMIT_ERRORS: ReadonlySet<string> = new Set(['ZipBombError', 'InflateLimitError', 'SevenZipCapError']);
+
+function errorNames(value: Error): string[] {
+  const ctor = (value as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof ctor === 'string' ? [value.name, ctor] : [value.name];
+}
+
+/** The stable code an unknown thrown value maps to, or undefined when nothing specific is known. */
+export function codeOf(value: unknown): GuardErrorCode | undefined {
+  if (value instanceof GuardError) return value.code;
+  if (!(value instanceof Error)) return undefined;
+  const errno = (value as NodeJS.ErrnoException).code;
+  if (typeof errno === 'string' && /^E[A-Z0-9]+$/.test(errno)) return errno === 'ENOENT' ? 'NOT_FOUND' : 'IO';
+  const names = errorNames(value);
+  if (names.some((n) => LIMIT_ERRORS.has(n))) return 'LIMIT_EXCEEDED';
+  if (names.some((n) => FORMAT_ERRORS.has(n))) return 'INVALID_MODEL';
+  // V8's RangeErrors here are sizes: an allocation that failed, a typed array too long, a stack
+  // blown by nesting. All are a resource limit reached by the input.
+  if (value instanceof RangeError) return 'LIMIT_EXCEEDED';
+  return undefined;
+}
+
 /** Wraps an unknown thrown value so callers always see a GuardError. */
 export function toGuardError(value: unknown, fallback: GuardErrorCode, context: GuardErrorContext = {}): GuardError {
   if (value instanceof GuardError) return value;
   const err = value as NodeJS.ErrnoException | undefined;
-  if (err && typeof err === 'object' && typeof err.code === 'string') {
-    const code: GuardErrorCode = err.code === 'ENOENT' ? 'NOT_FOUND' : 'IO';
-    return new GuardError(code, `${err.syscall ?? 'io'}${context.path ? ` ${context.path}` : ''}: ${err.code}${err.message ? ` (${err.message})` : ''}`, { cause: value, context });
+  const code = codeOf(value) ?? fallback;
+  if (err && typeof err === 'object' && typeof err.code === 'string' && (code === 'IO' || code === 'NOT_FOUND')) {
+    return new GuardError(code, `${err.syscall ?? 'io'}${context.path ? ` ${context.path}` : ''}: ${err.code}${err.message ? ` (${err.message})` : ''}`, { cause: value, context: { ...context, errno: err.code } });
   }
   const message = value instanceof Error ? value.message : String(value);
-  return new GuardError(fallback, message, { cause: value, context });
+  return new GuardError(code, message, { cause: value, context });
 }

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import type { FormatHandler } from './types.js';
 import { FileSource, type ByteSource } from './source.js';
 import { decompressSingle, SevenZipCapError } from './sevenzip.js';
+import { TempWriteError } from './temp-write.js';
+import { DeadlineError } from './deadline-worker.js';
 
 /**
  * Whole-file compression as joblib (`compress=`) and people (`model.pkl.gz`) use it. gzip and zlib
@@ -49,6 +51,7 @@ export function compressionOf(h: Buffer): Kind | undefined {
 
 export class InflateLimitError extends Error {}
 
+
 /** Decompresses `src` into a new file `path`: InflateLimitError past `cap` bytes, another Error when damaged. */
 export async function decompressToFile(src: ByteSource, kind: Decompressible, path: string, cap: number): Promise<number> {
   if (kind === 'gzip' || kind === 'zlib') return inflateToFile(src, kind, path, cap);
@@ -71,22 +74,35 @@ export async function inflateToFile(src: ByteSource, kind: 'gzip' | 'zlib', path
           z.destroy(new InflateLimitError(`inflates to more than ${cap} bytes`));
           return;
         }
-        writeSync(fd, chunk);
+        // A throw from a 'data' listener is uncaught (it kills the process): a failed write ends
+        // the stream with an error instead, so the caller's finally removes the temp file.
+        try {
+          for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off, chunk.length - off);
+        } catch (e) {
+          z.destroy(new TempWriteError(path, 'the decompressed copy', e));
+          return;
+        }
         written += chunk.length;
       });
       z.on('error', reject);
       z.on('end', resolve);
       let off = 0;
       const pump = () => {
-        while (off < src.size) {
-          const buf = src.read(off, CHUNK);
+        while (off < src.size && !z.destroyed) {
+          let buf: Buffer;
+          try {
+            buf = src.read(off, CHUNK);
+          } catch (e) {
+            z.destroy(e as Error);
+            return;
+          }
           off += buf.length;
           if (!z.write(buf)) {
             z.once('drain', pump);
             return;
           }
         }
-        z.end();
+        if (!z.destroyed) z.end();
       };
       pump();
     });
@@ -112,6 +128,14 @@ export const compressedHandler: FormatHandler = {
       try {
         size = await decompressToFile(ctx.source, kind as Decompressible, path, ctx.limits.maxInflateBytes);
       } catch (e) {
+        if (e instanceof DeadlineError) {
+          ctx.sink.add({ rule: 'compressed/timeout', severity: 'high', verdict: 'error', message: `${kind} stream not analysed: the decompressor timed out (${e.message})` });
+          return kind;
+        }
+        if (e instanceof TempWriteError) {
+          ctx.sink.add({ rule: 'compressed/write-failed', severity: 'high', verdict: 'error', message: `${kind} stream not analysed: ${e.message}` });
+          return kind;
+        }
         if (e instanceof InflateLimitError) {
           ctx.sink.add({ rule: 'compressed/bomb', severity: 'high', verdict: 'invalid', message: `${kind} stream ${e.message} (limit maxInflateBytes): a decompression bomb or an oversized file; not analysed` });
           return kind;

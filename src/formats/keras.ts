@@ -160,9 +160,17 @@ function lambdaEvidence(c: JsonValue | undefined): string {
 }
 
 function parseMember(ctx: FormatContext, archive: ArchiveView, member: string): JsonValue | undefined {
-  const bytes = archive.read(member);
-  if (!bytes) return undefined;
   const sink = ctx.sink;
+  let bytes: Buffer | undefined;
+  try {
+    bytes = archive.read(member);
+  } catch (e) {
+    // A damaged member (no local header, corrupt deflate, past its cap) is this archive's finding,
+    // not a failed scan: Keras could not read it either.
+    sink.add({ rule: 'keras/bad-config', severity: 'medium', verdict: 'invalid', message: `${member} cannot be read (${e instanceof Error ? e.message : String(e)}); Keras cannot load this archive`, location: { member } });
+    return undefined;
+  }
+  if (!bytes) return undefined;
   if (!isValidUtf8(bytes)) {
     sink.add({ rule: 'keras/bad-config', severity: 'medium', verdict: 'invalid', message: `${member} is not valid UTF-8; Keras cannot load this archive`, location: { member } });
     return undefined;

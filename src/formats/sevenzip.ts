@@ -1,6 +1,9 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { FormatContext, FormatHandler } from './types.js';
 import { BufferSource, type ByteSource } from './source.js';
+import { DeadlineError } from './deadline-worker.js';
+import { TempWriteError } from './temp-write.js';
+import { decompressSingleRemote, RemoteSevenZip, SEVENZIP_TIMEOUT_MS } from './sevenzip-remote.js';
 
 /**
  * 7z archives, read with 7-Zip itself compiled to WebAssembly (npm `7z-wasm`), in an in-memory
@@ -35,7 +38,7 @@ interface SevenZipFs {
   close(stream: SevenZipStream): void;
   streams: (SevenZipStream | null)[];
 }
-interface SevenZipModule {
+export interface SevenZipModule {
   FS: SevenZipFs;
   callMain(args: string[]): void;
 }
@@ -71,6 +74,17 @@ const DAMAGE = /ERROR|Data Error|CRC Failed|Unexpected end|Headers Error|Is not 
 /** What decompressSingle() stops with when the output passes its cap. */
 export class SevenZipCapError extends Error {}
 
+export { load as loadSevenZip, run as runSevenZip };
+
+/**
+ * decompressSingleHere on a parser worker with a deadline (sevenzip-remote.ts): 7-Zip runs
+ * synchronously and could otherwise block the event loop for good.
+ */
+export async function decompressSingleHere(src: ByteSource, outPath: string, cap: number): Promise<number> {
+  if (src.size > SEVENZIP_MAX_ARCHIVE_BYTES) throw new SevenZipCapError(`the compressed file of ${src.size} bytes exceeds the ${SEVENZIP_MAX_ARCHIVE_BYTES}-byte limit for in-memory decompression`);
+  return decompressSingleRemote(src.read(0, src.size), outPath, cap);
+}
+
 /**
  * Decompresses a single-stream file (xz, lzma, bzip2) with 7-Zip into a new file at `outPath`,
  * streaming: 7-Zip writes to its stdout, which is a device here whose writes go straight to the
@@ -84,6 +98,7 @@ export async function decompressSingle(src: ByteSource, outPath: string, cap: nu
   const sz = await load((s) => lines.push(s));
   const out = openSync(outPath, 'wx', 0o600);
   let written = 0;
+  let writeError: TempWriteError | undefined;
   try {
     const dev = sz.FS.makedev(64, 0);
     sz.FS.registerDevice(dev, {
@@ -92,7 +107,12 @@ export async function decompressSingle(src: ByteSource, outPath: string, cap: nu
       read: () => 0,
       write(_stream, buffer, offset, length) {
         if (written + length > cap) throw new SevenZipCapError(`decompresses to more than ${cap} bytes`);
-        writeSync(out, buffer, offset, length);
+        try {
+          for (let off = 0; off < length; ) off += writeSync(out, buffer, offset + off, length - off);
+        } catch (e) {
+          writeError = new TempWriteError(outPath, 'the decompressed copy', e);
+          throw writeError;
+        }
         written += length;
         return length;
       },
@@ -108,8 +128,9 @@ export async function decompressSingle(src: ByteSource, outPath: string, cap: nu
       status = run(sz, ['e', '-so', NO_PASSWORD, '/in']);
     } catch (e) {
       if (e instanceof SevenZipCapError) throw e;
-      throw new Error(`7-Zip stopped: ${(e as Error).message}`);
+      throw writeError ?? new Error(`7-Zip stopped: ${(e as Error).message}`);
     }
+    if (writeError) throw writeError;
     // 7-Zip reports damaged data ("Data Error", "Unexpected end of data") on stderr and may still
     // exit 0: its messages decide, not only its status.
     const damage = lines.filter((l) => DAMAGE.test(l));
@@ -157,58 +178,68 @@ export const sevenZipHandler: FormatHandler = {
       return '7z';
     }
     const lines: string[] = [];
-    let sz: SevenZipModule;
+    let sz: RemoteSevenZip;
     try {
-      sz = await load((s) => lines.push(s));
+      sz = await RemoteSevenZip.open(Math.min(limits.maxScanMs, SEVENZIP_TIMEOUT_MS));
     } catch (e) {
       sink.add({ rule: '7z/unavailable', severity: 'high', verdict: 'error', message: `the 7-Zip reader could not start (${(e as Error).message}); contents not analysed` });
       return '7z';
     }
-    sz.FS.writeFile('/in.7z', src.read(0, src.size));
-    if (run(sz, ['l', '-slt', NO_PASSWORD, '/in.7z']) !== 0 || lines.some((l) => DAMAGE.test(l))) {
-      sink.add({ rule: '7z/unreadable', severity: 'high', verdict: 'error', message: `7-Zip cannot list the archive: ${lines.filter((l) => /ERROR|Error|error/.test(l)).slice(0, 2).join(' ') || 'unknown error'}` });
-      return '7z';
-    }
-    const entries = parseListing(lines).filter((e) => !e.folder);
-    ctx.stats.members = entries.length;
-    if (entries.length === 0) {
-      // An archive with no file in it is no model: damaged headers list nothing, and nothing is never `safe`.
-      sink.add({ rule: '7z/empty', severity: 'high', verdict: 'invalid', message: '7-Zip lists no file in the archive: it is empty or its headers are damaged' });
-      return '7z';
-    }
-    if (entries.length > limits.maxMembers) {
-      sink.add({ rule: '7z/too-many-members', severity: 'high', verdict: 'invalid', message: `${entries.length} members exceed the limit of ${limits.maxMembers}` });
-      return '7z';
-    }
-    const total = entries.reduce((n, e) => n + e.size, 0);
-    if (total > limits.maxTotalInflateBytes || entries.some((e) => e.size > limits.maxInflateBytes)) {
-      sink.add({ rule: '7z/bomb', severity: 'high', verdict: 'invalid', message: `members declare ${total} bytes uncompressed, beyond the extraction limits: not extracted` });
-      return '7z';
-    }
-    if (entries.some((e) => e.encrypted)) {
-      sink.add({ rule: '7z/encrypted', severity: 'high', verdict: 'error', message: 'archive members are encrypted and cannot be analysed' });
-      return '7z';
-    }
-    sz.FS.mkdir('/out');
-    lines.length = 0;
-    if (run(sz, ['x', NO_PASSWORD, '-y', '-snl-', '-o/out', '/in.7z']) !== 0 || lines.some((l) => DAMAGE.test(l))) {
-      sink.add({ rule: '7z/extract-failed', severity: 'high', verdict: 'invalid', message: `7-Zip could not extract the archive: ${lines.filter((l) => /ERROR|Error/.test(l)).slice(0, 2).join(' ') || 'unknown error'}` });
-      return '7z';
-    }
-    for (const e of entries) {
-      let bytes: Uint8Array;
-      try {
-        bytes = sz.FS.readFile(`/out/${e.path}`);
-      } catch {
-        sink.forMember(e.path).add({ rule: '7z/missing-member', severity: 'medium', verdict: 'error', message: 'listed member was not extracted' });
-        continue;
+    // Every 7-Zip step runs on the session's worker under one deadline; past it the worker is
+    // stopped and the archive is an error finding, never a blocked event loop.
+    try {
+      await sz.writeFile('/in.7z', src.read(0, src.size));
+      if ((await sz.run(['l', '-slt', NO_PASSWORD, '/in.7z'], lines)) !== 0 || lines.some((l) => DAMAGE.test(l))) {
+        sink.add({ rule: '7z/unreadable', severity: 'high', verdict: 'error', message: `7-Zip cannot list the archive: ${lines.filter((l) => /ERROR|Error|error/.test(l)).slice(0, 2).join(' ') || 'unknown error'}` });
+        return '7z';
       }
-      const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      if (buf.length !== e.size) {
-        sink.forMember(e.path).add({ rule: '7z/size-mismatch', severity: 'high', verdict: 'invalid', message: `listed as ${e.size} bytes but extracts to ${buf.length}: damaged data` });
+      const entries = parseListing(lines).filter((e) => !e.folder);
+      ctx.stats.members = entries.length;
+      if (entries.length === 0) {
+        // An archive with no file in it is no model: damaged headers list nothing, and nothing is never `safe`.
+        sink.add({ rule: '7z/empty', severity: 'high', verdict: 'invalid', message: '7-Zip lists no file in the archive: it is empty or its headers are damaged' });
+        return '7z';
       }
-      await ctx.scanNested(new BufferSource(buf), e.path, sink.forMember(e.path), /\.(pkl|pickle)$/i.test(e.path) ? { expectPickle: true } : { probeOnly: true });
-      sz.FS.unlink(`/out/${e.path}`);
+      if (entries.length > limits.maxMembers) {
+        sink.add({ rule: '7z/too-many-members', severity: 'high', verdict: 'invalid', message: `${entries.length} members exceed the limit of ${limits.maxMembers}` });
+        return '7z';
+      }
+      const total = entries.reduce((n, e) => n + e.size, 0);
+      if (total > limits.maxTotalInflateBytes || entries.some((e) => e.size > limits.maxInflateBytes)) {
+        sink.add({ rule: '7z/bomb', severity: 'high', verdict: 'invalid', message: `members declare ${total} bytes uncompressed, beyond the extraction limits: not extracted` });
+        return '7z';
+      }
+      if (entries.some((e) => e.encrypted)) {
+        sink.add({ rule: '7z/encrypted', severity: 'high', verdict: 'error', message: 'archive members are encrypted and cannot be analysed' });
+        return '7z';
+      }
+      await sz.mkdir('/out');
+      lines.length = 0;
+      if ((await sz.run(['x', NO_PASSWORD, '-y', '-snl-', '-o/out', '/in.7z'], lines)) !== 0 || lines.some((l) => DAMAGE.test(l))) {
+        sink.add({ rule: '7z/extract-failed', severity: 'high', verdict: 'invalid', message: `7-Zip could not extract the archive: ${lines.filter((l) => /ERROR|Error/.test(l)).slice(0, 2).join(' ') || 'unknown error'}` });
+        return '7z';
+      }
+      for (const e of entries) {
+        let bytes: Uint8Array;
+        try {
+          bytes = await sz.readFile(`/out/${e.path}`);
+        } catch (err) {
+          if (err instanceof DeadlineError) throw err;
+          sink.forMember(e.path).add({ rule: '7z/missing-member', severity: 'medium', verdict: 'error', message: 'listed member was not extracted' });
+          continue;
+        }
+        const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        if (buf.length !== e.size) {
+          sink.forMember(e.path).add({ rule: '7z/size-mismatch', severity: 'high', verdict: 'invalid', message: `listed as ${e.size} bytes but extracts to ${buf.length}: damaged data` });
+        }
+        await ctx.scanNested(new BufferSource(buf), e.path, sink.forMember(e.path), /\.(pkl|pickle)$/i.test(e.path) ? { expectPickle: true } : { probeOnly: true });
+        await sz.unlink(`/out/${e.path}`);
+      }
+    } catch (e) {
+      if (!(e instanceof DeadlineError)) throw e;
+      sink.add({ rule: '7z/timeout', severity: 'high', verdict: 'error', message: `7-Zip timed out: one step on this archive had not finished after ${sz.ms} ms and was stopped; contents not analysed` });
+    } finally {
+      await sz.close();
     }
     return '7z';
   },

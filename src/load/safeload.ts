@@ -9,6 +9,8 @@ import { summarize, verdictOf, verdictRank, type FileReport, type Finding, type 
 import { BufferSource, FdSource, SliceSource, type ByteSource } from '../formats/source.js';
 import { inflateCapped, readZip, type ZipEntry } from '../formats/zip.js';
 import { decompressToFile, InflateLimitError, type Decompressible } from '../formats/compressed.js';
+import { TempWriteError } from '../formats/temp-write.js';
+import { DeadlineError } from '../formats/deadline-worker.js';
 import { parseNpyHeader } from '../formats/numpy.js';
 import { parseSafetensors } from '../formats/safetensors.js';
 import { parseGguf } from '../formats/gguf.js';
@@ -78,15 +80,29 @@ export async function safeLoad(target: string | Uint8Array, options: SafeLoadOpt
     try {
       result = await safeLoadInner(target, options);
     } catch (e) {
+      // One error contract: whatever a parser threw leaves here as a GuardError with a code.
+      const err = asLoadError(e, typeof target === 'string' ? target : (options.name ?? '<bytes>'));
       // A load that failed still says which walls were up and what they stopped.
-      const report = (e as { report?: Report }).report;
+      const report = (err as { report?: Report }).report;
       if (report) report.walls = reportWalls(journal);
-      throw e;
+      throw err;
     }
     result.report.walls = reportWalls(journal);
     enforceRequireWalls(journal, options.requireWalls);
     return result;
   });
+}
+
+/**
+ * A parser's own error (NpyFormatError, ZipFormatError, a RangeError from a size) as the GuardError
+ * safeLoad promises: the code from codeOf() (format errors are INVALID_MODEL), INTERNAL when nothing
+ * is known (a bug, not the file's fault), the path in the message and context, the original as cause.
+ */
+function asLoadError(e: unknown, path: string): GuardError {
+  if (e instanceof GuardError) return e;
+  const g = toGuardError(e, 'INTERNAL', { path, step: 'load' });
+  if (g.code === 'IO' || g.code === 'NOT_FOUND' || g.message.startsWith(path)) return g;
+  return new GuardError(g.code, `${path}: ${g.message}`, { cause: e, context: g.context });
 }
 
 async function safeLoadInner(target: string | Uint8Array, options: SafeLoadOptions): Promise<LoadResult> {
@@ -158,13 +174,22 @@ async function loadFormat(ctx: LoadContext): Promise<LoadResult> {
  * scan already judged these inflated bytes) and removed once the tensors are read.
  */
 async function loadInflated(ctx: LoadContext, kind: Decompressible, inner: string): Promise<LoadResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'modelguard-load-'));
+  let dir: string;
+  try {
+    dir = mkdtempSync(join(tmpdir(), 'modelguard-load-'));
+  } catch (e) {
+    throw toGuardError(e, 'IO', { path: ctx.input.path, step: 'inflate', writing: join(tmpdir(), 'modelguard-load-*') });
+  }
   const path = join(dir, 'inflated');
   let fd: number | undefined;
   try {
     try {
       await decompressToFile(ctx.input.src, kind, path, Math.min(ctx.limits.maxInflateBytes, ctx.maxBytes));
     } catch (e) {
+      if (e instanceof TempWriteError) {
+        throw new GuardError('IO', `${ctx.input.path}: could not decompress the ${kind} stream: ${e.message}`, { cause: e, context: { path: ctx.input.path, step: 'inflate', writing: e.path, errno: e.code } });
+      }
+      if (e instanceof DeadlineError) throw new GuardError('TIMEOUT', `${ctx.input.path}: the ${kind} stream: ${e.message}`, { cause: e, context: { path: ctx.input.path, step: 'inflate' } });
       if (e instanceof InflateLimitError) throw new GuardError('LIMIT_EXCEEDED', `${ctx.input.path}: the ${kind} stream ${e.message}`, { context: { path: ctx.input.path } });
       throw new GuardError('INVALID_MODEL', `${ctx.input.path}: the ${kind} stream is corrupt: ${(e as Error).message}`, { context: { path: ctx.input.path } });
     }
@@ -229,6 +254,9 @@ function sameFile(input: Input, path: string): void {
   }
 }
 
+/** Scan findings that mean the environment failed (a write to TMPDIR), not the file: safeLoad throws IO. */
+const ENVIRONMENT_RULES: ReadonlySet<string> = new Set(['compressed/write-failed']);
+
 function refuseIfUnsafe(report: Report, options: SafeLoadOptions, path: string): void {
   const worst = report.files.reduce((v, f) => (verdictRank(f.verdict) > verdictRank(v) ? f.verdict : v), 'safe' as FileReport['verdict']);
   const malicious = report.files.some((f) => f.verdict === 'malicious');
@@ -243,6 +271,13 @@ function refuseIfUnsafe(report: Report, options: SafeLoadOptions, path: string):
     throw err;
   }
   if (worst === 'invalid' || worst === 'error') {
+    const env = report.files.flatMap((f) => f.findings).find((f) => f.verdict === 'error' && ENVIRONMENT_RULES.has(f.rule));
+    if (env) {
+      // The scan could not finish because of the machine (a full TMPDIR), not the file: IO.
+      const err = new GuardError('IO', `${path}: ${env.message}`, { context: { path, step: 'scan', rule: env.rule } });
+      (err as GuardError & { report: Report }).report = report;
+      throw err;
+    }
     const first = report.files.flatMap((f) => f.findings).find((f) => f.verdict === 'invalid' || f.verdict === 'error');
     const err = new GuardError('INVALID_MODEL', `${path} could not be verified (${worst}): ${first?.message ?? 'see the report'}`, { context: { path, step: 'scan', verdict: worst } });
     (err as GuardError & { report: Report }).report = report;
