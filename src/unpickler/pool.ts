@@ -64,7 +64,10 @@ interface Worker {
   busy: Pending | undefined;
   timer: NodeJS.Timeout | undefined;
   exited: Promise<void>;
-  /** The worker's runtime started (its `ready` arrived): a death before that is not the file's. */
+  /**
+   * The worker's `ready` arrived. A death before it is most likely its runtime's (the message says
+   * so); the verdict is `error` either way (unpickler/index.ts), and denied wall events still win.
+   */
   ready: boolean;
 }
 
@@ -240,7 +243,7 @@ export class UnpicklerPool {
             ? new GuardError('SANDBOX_VIOLATION', `the unpickler worker tried what its walls deny and died (${why}): ${denied.map(describeEvent).join('; ')}`, { context: { step: 'vm', events: denied } })
             : setup
               ? setup
-              : new GuardError('WORKER_CRASHED', `the unpickler worker died (${why})${worker.ready ? '' : ' before its runtime was ready: an environment fault, not the file'}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, {
+              : new GuardError('WORKER_CRASHED', `the unpickler worker died (${why})${worker.ready ? '' : ' before it reported ready (its runtime failed to start, most likely not the file)'}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, {
                   context: { step: worker.ready ? 'vm' : 'worker-start', pid: child.pid },
                 }),
         );

@@ -1,6 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { renderText } from '../../src/report/text.js';
+import { renderJson } from '../../src/report/json.js';
+import { renderSarif } from '../../src/report/sarif.js';
 import type { Report } from '../../src/report/model.js';
 
 const report: Report = {
@@ -35,6 +37,24 @@ test('info findings are hidden unless verbose; colour only when asked', () => {
   assert.match(renderText(report, { verbose: true }), /persistent-id/);
   assert.not.match(renderText(report), /\u001b\[/);
   assert.match(renderText(report, { color: true }), /\u001b\[31mMALICIOUS/);
+});
+
+test('an interrupted scan says so after the summary; a finished one does not', () => {
+  assert.not.match(renderText(report), /INTERRUPTED/);
+  const t = renderText({ ...report, interrupted: true });
+  assert.match(t, /2 files scanned: .*\n.*\nINTERRUPTED the scan was stopped before it finished: only the files listed above were scanned\n$/);
+});
+
+test('an interrupted SARIF run is not successful and says why; JSON carries interrupted: true', () => {
+  const run = (JSON.parse(renderSarif({ ...report, interrupted: true })) as { runs: Array<{ invocations: Array<{ executionSuccessful: boolean; toolExecutionNotifications?: Array<{ message: { text: string } }> }>; properties: Record<string, unknown> }> }).runs[0]!;
+  assert.is(run.invocations[0]!.executionSuccessful, false);
+  assert.match(run.invocations[0]!.toolExecutionNotifications?.[0]?.message.text ?? '', /interrupted/);
+  assert.is(run.properties.interrupted, true);
+  const plain = (JSON.parse(renderSarif(report)) as { runs: Array<{ invocations: Array<{ executionSuccessful: boolean }>; properties: Record<string, unknown> }> }).runs[0]!;
+  assert.is(plain.invocations[0]!.executionSuccessful, true);
+  assert.is(plain.properties.interrupted, undefined);
+  assert.is((JSON.parse(renderJson({ ...report, interrupted: true })) as { interrupted?: boolean }).interrupted, true);
+  assert.is((JSON.parse(renderJson(report)) as { interrupted?: boolean }).interrupted, undefined);
 });
 
 test.run();
