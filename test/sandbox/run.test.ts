@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { run, type RunEvent } from '../../src/sandbox/run.js';
+import { followPath, run, type RunEvent } from '../../src/sandbox/run.js';
 import { loadProfile } from '../../src/sandbox/profile.js';
 import { CLI, guardRun, probe, processesMatching, PYTHON, ROOT, skipReason, tempDir, type ReportJson } from './helpers.js';
 
@@ -413,6 +413,21 @@ if (skip) {
     writeFileSync(join(tempDir('json'), 'r.json'), JSON.stringify(r));
   });
 
+
+  test('followPath() walks a path as the kernel does: relative and absolute links, .., a missing tail, a loop', () => {
+    const d = tempDir('follow');
+    mkdirSync(join(d, 'real', 'sub'), { recursive: true });
+    symlinkSync('real/sub', join(d, 'rel'));
+    symlinkSync(join(d, 'real'), join(d, 'abs'));
+    symlinkSync('../outside-file', join(d, 'real', 'up'));
+    symlinkSync('loop', join(d, 'loop'));
+    assert.equal(followPath('', join(d, 'rel', 'new.txt'), true), { path: join(d, 'real', 'sub', 'new.txt'), viaLink: true });
+    assert.equal(followPath('', join(d, 'abs', 'sub', '..', 'x'), true), { path: join(d, 'real', 'x'), viaLink: true });
+    assert.equal(followPath('', join(d, 'real', 'up'), true), { path: join(d, 'outside-file'), viaLink: true });
+    assert.equal(followPath('', join(d, 'real', 'up'), false), { path: join(d, 'real', 'up'), viaLink: false }, 'unlink, rename… act on the link itself');
+    assert.equal(followPath('', join(d, 'real', 'plain'), true), { path: join(d, 'real', 'plain'), viaLink: false });
+    assert.is(followPath('', join(d, 'loop', 'x'), true), undefined);
+  });
 
   // ---- issue 11: what the child can take, and a report that cannot be blinded ----
   // Every attack here runs inside `unshare -n` (guardRun's netns) with its victim files in a temp folder.
