@@ -433,9 +433,16 @@ def _size_text(n):
     return "%d bytes" % n
 
 
+# When the caller wants the object graph (safeLoad), a stand-in would be silently different data:
+# a cost over a limit then stops the run instead (a limit error), after it is recorded.
+_stop_at_cost = [False]
+
+
 def _cost(call, cost):
     if len(_costs) < MAX_CALLS:
         _costs.append({"call": call, "cost": cost})
+    if _stop_at_cost[0]:
+        raise _Limit("%s %s" % (call, cost))
 
 
 def _call_text(qualified, args, kwargs=None):
@@ -973,6 +980,7 @@ def _mg_run(data, config_json):
     del _notes[:]
     del _costs[:]
     _built_bytes[0] = 0
+    _stop_at_cost[0] = bool(config.get("graph", True))
     _bound_methods.clear()
     for owner, methods in (config.get("bound") or {}).items():
         _bound_methods[str(owner)] = frozenset(str(m) for m in methods)
