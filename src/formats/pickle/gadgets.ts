@@ -84,6 +84,11 @@ export const CODE_GADGETS: readonly Gadget[] = [
   { name: 'transformers.utils.hub', why: 'downloads files from a model hub' },
   { name: 'from_pretrained', anyModule: true, why: 'downloads and loads a model: its pickles and, with trust_remote_code, its Python code' },
   { name: 'joblib.memory', why: 'a Memory or MemorizedResult reads cached pickles from a folder the pickle names' },
+  { name: 'joblib.disk', why: 'creates and removes folders it is given' },
+  { name: 'joblib.pool', why: 'starts worker processes' },
+  { name: 'joblib._parallel_backends', why: 'starts worker processes and threads' },
+  { name: 'joblib._memmapping_reducer', why: 'opens the files it is given as memory maps' },
+  { name: 'joblib.backports', why: 'make_memmap opens the file it is given' },
   // ----- unpickle again -----
   { name: 'torch.utils.show_pickle', why: 'unpickles the file it is given' },
   { name: 'joblib.numpy_pickle_utils', why: 'opens and unpickles files and streams' },

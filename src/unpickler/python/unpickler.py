@@ -10,6 +10,7 @@
 # one blob of raw bytes (NumPy array payloads that live inside the pickle). Tensor storages are
 # references ({"t": "storage", "key": ...}); their bytes never enter the VM.
 
+import _compat_pickle
 import io
 import json
 import pickle
@@ -647,7 +648,6 @@ def _resolve(module, name):
     """(module, name) as CPython's find_class resolves them for protocols 0-2 (fix_imports, through
     _compat_pickle, the interpreter's own table), then the module aliases above. Applied whatever
     the protocol, as the host's policy does: `__builtin__.eval` is builtins.eval."""
-    import _compat_pickle
     if (module, name) in _compat_pickle.NAME_MAPPING:
         module, name = _compat_pickle.NAME_MAPPING[(module, name)]
     elif module in _compat_pickle.IMPORT_MAPPING:
