@@ -357,9 +357,18 @@ test('flagged twin: a getattr that is not a recognised bound method stays malici
     writeFileSync(file, Buffer.from("\x80\x02cbuiltins\ngetattr\n(ctorch.optim.lr_scheduler\nOneCycleLR\n)\x81}bS'load_state_dict'\ntR.", 'latin1'));
     const r = guard('scan', '--format', 'json', file);
     assert.is((JSON.parse(r.stdout) as { files: Array<{ verdict: string }> }).files[0]?.verdict, 'malicious');
+    // getattr memoized, used once for a real bound method, then handed to _rebuild_from_type_v2
+    // (allowlisted, and it calls its first argument): getattr(object, '__subclasses__') would run.
+    const bound = "(ctorch.optim.lr_scheduler\nOneCycleLR\n)\x81}bS'_annealing_cos'\ntR";
+    const smuggled = join(dir, 'smuggled.pkl');
+    writeFileSync(smuggled, Buffer.from(`\x80\x02(cbuiltins\ngetattr\nq\x00${bound}ctorch._tensor\n_rebuild_from_type_v2\n(h\x00ctorch\nTensor\n(cbuiltins\nobject\nS'__subclasses__'\nt}tRt.`, 'latin1'));
+    const rs = guard('scan', '--format', 'json', smuggled);
+    assert.is((JSON.parse(rs.stdout) as { files: Array<{ verdict: string }> }).files[0]?.verdict, 'malicious', rs.stdout);
+    // Not flagged: the same memoized getattr reused for a second real bound method.
     const ok = join(dir, 'ok.pkl');
-    writeFileSync(ok, Buffer.from("\x80\x02cbuiltins\ngetattr\n(ctorch.optim.lr_scheduler\nOneCycleLR\n)\x81}bS'_annealing_cos'\ntR.", 'latin1'));
-    assert.is(guard('scan', ok).status, 0);
+    writeFileSync(ok, Buffer.from(`\x80\x02(cbuiltins\ngetattr\nq\x00${bound}h\x00${bound.replace('_annealing_cos', '_annealing_linear')}t.`, 'latin1'));
+    const rok = guard('scan', ok);
+    assert.is(rok.status, 0, rok.stdout);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

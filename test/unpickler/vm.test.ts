@@ -271,6 +271,12 @@ for (const [name, body, cost] of COSTLY) {
     assert.is(r.error, undefined, String(r.error));
   });
 }
+vm('when the object graph is wanted (safeLoad), a cost over a limit stops the run: no stand-in data', async () => {
+  const r = await vmUnpickle(pk(call('builtins', 'bytearray', 'L1099511627776L\n')), { pool });
+  assert.match(String(r.error), /^limit: builtins\.bytearray\(1099511627776\) allocates 1\.0 TiB/);
+  assert.is(r.costs?.length, 1);
+});
+
 vm('not flagged: the same constructors at ordinary sizes', async () => {
   for (const body of [
     call('fractions', 'Fraction', S('1.5e3')),

@@ -18,8 +18,12 @@ export interface ImportSite {
   count: number;
   /** Rendered calls made with it ("os.system('id')"), at most MAX_CALLS_KEPT. */
   calls: string[];
-  /** Calls recognised as bound methods of allowlisted torch objects (getattr only; see bound.ts). */
+  /** Calls recognised as bound methods of allowlisted torch objects (getattr only; see bound.ts), the first few. */
   boundMethods?: string[];
+  /** How many calls were recognised bound methods. */
+  boundMethodCalls?: number;
+  /** Times the imported value was pushed again (memo GET, DUP): with `count`, every copy of it. */
+  reuses?: number;
 }
 
 /** A finding about the stream's structure, located by its byte offset in the stream. */
@@ -248,12 +252,22 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     return { k: 'global', module: moduleRaw, name, qualified: key, offset: off };
   };
 
+  /** Counts another copy of an imported value on the stack (see ImportSite.reuses). */
+  const reused = (v: Value): Value => {
+    if (v.k === 'global') {
+      const site = imports.get(v.qualified);
+      if (site) site.reuses = (site.reuses ?? 0) + 1;
+    }
+    return v;
+  };
+
   const recordCall = (fn: Value, call: Value & { k: 'call' }, off: number) => {
     if (fn.k === 'global') {
       const site = imports.get(fn.qualified);
       const bound = site ? boundMethodCall(fn.qualified, call.args) : undefined;
       if (site && bound !== undefined) {
         if ((site.boundMethods ??= []).length < MAX_CALLS_KEPT) site.boundMethods.push(bound);
+        site.boundMethodCalls = (site.boundMethodCalls ?? 0) + 1;
         return;
       }
       if (site && site.cls !== 'allowed' && site.calls.length < MAX_CALLS_KEPT) site.calls.push(render(call));
@@ -367,7 +381,7 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           popMark(off);
           break;
         case 'DUP':
-          stack.push(top(off));
+          stack.push(reused(top(off)));
           break;
         case 'NONE':
           stack.push({ k: 'none' });
@@ -632,7 +646,7 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
           } else idx = op === 'BINGET' ? r.byte() : r.bytes(4).readUInt32LE(0);
           const v = memo.get(idx);
           if (v === undefined) throw new PickleError(`Memo value not found at index ${idx}`, off);
-          stack.push(v);
+          stack.push(reused(v));
           break;
         }
         case 'GLOBAL': {

@@ -176,9 +176,14 @@ function payloadFinding(s: ImportSite, times: string, sink: FindingSink): boolea
   return false;
 }
 
-/** getattr used only to rebuild bound methods of allowlisted torch objects (LR schedulers). */
+/**
+ * getattr used only to rebuild bound methods of allowlisted torch objects (LR schedulers): every
+ * copy of the imported value (each import, memo GET and DUP) went into a recognised call. A copy
+ * passed anywhere else (an argument of `_rebuild_from_type_v2`, which calls it) keeps it dangerous.
+ */
 function boundMethodsOnly(s: ImportSite): boolean {
-  return s.qualified === BOUND_METHOD_GETTER && s.calls.length === 0 && (s.boundMethods?.length ?? 0) > 0;
+  const copies = s.count + (s.reuses ?? 0);
+  return s.qualified === BOUND_METHOD_GETTER && s.calls.length === 0 && (s.boundMethodCalls ?? 0) > 0 && s.boundMethodCalls === copies;
 }
 
 export function reportPickles(pickles: readonly PickleAnalysis[], imports: Map<string, ImportSite>, sink: FindingSink, ctx: FormatContext): void {

@@ -10,6 +10,7 @@
 # one blob of raw bytes (NumPy array payloads that live inside the pickle). Tensor storages are
 # references ({"t": "storage", "key": ...}); their bytes never enter the VM.
 
+import _compat_pickle
 import io
 import json
 import pickle
@@ -433,9 +434,16 @@ def _size_text(n):
     return "%d bytes" % n
 
 
+# When the caller wants the object graph (safeLoad), a stand-in would be silently different data:
+# a cost over a limit then stops the run instead (a limit error), after it is recorded.
+_stop_at_cost = [False]
+
+
 def _cost(call, cost):
     if len(_costs) < MAX_CALLS:
         _costs.append({"call": call, "cost": cost})
+    if _stop_at_cost[0]:
+        raise _Limit("%s %s" % (call, cost))
 
 
 def _call_text(qualified, args, kwargs=None):
@@ -640,7 +648,6 @@ def _resolve(module, name):
     """(module, name) as CPython's find_class resolves them for protocols 0-2 (fix_imports, through
     _compat_pickle, the interpreter's own table), then the module aliases above. Applied whatever
     the protocol, as the host's policy does: `__builtin__.eval` is builtins.eval."""
-    import _compat_pickle
     if (module, name) in _compat_pickle.NAME_MAPPING:
         module, name = _compat_pickle.NAME_MAPPING[(module, name)]
     elif module in _compat_pickle.IMPORT_MAPPING:
@@ -973,6 +980,7 @@ def _mg_run(data, config_json):
     del _notes[:]
     del _costs[:]
     _built_bytes[0] = 0
+    _stop_at_cost[0] = bool(config.get("graph", True))
     _bound_methods.clear()
     for owner, methods in (config.get("bound") or {}).items():
         _bound_methods[str(owner)] = frozenset(str(m) for m in methods)
