@@ -42,6 +42,7 @@ constexpr size_t kIovMax = 1024;       // UIO_MAXIOV: the kernel's cap on msg_io
 constexpr size_t kCopyMax = 1 << 20;   // payload bytes copied to send on the target's behalf, per call
 constexpr size_t kControlMax = 4096;   // control-message bytes copied
 constexpr int kDeferPollMs = 100;      // a deferred send re-checks that its caller still waits this often
+constexpr int kDeferredMax = 64;       // calls performed on helper threads at once
 constexpr uint32_t kX32Bit = 0x40000000;
 
 #if defined(__x86_64__)
@@ -328,13 +329,17 @@ void Supervisor::Handle(const void *raw) {
 }
 
 void Supervisor::Defer(uint64_t id, std::function<int64_t(const std::function<bool()> &alive)> work) {
-  int l = fcntl(listener_.get(), F_DUPFD_CLOEXEC, 3);
+  // Each deferred call holds a thread of this process: a program that blocks many sends at once
+  // gets EAGAIN past the bound instead of a thread each.
+  int l = deferred_->load() < kDeferredMax ? fcntl(listener_.get(), F_DUPFD_CLOEXEC, 3) : -1;
   if (l < 0) {
     struct seccomp_notif_resp resp = {id, 0, -EAGAIN, 0};
     (void)ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_SEND, &resp);
     return;
   }
-  std::thread([l, id, work]() {
+  auto count = deferred_;
+  count->fetch_add(1);
+  std::thread([l, id, work, count]() {
     Fd listener(l);
     auto alive = [&]() {
       uint64_t i = id;
@@ -347,6 +352,7 @@ void Supervisor::Defer(uint64_t id, std::function<int64_t(const std::function<bo
     if (r < 0) resp.error = static_cast<int32_t>(r);
     else resp.val = r;
     (void)ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    count->fetch_sub(1);
   }).detach();
 }
 
@@ -578,7 +584,11 @@ Answer Supervisor::Bind(Call &c) {
     bool deny = policy_.net_deny && !NetAllowed(policy_, ev.sockaddr);
     binds_[{c.Tgid(), ev.fd}] = {ev.sockaddr, deny};
     if (deny) return Answer::Error(EPERM);
-  } else if (ev.sockaddr.family == "unix" && !ev.sockaddr.address.empty() && ev.sockaddr.address[0] != '@') {
+  } else if (ev.sockaddr.family == "unix" && !ev.sockaddr.address.empty() && ev.sockaddr.address[0] == '@') {
+    // Abstract names are shared by the network namespace: outside a fresh one, a bound name could
+    // pose as a host service. Like connects, only listed names while unix sockets are denied.
+    if (policy_.unix_deny && !UnixListed(policy_, ev.sockaddr.address)) return Answer::Error(EPERM);
+  } else if (ev.sockaddr.family == "unix" && !ev.sockaddr.address.empty()) {
     // A pathname socket is a file it creates: inside the write list, like any other.
     std::string shown;
     if (int e = AbsoluteUnix(c.pid, &at, &shown)) return Answer::Error(e);
@@ -1067,6 +1077,11 @@ Answer Supervisor::PathWrite(Call &c) {
   if (fstat(obj.get(), &st) != 0 || !CredsOf(c.pid, &fsuid, &fsgid, &um)) return Answer::Error(EPERM);
   // The supervisor may hold capabilities the caller lacks: it acts only as the owner could.
   if (st.st_uid != fsuid) return Answer::Error(EPERM);
+  // A file with another name elsewhere would be changed there too.
+  if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+    ev.note = "the file has other names (hard links), maybe outside the write list";
+    return Answer::Error(EPERM);
+  }
   std::string proc = "/proc/self/fd/" + std::to_string(obj.get());
   if (pc.how == How::kMode) {
     mode_t mode = static_cast<mode_t>(a[pc.value_arg]) & 07777;

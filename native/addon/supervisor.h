@@ -5,6 +5,7 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -117,6 +118,8 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   DnsSink sink_;
   Policy policy_;
   bool first_exec_done_ = false;
+  // Calls being performed on helper threads (shared with them: they may outlive this object).
+  std::shared_ptr<std::atomic<int>> deferred_ = std::make_shared<std::atomic<int>>(0);
   std::map<std::pair<int, int>, SockAddr> fake_peers_;  // (tgid, fd) → simulated peer
   std::map<std::pair<int, int>, std::pair<SockAddr, bool>> binds_;  // (tgid, fd) → address, denied
   Napi::ThreadSafeFunction tsfn_;
