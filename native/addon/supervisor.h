@@ -1,5 +1,5 @@
 // The seccomp notification supervisor: one thread per sandbox reads the listener and answers each
-// notified call per the policy TypeScript compiled (decide.cc), reading the target from outside
+// notified call per the policy TypeScript compiled (decide*.cc), reading the target from outside
 // (remote.cc), reading the DNS sink (dns_sink.cc), and handing every event to JavaScript through a
 // ThreadSafeFunction. The rule every answer follows is written at the top of supervisor.cc.
 #pragma once
@@ -97,7 +97,8 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   void Emit(std::unique_ptr<Event> ev);
   void Join();
 
-  // decide.cc: one notification in, one answer out (or handed to a helper thread).
+  // decide.cc, decide_net.cc, decide_fs.cc: one notification in, one answer out (or handed to a
+  // helper thread).
   void Handle(const void *notif);
   struct Call;
   Answer Decide(Call &c);
