@@ -1,5 +1,6 @@
-// The notification loop: receives each notified call, has decide.cc answer it, and streams what it
-// saw to JavaScript.
+// The notification loop: receives each notified call, has the decision files (decide*.cc) answer
+// it, and streams what it saw to JavaScript. Reading the target from outside is remote.cc; the DNS
+// sink is dns_sink.cc.
 //
 // THE RULE. The supervisor never answers SECCOMP_USER_NOTIF_FLAG_CONTINUE for a call whose outcome
 // depends on memory it read. A call's pointers lead into the target's memory; any other thread of
@@ -21,7 +22,7 @@
 //             (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV), so a signal never runs a performed call twice.
 // Decoding memory only to report a call is fine; decoding it to allow a call is not.
 //
-// HOW EACH NOTIFIED CALL IS DECIDED (decide.cc):
+// HOW EACH NOTIFIED CALL IS DECIDED (decide.cc; network: decide_net.cc; files: decide_fs.cc):
 //   foreign ABI (x32 bit, i386…)   BPF notifies (libseccomp's bad-arch action); DENY ENOSYS, reported
 //   always-denied calls            DENY (ptrace, mount, unshare, setns, bpf, seccomp, …)
 //   io_uring_setup/enter/register  DENY ENOSYS, reported as a runtime probe (libuv falls back)

@@ -1,10 +1,11 @@
 // The seccomp notification supervisor: one thread per sandbox reads the listener and answers each
-// notified call per the policy TypeScript compiled (decide.cc), reading the target from outside
+// notified call per the policy TypeScript compiled (decide*.cc), reading the target from outside
 // (remote.cc), reading the DNS sink (dns_sink.cc), and handing every event to JavaScript through a
 // ThreadSafeFunction. The rule every answer follows is written at the top of supervisor.cc.
 #pragma once
 #include <napi.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -96,7 +97,8 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   void Emit(std::unique_ptr<Event> ev);
   void Join();
 
-  // decide.cc: one notification in, one answer out (or handed to a helper thread).
+  // decide.cc, decide_net.cc, decide_fs.cc: one notification in, one answer out (or handed to a
+  // helper thread).
   void Handle(const void *notif);
   struct Call;
   Answer Decide(Call &c);
@@ -117,6 +119,8 @@ class Supervisor : public Napi::ObjectWrap<Supervisor> {
   DnsSink sink_;
   Policy policy_;
   bool first_exec_done_ = false;
+  // Calls being performed on helper threads (shared with them: they may outlive this object).
+  std::shared_ptr<std::atomic<int>> deferred_ = std::make_shared<std::atomic<int>>(0);
   std::map<std::pair<int, int>, SockAddr> fake_peers_;  // (tgid, fd) → simulated peer
   std::map<std::pair<int, int>, std::pair<SockAddr, bool>> binds_;  // (tgid, fd) → address, denied
   Napi::ThreadSafeFunction tsfn_;

@@ -59,7 +59,7 @@ test('socket families and netlink protocols are named, checked, and default to w
   const p = parseProfile({ defaultAction: 'SCMP_ACT_ERRNO' }, 'p.json');
   assert.equal([p.modelguard.socketFamilies, p.modelguard.netlinkProtocols], [['unix', 'inet', 'inet6', 'netlink'], ['route']]);
   for (const name of ['loader', 'inference']) assert.not.ok(loadProfile(name).modelguard.socketFamilies.includes('vsock'), name);
-  assert.throws(() => parseProfile({ defaultAction: 'SCMP_ACT_ERRNO', 'x-modelguard': { socketFamilies: ['inet7'] } }, 'p.json'), /unknown socket family `inet7`.*did you mean `inet6`/);
+  assert.throws(() => parseProfile({ defaultAction: 'SCMP_ACT_ERRNO', 'x-modelguard': { socketFamilies: ['inet66'] } }, 'p.json'), /unknown socket family `inet66`.*did you mean `inet6`/);
   assert.throws(() => parseProfile({ defaultAction: 'SCMP_ACT_ERRNO', 'x-modelguard': { netlinkProtocols: ['rout'] } }, 'p.json'), /unknown netlink protocol `rout`.*did you mean `route`/);
 });
 
