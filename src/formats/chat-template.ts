@@ -49,7 +49,7 @@ interface Tok {
 }
 
 const STRING_BUILDERS = new Set(['join', 'format', 'replace', 'reverse', 'string', 'striptags', 'lower', 'upper', 'title', 'capitalize', 'urlencode']);
-const BLOCK_OPENERS = new Set(['for', 'if', 'macro', 'call', 'filter', 'with', 'block', 'autoescape', 'trans']);
+const BLOCK_OPENERS = new Set(['for', 'if', 'macro', 'call', 'filter', 'with', 'block', 'autoescape', 'trans', 'generation']);
 const TEMPLATE_LOADING = new Set(['include', 'import', 'extends', 'from']);
 
 

@@ -60,6 +60,7 @@ export const KERAS_DANGEROUS_NAMES: Readonly<Record<string, string>> = Object.fr
   save: 'writes a file',
   export: 'writes a SavedModel to a path',
   TFSMLayer: 'loads a TensorFlow SavedModel graph from a path or URL',
+  TorchModuleWrapper: 'unpickles a PyTorch module from the config (torch.load of attacker bytes)',
   model_from_json: 'rebuilds a nested model from a JSON string, hiding it from review',
   model_from_yaml: 'rebuilds a nested model from YAML, hiding it from review',
   model_from_config: 'rebuilds a nested model from a hidden config',

@@ -2,6 +2,8 @@ import { basename } from 'node:path';
 import type protobuf from 'protobufjs';
 import type { FormatContext, FormatHandler } from './types.js';
 import { loadProtoSchema } from './onnx.js';
+import { decodeUtf8Strict, isJsonObject, parseJsonStrict } from './json-strict.js';
+import { judgeKerasConfig } from './keras.js';
 
 /**
  * TensorFlow SavedModel `saved_model.pb`, decoded with protobufjs against the subset of the
@@ -97,13 +99,97 @@ export const savedModelTextHandler: FormatHandler = {
   },
 };
 
+/** One length-delimited field of a protobuf message, found without a schema. */
+interface PbBytes {
+  field: number;
+  bytes: Buffer;
+}
+
+/** The length-delimited fields of one protobuf message (wire format only); undefined when it is not one. */
+function pbLengthFields(buf: Buffer): PbBytes[] | undefined {
+  const out: PbBytes[] = [];
+  let i = 0;
+  const varint = (): number | undefined => {
+    let v = 0;
+    for (let shift = 0; shift < 64; shift += 7) {
+      if (i >= buf.length) return undefined;
+      const b = buf[i++] as number;
+      if (shift < 49) v += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return v;
+    }
+    return undefined;
+  };
+  while (i < buf.length) {
+    const key = varint();
+    if (key === undefined || key < 8) return undefined;
+    const wire = key % 8;
+    const field = Math.floor(key / 8);
+    if (wire === 0) {
+      if (varint() === undefined) return undefined;
+    } else if (wire === 1) i += 8;
+    else if (wire === 5) i += 4;
+    else if (wire === 2) {
+      const len = varint();
+      if (len === undefined || i + len > buf.length) return undefined;
+      out.push({ field, bytes: buf.subarray(i, i + len) });
+      i += len;
+    } else return undefined;
+    if (i > buf.length) return undefined;
+  }
+  return out;
+}
+
+/**
+ * tf.keras 2 SavedModel `keras_metadata.pb` (SavedMetadata: repeated nodes, each with its layer's
+ * Keras config as a JSON string). `keras.models.load_model` rebuilds the layers from these configs,
+ * Lambda bytecode included, so every JSON string in every node is judged as a Keras config. The
+ * fields are found by wire format, not by number, so a reordered or renumbered schema still shows.
+ */
+async function scanKerasMetadata(ctx: FormatContext): Promise<string> {
+  const format = 'tf-savedmodel-keras-metadata';
+  if (ctx.source.size > SAVEDMODEL_MAX_BYTES) {
+    ctx.sink.add({ rule: 'savedmodel/too-large', severity: 'medium', verdict: 'error', message: `keras_metadata.pb of ${ctx.source.size} bytes exceeds the ${SAVEDMODEL_MAX_BYTES}-byte cap; it was not analysed` });
+    return format;
+  }
+  const nodes = pbLengthFields(ctx.source.read(0, ctx.source.size));
+  if (!nodes) {
+    ctx.sink.add({ rule: 'savedmodel/parse', severity: 'high', verdict: 'invalid', message: 'keras_metadata.pb is not a protobuf message; Keras cannot load this SavedModel' });
+    return format;
+  }
+  let configs = 0;
+  let layers = 0;
+  for (const [k, node] of nodes.entries()) {
+    if (k >= SAVEDMODEL_MAX_NODES) {
+      ctx.sink.add({ rule: 'savedmodel/too-many-nodes', severity: 'medium', verdict: 'suspicious', message: `more than ${SAVEDMODEL_MAX_NODES} metadata nodes; the rest was not analysed` });
+      break;
+    }
+    for (const f of pbLengthFields(node.bytes) ?? []) {
+      const text = f.bytes[0] === 0x7b ? decodeUtf8Strict(f.bytes) : undefined;
+      if (text === undefined) continue;
+      const parsed = parseJsonStrict(text);
+      if (parsed.value === undefined || !isJsonObject(parsed.value)) {
+        ctx.sink.add({ rule: 'keras/bad-config', severity: 'medium', verdict: 'invalid', message: `keras_metadata.pb node ${k}: metadata is not valid JSON; Keras cannot load this SavedModel` });
+        continue;
+      }
+      configs++;
+      layers = Math.max(layers, judgeKerasConfig(ctx.sink, parsed.value, { source: `keras_metadata.pb node ${k}` }));
+    }
+  }
+  ctx.stats.layers = layers;
+  ctx.stats.basis = configs > 0 ? 'Keras SavedModel metadata: only allowlisted Keras objects, no Lambda code' : 'Keras SavedModel metadata without layer configs';
+  return format;
+}
+
 export const savedModelHandler: FormatHandler = {
   name: 'tf-savedmodel',
   detect(head, _size, name) {
     // Protobuf has no magic: the documented file name breaks the tie, the first tag must fit.
-    return basename(name.split('!').pop() ?? name) === 'saved_model.pb' && head.length > 0 && (head[0] === 0x08 || head[0] === 0x12);
+    const base = basename(name.split('!').pop() ?? name);
+    if (base === 'keras_metadata.pb') return head.length === 0 || head[0] === 0x0a;
+    return base === 'saved_model.pb' && head.length > 0 && (head[0] === 0x08 || head[0] === 0x12);
   },
   async scan(ctx: FormatContext) {
+    if (basename(ctx.name.split('!').pop() ?? ctx.name) === 'keras_metadata.pb') return scanKerasMetadata(ctx);
     const size = ctx.source.size;
     if (size > SAVEDMODEL_MAX_BYTES) {
       ctx.sink.add({ rule: 'savedmodel/too-large', severity: 'medium', verdict: 'error', message: `saved_model.pb of ${size} bytes exceeds the ${SAVEDMODEL_MAX_BYTES}-byte decode cap; it was not analysed` });

@@ -87,6 +87,8 @@ test('their not-flagged twins: the same operations on data, or names that are no
     "{{ messages|map(attribute='content')|join('\\n') }}",
     "{{ tools|selectattr('type', 'equalto', 'function')|list }}",
     "{% set ns = namespace(sys='') %}{% for m in messages %}{% if m.role == 'system' %}{% set ns.sys = m.content %}{% endif %}{% endfor %}{{ ns.sys }}",
+    // transformers' {% generation %} markers (assistant masks for training) are not Jinja syntax.
+    "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}",
     // DeepSeek-R1-style idioms: split on a marker, namespaces, tojson, unicode markers.
     "{%- set ns = namespace(is_first=false, is_tool=false, system_prompt='') %}{%- for message in messages %}{%- set content = message['content'] %}{%- if '</think>' in content %}{%- set content = content.split('</think>')[-1] %}{%- endif %}{%- if message['role'] == 'assistant' and message['tool_calls'] is defined %}{{ '<｜tool▁calls▁begin｜>' + message['tool_calls'][0]['function']['name'] + '\\n' + message['tool_calls'][0]['function']['arguments']|tojson }}{%- endif %}{{ content }}{%- endfor %}",
   ]) assert.equal(rules(src), [], src);

@@ -72,6 +72,8 @@ const pairs: Array<[string, unknown, string, unknown]> = [
     sequential(ref('keras.models', 'Sequential', { name: 'inner', layers: [] }))],
   ['TFSMLayer loads a SavedModel from a path', sequential(ref('keras.layers', 'TFSMLayer', { name: 't', filepath: 'gs://example.invalid/m' })), 'keras/dangerous-function',
     sequential(ref('keras.layers', 'Conv2D', { name: 'c', filters: 1, kernel_size: 3 }))],
+  ['TorchModuleWrapper unpickles a torch module from its config', sequential(ref('keras.layers', 'TorchModuleWrapper', { name: 't', module: 'gASVAAAAAAAAAAA=' })), 'keras/dangerous-function',
+    sequential(ref('keras.layers', 'LayerNormalization', { name: 'ln', epsilon: 0.001 }))],
   ['a ModelCheckpoint callback writes files', sequential(dense(), ref('keras.callbacks', 'ModelCheckpoint', { filepath: '/tmp/x' })), 'keras/dangerous-function',
     sequential(dense(), ref('keras.optimizers', 'Adam', { learning_rate: ref('keras.optimizers.schedules', 'ExponentialDecay', { initial_learning_rate: 0.1 }) }))],
   ['Lambda source text calling eval', sequential(lambda("lambda x: eval(\"__import__('os').system('echo modelguard-fixture')\")")), 'keras/lambda-layer',
