@@ -38,4 +38,36 @@ test('truncated, corrupt and empty compressed data is invalid; the intact twins 
   }
 });
 
+interface SevenZip {
+  FS: { writeFile(p: string, d: Uint8Array): void; readFile(p: string): Uint8Array; mkdir(p: string): void };
+  callMain(args: string[]): void;
+}
+
+/** A 7z archive of one benign pickle, written by 7-Zip itself (npm 7z-wasm). */
+async function sevenZipOf(name: string, data: Buffer): Promise<Buffer> {
+  const mod = (await import('7z-wasm')) as unknown as { default: (o: object) => Promise<SevenZip> };
+  const sz = await mod.default({ print: () => {}, printErr: () => {} });
+  sz.FS.mkdir('/w');
+  sz.FS.writeFile(`/w/${name}`, data);
+  try {
+    sz.callMain(['a', '-mx=1', '/out.7z', `/w/${name}`]);
+  } catch {
+    // 7-Zip's exit unwinds with an exception; the archive is already written
+  }
+  return Buffer.from(sz.FS.readFile('/out.7z'));
+}
+
+test('a 7z archive whose packed data is damaged is invalid, never safe; the intact twin is safe', async () => {
+  const pickle = Buffer.from('\x80\x02}q\x00X\x01\x00\x00\x00aK\x01s.', 'latin1');
+  const intact = await sevenZipOf('model.pkl', Buffer.concat([pickle]));
+  const good = (await scan(new Uint8Array(intact), { name: 'model.7z', fast: true })).files[0];
+  assert.is(good?.verdict, 'safe', JSON.stringify(good?.findings));
+  // The packed stream starts right after the 32-byte signature header.
+  const damaged = Buffer.from(intact);
+  for (let i = 32; i < 32 + 8 && i < damaged.length; i++) damaged[i] = (damaged[i] as number) ^ 0xff;
+  const bad = (await scan(new Uint8Array(damaged), { name: 'model.7z', fast: true })).files[0];
+  assert.ok(bad && bad.verdict !== 'safe', JSON.stringify(bad));
+  assert.ok(bad?.findings.some((f) => f.verdict === 'invalid' || f.verdict === 'error'));
+});
+
 test.run();

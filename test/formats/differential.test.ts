@@ -28,8 +28,8 @@ function arg(name: string): string | undefined {
 }
 const COUNT = Number(arg('count') ?? process.env.MODELGUARD_DIFF_COUNT ?? DEFAULT_COUNT);
 const SEED = Number(arg('seed') ?? process.env.MODELGUARD_DIFF_SEED ?? 12);
-/** VM workers running batches side by side (`--workers N`); CI uses the shared single one. */
-const WORKERS = Math.max(1, Number(arg('workers') ?? process.env.MODELGUARD_DIFF_WORKERS ?? 1));
+/** VM workers running batches side by side (`--workers N`): two halve the wall time where two cores are free. */
+const WORKERS = Math.max(1, Number(arg('workers') ?? process.env.MODELGUARD_DIFF_WORKERS ?? 2));
 /** Streams between progress lines on long runs. */
 const PROGRESS_EVERY = 100_000;
 
