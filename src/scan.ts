@@ -245,7 +245,10 @@ async function scanSource(src: ByteSource, name: string, filePath: string | unde
     if (why === null) {
       const trial = new FindingSink();
       const trialStats: Record<string, number | string> = {};
-      const ctx = makeContext(src, trial, name, filePath, session, 0, trialStats);
+      // Most such files are data that breaks within a few opcodes; the VM gets them only while
+      // small, so a large unknown blob is judged by the static pass alone, never copied whole.
+      const limits = { ...session.limits, maxPickleBytes: Math.min(session.limits.maxPickleBytes, UNDETECTED_VM_BYTES) };
+      const ctx = makeContext(src, trial, name, filePath, { ...session, limits }, 0, trialStats);
       let failed: string | null = null;
       try {
         await pickleHandler.scan(ctx);
@@ -294,6 +297,9 @@ async function scanSource(src: ByteSource, name: string, filePath: string | unde
   if (verdict === 'safe') report.basis = basisOf(format, stats);
   return report;
 }
+
+/** Largest file no format claims that the VM also reads (the static pass reads any size). */
+const UNDETECTED_VM_BYTES = 16 * 1024 * 1024;
 
 /** Opcodes the first-opcode check runs: the first, and one more to prove the first finished. */
 const FIRST_OPCODE_PROBE = 2;

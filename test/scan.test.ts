@@ -124,6 +124,58 @@ test('an aborted signal stops a folder scan between files: interrupted, with the
   }
 });
 
+// Issue 12 point 1: what a loader would unpickle is analysed whatever it starts with. A file no
+// format claims is `safe` only when CPython rejects its first opcode, or when both the static
+// pass and CPython's own machine show it breaking before anything is imported or called.
+const sbu = (s: string) => Buffer.concat([Buffer.from([0x8c, Buffer.byteLength(s)]), Buffer.from(s)]);
+const frame = (body: Buffer) => {
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(body.length));
+  return Buffer.concat([Buffer.from([0x95]), len, body]);
+};
+/** os.system('echo modelguard-fixture') without PROTO: scanned, never run. */
+const CALL = Buffer.concat([sbu('os'), sbu('system'), Buffer.from([0x93]), sbu('echo modelguard-fixture'), Buffer.from('\x85R.', 'latin1')]);
+// The twin's verdict: the INT one is `invalid` because the VM's CPython 3.14 reads INT in base 10
+// and refuses `0x10` (3.11 loads 16): an honest disagreement, not a flag.
+const NO_PROTO: Array<[string, Buffer, Buffer, string]> = [
+  ['FRAME first', frame(CALL), frame(Buffer.from('}\x94.', 'latin1')), 'safe'],
+  ['a string opcode first', Buffer.concat([Buffer.from("S'x'\n0", 'latin1'), CALL]), Buffer.from("S'x'\n.", 'latin1'), 'safe'],
+  ['a base-prefixed INT first (I0x10)', Buffer.concat([Buffer.from('I0x10\n0', 'latin1'), CALL]), Buffer.from('I0x10\n.', 'latin1'), 'invalid'],
+];
+for (const [what, evil, twin, twinVerdict] of NO_PROTO) {
+  test(`a pickle with no PROTO and ${what}, named pytorch_model.bin in a model folder, is analysed`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mg-detect-'));
+    try {
+      mkdirSync(join(dir, 'evil'));
+      mkdirSync(join(dir, 'twin'));
+      writeFileSync(join(dir, 'evil', 'pytorch_model.bin'), evil);
+      writeFileSync(join(dir, 'twin', 'pytorch_model.bin'), twin);
+      const bad = (await scan(join(dir, 'evil'))).files[0];
+      assert.is(bad?.verdict, 'malicious', JSON.stringify(bad));
+      const good = (await scan(join(dir, 'twin'))).files[0];
+      assert.is(good?.verdict, twinVerdict, JSON.stringify(good));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test('text files in a model folder stay safe: CPython rejects them before importing anything', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-detect-'));
+  try {
+    // '#' is no opcode; "MIT License" starts with BININT2 and breaks at the space after it.
+    writeFileSync(join(dir, 'README.md'), '# A model\n');
+    writeFileSync(join(dir, 'LICENSE'), 'MIT License\n\nCopyright (c) 2026\n');
+    const report = await scan(dir);
+    for (const f of report.files) {
+      assert.is(f.verdict, 'safe', JSON.stringify(f));
+      assert.match(f.basis ?? '', /not a model format: CPython's unpickler rejects/);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a signal aborted before the scan starts yields an empty interrupted report, not an error', async () => {
   const ac = new AbortController();
   ac.abort();

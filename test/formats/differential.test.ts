@@ -14,7 +14,7 @@ import { analyzePickle, type PickleTrace } from '../../src/formats/pickle/analyz
 import { StreamReader } from '../../src/formats/pickle/reader.js';
 import { BufferSource } from '../../src/formats/source.js';
 import { createPolicy } from '../../src/formats/pickle/policy.js';
-import { closeDefaultPool, defaultPool } from '../../src/unpickler/index.js';
+import { closeDefaultPool, defaultPool, UnpicklerPool } from '../../src/unpickler/index.js';
 
 const DEFAULT_COUNT = 100_000;
 /** Streams per VM round trip. */
@@ -28,6 +28,10 @@ function arg(name: string): string | undefined {
 }
 const COUNT = Number(arg('count') ?? process.env.MODELGUARD_DIFF_COUNT ?? DEFAULT_COUNT);
 const SEED = Number(arg('seed') ?? process.env.MODELGUARD_DIFF_SEED ?? 12);
+/** VM workers running batches side by side (`--workers N`): two halve the wall time where two cores are free. */
+const WORKERS = Math.max(1, Number(arg('workers') ?? process.env.MODELGUARD_DIFF_WORKERS ?? 2));
+/** Streams between progress lines on long runs. */
+const PROGRESS_EVERY = 100_000;
 
 // ----- generator -------------------------------------------------------------------------------
 
@@ -253,17 +257,33 @@ diff.after(async () => {
 diff(`agree on ${COUNT} generated and mutated streams (seed ${SEED})`, async () => {
   const rand = rng(SEED);
   const t: Tally = { streams: 0, agreed: 0, cpyDiverged: 0, frame: 0, opaque: 0, version: 0, memory: 0, mismatches: [], mismatchCount: 0, loaded: 0 };
-  const pool = defaultPool();
-  for (let done = 0; done < COUNT; ) {
-    const n = Math.min(BATCH, COUNT - done);
-    const bufs: Buffer[] = [];
-    for (let i = 0; i < n; i++) bufs.push(generate(rand));
-    const packed = Buffer.concat(bufs.flatMap((b) => [le(b.length, 4), b]));
-    const reply = await pool.run({ pickle: packed, config: { diffBatch: true }, timeoutMs: 300_000 });
-    const rows = (JSON.parse(reply.json ?? '{}') as { diff?: Row[] }).diff;
-    assert.ok(rows && rows.length === n, `the VM answered ${rows?.length} rows for ${n} streams`);
-    bufs.forEach((b, i) => compare(b, rows[i] as Row, t));
-    done += n;
+  const own = WORKERS > 1 ? new UnpicklerPool({ size: WORKERS }) : null;
+  const pool = own ?? defaultPool();
+  const inflight: Array<Promise<void>> = [];
+  let nextProgress = PROGRESS_EVERY;
+  try {
+    for (let done = 0; done < COUNT; ) {
+      const n = Math.min(BATCH, COUNT - done);
+      const bufs: Buffer[] = [];
+      for (let i = 0; i < n; i++) bufs.push(generate(rand));
+      const packed = Buffer.concat(bufs.flatMap((b) => [le(b.length, 4), b]));
+      inflight.push(
+        pool.run({ pickle: packed, config: { diffBatch: true }, timeoutMs: 300_000 }).then((reply) => {
+          const rows = (JSON.parse(reply.json ?? '{}') as { diff?: Row[] }).diff;
+          assert.ok(rows && rows.length === n, `the VM answered ${rows?.length} rows for ${n} streams`);
+          bufs.forEach((b, i) => compare(b, rows[i] as Row, t));
+        }),
+      );
+      if (inflight.length >= WORKERS) await inflight.shift();
+      done += n;
+      if (COUNT > PROGRESS_EVERY && t.streams >= nextProgress) {
+        console.log(`differential progress: ${t.streams} streams compared, ${t.mismatchCount} disagree`);
+        nextProgress += PROGRESS_EVERY;
+      }
+    }
+    await Promise.all(inflight);
+  } finally {
+    if (own) await own.close();
   }
   console.log(
     `differential: ${t.streams} streams (${t.loaded} load in CPython): ${t.agreed} agree on outcome, end, imports, opcodes and failing opcode; ` +

@@ -55,8 +55,10 @@ export function decodeEscapedString(raw: Buffer, offset: number): string {
         } else out += `\\${n}`;
     }
   }
-  // Python 3 decodes the bytes with the Unpickler's encoding (ASCII by default, UTF-8 in torch.load).
-  return utf8.decode(Buffer.from(out, 'latin1'));
+  // Python 3 decodes the bytes with the Unpickler's encoding (ASCII by default, UTF-8 in
+  // torch.load, latin-1 in NumPy, joblib and the VM). Like BINSTRING, the text is kept as latin-1:
+  // the one reading every loader that accepts the bytes agrees on for ASCII, and the VM's own.
+  return out;
 }
 
 /** The UNICODE opcode argument: raw-unicode-escape (\uXXXX and \UXXXXXXXX; other bytes latin-1). */

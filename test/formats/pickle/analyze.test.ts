@@ -77,4 +77,16 @@ test('INT "01" and "00" are the booleans of protocol 0', () => {
   assert.is(render(run(b('I00\n.')).result ?? { k: 'none' }), 'False');
 });
 
+test('a source shorter than its declared size ends a text line with an error, never an endless loop (issue 13)', () => {
+  const bytes = Buffer.from('(lp0\ncos\nsys', 'latin1');
+  // A member that claims 100 kB and holds 13 bytes, like a deflated zip member with a lying header.
+  const lying = { size: 100_000, read: (o: number, l: number) => bytes.subarray(Math.min(o, bytes.length), Math.min(bytes.length, o + l)), close() {} };
+  const a = analyzePickle(new StreamReader(lying, 0), { policy, maxOpcodes: 1e6, maxArgBytes: 1 << 20, deadline: Date.now() + 5000 });
+  assert.is(a.error?.kind, 'truncated');
+  // not-flagged twin: the honest source reads the same stream to the same place
+  const honest = run(bytes);
+  assert.is(honest.error?.kind, 'truncated');
+  assert.is(honest.imports.size, 0);
+});
+
 test.run();
