@@ -4,7 +4,7 @@
  * stops answering) and tells the parent it started; breaches are sent with their input.
  */
 import fc from 'fast-check';
-import { ftruncateSync, openSync, writeSync } from 'node:fs';
+import { ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { inputsFor, targetNamed } from './targets.js';
 import type { ChildMessage, ChildStart } from './protocol.js';
@@ -25,6 +25,7 @@ function send(m: ChildMessage): Promise<void> {
 async function main(): Promise<void> {
   const start = JSON.parse(process.argv[2] as string) as ChildStart;
   const target = targetNamed(start.target);
+  const replay = start.replay?.map((p) => readFileSync(p));
   const arb = inputsFor(target, start.fixtures);
   const stopAt = start.timeMs > 0 ? Date.now() + start.timeMs : Infinity;
   // The current input, rewritten in place before each run: what the parent keeps on a hang.
@@ -36,7 +37,8 @@ async function main(): Promise<void> {
   let sent = 0;
   let failures = 0;
   for (let batch = Math.floor(start.first / BATCH); i < start.first + start.runs && Date.now() < stopAt; batch++) {
-    const inputs = fc.sample(arb, { numRuns: BATCH, seed: (start.seed + batch * 7919) | 0 });
+    const inputs = replay ? replay.slice(batch * BATCH, (batch + 1) * BATCH) : fc.sample(arb, { numRuns: BATCH, seed: (start.seed + batch * 7919) | 0 });
+    if (inputs.length === 0) break;
     for (let k = i % BATCH; k < inputs.length && i < start.first + start.runs && Date.now() < stopAt; k++, i++) {
       const input = inputs[k] as Buffer;
       ftruncateSync(current, 0);

@@ -9,6 +9,8 @@ export interface ChildStart {
   runs: number;
   /** Stop after this many milliseconds (0: no time limit, only `runs`). */
   timeMs: number;
+  /** Replay these input files instead of generating inputs (the regression fixtures). */
+  replay?: string[];
 }
 
 export type ChildMessage =

@@ -15,6 +15,11 @@ import type { ChildMessage, ChildStart } from './protocol.js';
 
 /** An input that runs longer than this is a hang (it is a budget, not a speed goal). */
 export const FUZZ_INPUT_BUDGET_MS = 30_000;
+/**
+ * Longest a child may take to start (load the parsers, read the seeds, generate the first batch)
+ * before its first input: on a loaded machine this is far more than one input's budget.
+ */
+export const FUZZ_CHILD_START_BUDGET_MS = 180_000;
 /** RSS growth allowed from the first report (after warm-up) to the largest later one. */
 export const FUZZ_MAX_RSS_GROWTH_BYTES = 512 * 1024 * 1024;
 /** Inputs before the RSS baseline is taken (caches, the h5wasm worker, JIT). */
@@ -50,13 +55,15 @@ export interface FuzzOptions {
   seed?: number;
   fixtures: string;
   inputBudgetMs?: number;
+  /** Replay these files (in order) instead of generating inputs. */
+  replay?: string[];
 }
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'child.js');
 
 export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
   const seed = o.seed ?? 1;
-  const runs = o.runs ?? (o.timeMs ? Number.MAX_SAFE_INTEGER : 100);
+  const runs = o.replay ? o.replay.length : (o.runs ?? (o.timeMs ? Number.MAX_SAFE_INTEGER : 100));
   const budget = o.inputBudgetMs ?? FUZZ_INPUT_BUDGET_MS;
   const workdir = mkdtempSync(join(tmpdir(), 'mg-fuzz-'));
   const s: FuzzSummary = { target: o.target, seed, inputs: 0, failures: [], failureCount: 0, hangs: 0, crashes: 0, rssBaseline: null, rssPeak: null };
@@ -64,7 +71,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
   let next = 0;
   try {
     for (let restarts = 0; next < runs && Date.now() < stopAt && restarts <= MAX_RESTARTS; restarts++) {
-      const start: ChildStart = { target: o.target, fixtures: o.fixtures, workdir, seed, first: next, runs: runs - next, timeMs: o.timeMs ? Math.max(1, stopAt - Date.now()) : 0 };
+      const start: ChildStart = { target: o.target, fixtures: o.fixtures, workdir, seed, first: next, runs: runs - next, timeMs: o.timeMs ? Math.max(1, stopAt - Date.now()) : 0, ...(o.replay ? { replay: o.replay } : {}) };
       const outcome = await new Promise<{ kind: 'done' | 'hang' | 'crash'; last: number; detail: string }>((resolve) => {
         const child = fork(CHILD, [JSON.stringify(start)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
         let last = next - 1;
@@ -72,10 +79,10 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
         child.stderr?.on('data', (d: Buffer) => {
           stderr = (stderr + d.toString()).slice(-2000);
         });
-        let timer = setTimeout(() => hang(), budget);
+        let timer = setTimeout(() => hang(), FUZZ_CHILD_START_BUDGET_MS);
         const hang = () => {
           child.kill('SIGKILL');
-          resolve({ kind: 'hang', last, detail: `input ${last} ran past ${budget} ms` });
+          resolve({ kind: 'hang', last, detail: last < start.first ? `the child did not start within ${FUZZ_CHILD_START_BUDGET_MS} ms` : `an input ran past ${budget} ms` });
         };
         let done = false;
         child.on('message', (m: ChildMessage) => {
@@ -113,6 +120,12 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
       } catch {
         /* died before the first input */
       }
+      // A child that never reached its first input is the machine's problem, not an input's.
+      if (outcome.last < start.first) {
+        s.failureCount++;
+        s.failures.push({ kind: 'no-start', message: outcome.detail, index: start.first, input: Buffer.alloc(0) });
+        continue;
+      }
       if (outcome.kind === 'hang') s.hangs++;
       else s.crashes++;
       s.failureCount++;
@@ -134,7 +147,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
 export function saveFailures(s: FuzzSummary, dir: string): string[] {
   const out: string[] = [];
   for (const f of s.failures) {
-    if (f.input.length === 0 && f.kind === 'rss-growth') continue;
+    if (f.input.length === 0 && (f.kind === 'rss-growth' || f.kind === 'no-start')) continue;
     const id = createHash('sha256').update(f.input).digest('hex').slice(0, 16);
     const base = join(dir, s.target, id);
     mkdirSync(dirname(base), { recursive: true });
