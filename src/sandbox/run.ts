@@ -17,7 +17,7 @@ import type { CompiledPolicy } from './filter.js';
 import { guardExecPath, loadNative, type NativeEnd, type NativeEvent, type NativeSupervisor } from './native.js';
 import { loadProfile, type RlimitName, type SandboxProfile } from './profile.js';
 import { EventLog, kindOf, toRunEvent, type RunEvent, type RunSummary } from './events.js';
-import { allowlistedEnv, heldBack, type EnvSpec } from './env.js';
+import { allowlistedEnv, heldBack, WALLED_ENV, type EnvSpec } from './env.js';
 import { errnoText, frameFilters, launcherArgs, policyFor, readControl, release, startSupervisor, syscallNamer, type AllowNet, type LauncherExit, type LaunchPlan } from './launcher.js';
 import { commandReadList, SYSTEM_READ_TOKEN, whichCommand } from './reads.js';
 
@@ -205,7 +205,8 @@ function settle(command: readonly string[], options: RunOptions, profile: Sandbo
     }
   });
   // The command's home is its own temporary folder unless the user passes HOME: caches land inside the quota, secrets stay out of sight.
-  const env: Record<string, string> = { HOME: tmp, ...allowlistedEnv(source, options.passEnv ?? []), TMPDIR: tmp };
+  // WALLED_ENV last: a guard started inside sees the walls it is under (nested.ts), whatever the caller passed.
+  const env: Record<string, string> = { HOME: tmp, ...allowlistedEnv(source, options.passEnv ?? []), TMPDIR: tmp, [WALLED_ENV]: profile.name };
   const allWrite = [...new Set([...write, ...canon])];
   let read: string[] | undefined;
   if (!mg.fs.read.includes('/') && !(options.read ?? []).includes('/')) {
