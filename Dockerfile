@@ -9,17 +9,24 @@
 #
 # Your own models: mount them read-only over /models (-v "$PWD/models:/models:ro"); a file that
 # scans as suspicious or worse stops the start with exit code 3 and the scan report on stderr.
-FROM node:20-bookworm
+# Give the image only your command (`docker run IMAGE python3 app.py`): its ENTRYPOINT already is
+# guard, and a guard started under guard stops with a line saying so.
+#
+# Two stages: the builder has the compiler (g++, make, python3 for node-gyp) and the dev
+# dependencies (TypeScript, esbuild); the runtime image gets only /opt/modelguard as built and
+# pruned, Python with PyTorch, and libseccomp2. Both stages must be the same Node major line: the
+# native addons (modelguard's, isolated-vm's) are built against the builder's Node headers.
+ARG NODE_LINE=24
 
-# Python and PyTorch (CPU) from Debian; libseccomp2 is the only runtime library modelguard needs.
-# g++, make and python3 build the native addon during `npm ci`.
+FROM node:${NODE_LINE}-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-torch python3-numpy libseccomp2 g++ make \
+ && apt-get install -y --no-install-recommends g++ make python3 \
  && rm -rf /var/lib/apt/lists/*
-
-# modelguard, installed from this checkout: `npm ci` compiles the addon and guard-exec
-# (node-gyp, headers from the image's Node), the TypeScript and the `guard run` bundle (`prepare`).
 WORKDIR /opt/modelguard
+# What `npm ci` needs: the lockfile; binding.gyp and native/ for the `install` script (node-gyp:
+# the addon and guard-exec); tsconfig.json, src/ and scripts/bundle.mjs for `prepare` (tsc, then
+# the `guard run` bundle). src/ also holds the .proto schemas and the unpickler's Python, read at
+# run time. sandbox-profiles/ and bin/ are what the package ships ("files" in package.json).
 COPY package.json package-lock.json tsconfig.json binding.gyp ./
 COPY native ./native
 COPY sandbox-profiles ./sandbox-profiles
@@ -28,7 +35,15 @@ COPY scripts/bundle.mjs ./scripts/bundle.mjs
 COPY bin ./bin
 RUN npm ci --no-audit --no-fund \
  && npm prune --omit=dev --no-audit --no-fund \
- && ln -s /opt/modelguard/bin/guard /usr/local/bin/guard
+ && rm -rf build/Release/obj.target build/Release/.deps
+
+FROM node:${NODE_LINE}-bookworm-slim
+# Python and PyTorch (CPU) from Debian; libseccomp2 is the only library modelguard loads itself.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-torch python3-numpy libseccomp2 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/modelguard /opt/modelguard
+RUN ln -s /opt/modelguard/bin/guard /usr/local/bin/guard
 
 # The sample inference server and a demo model.
 COPY docs/docker/serve.py docs/docker/make_model.py /srv/

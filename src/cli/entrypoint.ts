@@ -8,7 +8,8 @@
  *   --allow-net / MODELGUARD_ALLOW_NET  HOST:PORT destinations (space/comma separated)
  *   --write / MODELGUARD_WRITE          writable folders (colon/comma separated)
  *   --signal-group / MODELGUARD_SIGNAL_GROUP=1  signals go to the command's process group
- * Exit: the command's status (128 + signal when killed); 3 when the gate refused; 2 on error.
+ * Exit: the command's status (128 + signal when killed); 3 when the gate refused; 2 on error, and
+ * when started under another guard's walls (sandbox/nested.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { parseCommandLine } from './args.js';
@@ -18,6 +19,7 @@ import { renderText } from '../report/render.js';
 import { entrypoint, envList, EXIT_REFUSED, type EntrypointReport } from '../sandbox/entrypoint.js';
 import { renderEventLine, renderRunText } from '../sandbox/render.js';
 import { RunError, type RunResult } from '../sandbox/run.js';
+import { EXIT_NESTED, insideGuard, nestedMessage } from '../sandbox/nested.js';
 
 const USAGE = `Usage: guard entrypoint [options] -- CMD ARGS…
 
@@ -111,6 +113,13 @@ function writeReport(dest: string | undefined, report: EntrypointReport | (RunRe
 export async function main(argv: string[]): Promise<number> {
   const p = parseCommandLine('entrypoint', USAGE, () => parseEntrypointArgs(argv, process.env), false);
   if (typeof p === 'number') return p;
+  // Under another guard's walls (its mark, confirmed by the kernel): that guard gated and walls
+  // the command already, and this one could neither scan nor start it; say what to type instead.
+  const outer = insideGuard();
+  if (outer !== null) {
+    process.stderr.write(nestedMessage('entrypoint', outer, p.command));
+    return EXIT_NESTED;
+  }
   let report: EntrypointReport;
   try {
     report = await entrypoint(p.command, {

@@ -10,6 +10,7 @@ import { parseCommandLine } from './args.js';
 import { parseSize, run, RunError, type RunEvent, type RunResult } from '../sandbox/run.js';
 import { parseEnvSpec } from '../sandbox/env.js';
 import { renderRunText, renderEventLine } from '../sandbox/render.js';
+import { EXIT_NESTED, insideGuard, nestedMessage } from '../sandbox/nested.js';
 
 export const RUN_USAGE = `Usage: guard run [options] -- CMD ARGS…
 
@@ -116,6 +117,12 @@ export function writeReport(path: string, result: RunResult, format: 'text' | 'j
 export async function main(argv: string[]): Promise<number> {
   const o = parseCommandLine('run', RUN_USAGE, () => parseRunArgs(argv), true);
   if (typeof o === 'number') return o;
+  // Under another guard's walls (its mark, confirmed by the kernel): say what to type instead.
+  const outer = insideGuard();
+  if (outer !== null) {
+    process.stderr.write(nestedMessage('run', outer, o.command));
+    return EXIT_NESTED;
+  }
   const onEvent = o.verbose ? (e: RunEvent): void => void process.stderr.write(`guard: ${renderEventLine(e)}\n`) : undefined;
   let result: RunResult;
   try {

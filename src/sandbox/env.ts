@@ -12,6 +12,13 @@
  */
 import { GuardError } from '../errors.js';
 
+/**
+ * Set by run() in every walled command's environment (to the profile's name), after the
+ * allowlist: a caller's own value never passes, the run's always does. A guard started under the
+ * walls reads it (nested.ts); it can only make that guard refuse to start, never wall less.
+ */
+export const WALLED_ENV = 'MODELGUARD_WALLED';
+
 /** Passed by name. */
 export const ENV_PASS = [
   'PATH',

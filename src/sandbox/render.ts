@@ -56,6 +56,7 @@ export function renderRunText(r: RunResult): string {
   const how = r.signal ? `killed by ${r.signal} (exit ${r.exitCode})` : `exit ${r.exitCode}`;
   lines.push(`guard run: ${r.command.map(printable).join(' ')} — ${how} in ${r.durationMs} ms, profile ${printable(r.profile)}`);
   lines.push(`  walls: seccomp${r.walls.notify ? '+notify' : ''}, network ${r.walls.network}${r.walls.dnsSink ? ' (DNS sink)' : ''}, landlock ${r.walls.landlock ? `ABI ${r.walls.landlock}` : 'off'}, ${r.walls.pids ?? 'no process bound'}`);
+  if (r.walls.unavailable?.length) lines.push(`  not here: ${r.walls.unavailable.join('; ')}`);
   if (r.walls.limits) lines.push(`  limits: ${r.walls.limits.text}`);
   if (r.limitsHit?.length) for (const h of r.limitsHit) lines.push(`  LIMIT REACHED: ${h}`);
   const kinds = Object.entries(s.byKind).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);

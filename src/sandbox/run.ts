@@ -17,8 +17,8 @@ import type { CompiledPolicy } from './filter.js';
 import { guardExecPath, loadNative, type NativeEnd, type NativeEvent, type NativeSupervisor } from './native.js';
 import { loadProfile, type RlimitName, type SandboxProfile } from './profile.js';
 import { EventLog, kindOf, toRunEvent, type RunEvent, type RunSummary } from './events.js';
-import { allowlistedEnv, heldBack, type EnvSpec } from './env.js';
-import { errnoText, frameFilters, launcherArgs, policyFor, readControl, release, startSupervisor, syscallNamer, type AllowNet, type LauncherExit, type LaunchPlan } from './launcher.js';
+import { allowlistedEnv, heldBack, WALLED_ENV, type EnvSpec } from './env.js';
+import { errnoText, frameFilters, launcherArgs, policyFor, readControl, release, startSupervisor, syscallNamer, type AllowNet, type LauncherExit, type LauncherReady, type LaunchPlan } from './launcher.js';
 import { commandReadList, SYSTEM_READ_TOKEN, whichCommand } from './reads.js';
 
 export type { RunEvent, RunSummary, Egress, EventAction } from './events.js';
@@ -115,6 +115,8 @@ export interface RunWalls {
   /** `private`: the run's own tmpfs /tmp ($TMPDIR) and /dev/shm, gone with it; `shared` otherwise. */
   tmp: 'private' | 'shared';
   limits: { memory: number; memoryHow: 'cgroup' | 'rlimit' | 'none'; disk: number; text: string } | null;
+  /** Walls the profile asked for that could not be had here, each with what would give it (`--cap-add …`). */
+  unavailable: string[];
 }
 
 export interface RunResult {
@@ -205,7 +207,8 @@ function settle(command: readonly string[], options: RunOptions, profile: Sandbo
     }
   });
   // The command's home is its own temporary folder unless the user passes HOME: caches land inside the quota, secrets stay out of sight.
-  const env: Record<string, string> = { HOME: tmp, ...allowlistedEnv(source, options.passEnv ?? []), TMPDIR: tmp };
+  // WALLED_ENV last: a guard started inside sees the walls it is under (nested.ts), whatever the caller passed.
+  const env: Record<string, string> = { HOME: tmp, ...allowlistedEnv(source, options.passEnv ?? []), TMPDIR: tmp, [WALLED_ENV]: profile.name };
   const allWrite = [...new Set([...write, ...canon])];
   let read: string[] | undefined;
   if (!mg.fs.read.includes('/') && !(options.read ?? []).includes('/')) {
@@ -361,6 +364,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     envHeldBack: heldBack(options.env ?? process.env, s.env).length,
     tmp: 'shared',
     limits: s.memory > 0 || s.disk > 0 ? { memory: s.memory, memoryHow, disk: s.disk, text: '' } : null,
+    unavailable: [],
   };
   const base = (): RunResult => ({
     command: [...command],
@@ -474,6 +478,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
         supervisor = started.supervisor;
         walls.dnsSink = started.dnsSink;
         walls.notify = true;
+        walls.unavailable = unavailableWalls(plan, ready, walls);
         release(ctl);
       } catch (e) {
         handshakeError = e;
@@ -548,6 +553,28 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     throw new RunError(`${what}: ${errnoText(setupError.errno)}`, res, setupError.step);
   }
   return res;
+}
+
+/**
+ * What the profile asked for and this place did not give, with the flag that would give it. The
+ * flags are a container's (where these walls are most often missing): the runtime's default
+ * seccomp profile refuses unshare() without CAP_SYS_ADMIN, the DNS sink configures the new
+ * namespace's loopback (CAP_NET_ADMIN), and a read-only /sys/fs/cgroup leaves root, whom
+ * RLIMIT_NPROC does not bind, without a process bound of guard's own. docs/kubernetes.md has the same for a pod.
+ */
+function unavailableWalls(plan: LaunchPlan, ready: LauncherReady, w: RunWalls): string[] {
+  const out: string[] = [];
+  const root = process.getuid?.() === 0;
+  if (plan.netns && !ready.netns) {
+    const how = root ? '--cap-add SYS_ADMIN (or --security-opt seccomp=unconfined) would give one' : 'run guard as root, or in a container with --cap-add SYS_ADMIN, for one';
+    out.push(`network: ${w.network} (no network namespace: ${how})`);
+  } else if (plan.netns && plan.dnsSink && !w.dnsSink) {
+    out.push('DNS: no sink, lookups are refused unread (--cap-add NET_ADMIN would give one)');
+  }
+  if (plan.netDeny && w.landlock < 4 && !ready.netns) out.push(`network: TCP by seccomp alone (Landlock ${w.landlock ? `ABI ${w.landlock}` : 'off'}; ABI 4 needs Linux 6.7)`);
+  if (w.landlock === 0 && (plan.write !== undefined || plan.read !== undefined)) out.push('landlock: off (a kernel without Landlock, or a seccomp profile refusing landlock_*: --security-opt seccomp=unconfined would give it)');
+  if (plan.pidsMax && !ready.pidsCgroup && plan.rlimits.nproc === undefined) out.push('pids: not bounded by guard (read-only cgroup, and root ignores RLIMIT_NPROC: run with --pids-limit N so the runtime bounds it, or --privileged for guard\'s own)');
+  return out;
 }
 
 function bytes(n: number): string {

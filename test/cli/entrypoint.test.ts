@@ -1,11 +1,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseEntrypointArgs } from '../../src/cli/entrypoint.js';
 import { expandScanTargets } from '../../src/sandbox/entrypoint.js';
-import { CLI, probe, processesMatching, PYTHON, skipReason, tempDir } from '../sandbox/helpers.js';
+import { CLI, probe, processesMatching, PYTHON, ROOT, skipReason, tempDir } from '../sandbox/helpers.js';
 import { HANG_GUARD_MS } from '../helpers/budget.js';
 
 test('reads MODELGUARD_* variables; flags win', () => {
@@ -194,6 +194,20 @@ time.sleep(60)
     process.kill(pid, 'SIGHUP');
     assert.is(await g.exit, 0, g.err());
     assert.match(g.out(), 'got [10, 1]');
+  });
+  // ---- issue 16: `podman run IMAGE guard entrypoint -- CMD` runs guard entrypoint inside guard entrypoint ----
+  test('guard entrypoint inside guard entrypoint (as PID 1, in its own network namespace): one line saying what to type, exit 2', async () => {
+    const dir = tempDir('nest-ep');
+    const marker = join(dir, 'ran');
+    const GUARD_BIN = join(ROOT, 'bin', 'guard');
+    const g = asPid1(['--', GUARD_BIN, 'entrypoint', '--', PYTHON, '-c', `open(${JSON.stringify(marker)}, "w")`], {}, true);
+    const code = await g.exit;
+    assert.is(code, 2, g.err());
+    assert.not.ok(existsSync(marker), 'the inner command ran');
+    const lines = g.err().split('\n').filter((l) => l.includes('already inside'));
+    assert.is(lines.length, 1, g.err());
+    assert.match(lines[0]!, "guard entrypoint: already inside guard's walls (profile inference), where guard cannot start again: give the image only the command (`podman run IMAGE");
+    assert.match(lines[0]!, `${PYTHON} -c`);
   });
 }
 
