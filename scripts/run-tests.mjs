@@ -12,7 +12,7 @@
 // leaves there is named, then removed.
 import { spawn } from 'node:child_process';
 import { availableParallelism, tmpdir } from 'node:os';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -60,6 +60,9 @@ function runSuite(file) {
   const started = Date.now();
   return new Promise((resolve) => {
     const tmp = mkdtempSync(join(tmpdir(), 'mg-suite-'));
+    // Sticky and world-writable like /tmp: suites run commands as other users (nobody) that make
+    // their own temp folders here.
+    chmodSync(tmp, 0o1777);
     const child = spawn(process.execPath, [file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
     const out = [];
     const err = [];

@@ -35,7 +35,12 @@ if (port) {
         const code = (err as { code?: unknown }).code;
         reply = { id: req.id, ok: false, name: err.name === 'Error' ? (err.constructor?.name ?? 'Error') : err.name, message: err.message, ...(typeof code === 'string' ? { code } : {}) };
       }
-      port.postMessage(reply, transfer);
+      try {
+        port.postMessage(reply, transfer);
+      } catch (e) {
+        // A value that cannot be cloned is this module's bug; answer it rather than die unexplained.
+        port.postMessage({ id: req.id, ok: false, name: 'Error', message: `reply to ${req.op} could not be posted: ${(e as Error).message}` });
+      }
     });
   });
 }

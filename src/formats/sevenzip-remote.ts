@@ -29,9 +29,17 @@ export const sevenZipOps = {
     const lines: string[] = [];
     session = { sz: await loadSevenZip((s) => lines.push(s)), lines };
   },
-  '7z.writeFile': (a: { path: string; data: Uint8Array }): void => live().sz.FS.writeFile(a.path, a.data),
-  '7z.mkdir': (a: { path: string }): void => live().sz.FS.mkdir(a.path),
-  '7z.unlink': (a: { path: string }): void => live().sz.FS.unlink(a.path),
+  // Nothing is returned from the file-system calls: Emscripten's mkdir returns its FSNode, which
+  // cannot be posted back (DataCloneError outside the reply's try, and the worker died).
+  '7z.writeFile': (a: { path: string; data: Uint8Array }): void => {
+    live().sz.FS.writeFile(a.path, a.data);
+  },
+  '7z.mkdir': (a: { path: string }): void => {
+    live().sz.FS.mkdir(a.path);
+  },
+  '7z.unlink': (a: { path: string }): void => {
+    live().sz.FS.unlink(a.path);
+  },
   '7z.run': (a: { args: string[] }): { status: number; lines: string[] } => {
     const s = live();
     s.lines.length = 0;
