@@ -14,7 +14,7 @@ import { execa, type Options as ExecaOptions } from 'execa';
 import { GuardError } from '../errors.js';
 import { compilePolicy, PERSONALITY_ALLOWED, type CompiledPolicy } from './filter.js';
 import { guardExecPath, loadNative, type NativeAddon, type NativeEnd, type NativeEvent, type SupervisorOptions } from './native.js';
-import { loadProfile, type RlimitName, type SandboxProfile } from './profile.js';
+import { loadProfile, type BuiltinProfile, type RlimitName, type SandboxProfile } from './profile.js';
 import { summarize, toRunEvent, type RunEvent, type RunSummary } from './events.js';
 
 export type { RunEvent, RunSummary, Egress, EventAction } from './events.js';
@@ -35,7 +35,7 @@ export interface AllowNet {
 
 export interface RunOptions {
   /** Built-in profile name or path to a profile JSON file (default `inference`). */
-  profile?: string | SandboxProfile;
+  profile?: BuiltinProfile | (string & {}) | SandboxProfile;
   /** Allow connections to these destinations (IP literal or `*`; port 0 = any). */
   allowNet?: readonly (string | AllowNet)[];
   /** Extra writable folders. */
