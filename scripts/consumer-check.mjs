@@ -24,9 +24,11 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const HERE = join(ROOT, 'scripts', 'consumer');
 const PYTHON = '/usr/bin/python3';
-/** Hang guards, not expectations: an install that compiles isolated-vm takes minutes on a small machine. */
-const INSTALL_TIMEOUT_MS = 40 * 60_000;
-const STEP_TIMEOUT_MS = 10 * 60_000;
+/** Hang guards, not expectations: an install that compiles isolated-vm takes a few CPU minutes, and
+ * far longer on a shared machine (MODELGUARD_CONSUMER_TIMEOUT_MIN raises both). */
+const TIMEOUT_MIN = Number(process.env.MODELGUARD_CONSUMER_TIMEOUT_MIN) || 60;
+const INSTALL_TIMEOUT_MS = TIMEOUT_MIN * 60_000;
+const STEP_TIMEOUT_MS = Math.max(10, TIMEOUT_MIN / 4) * 60_000;
 
 const args = process.argv.slice(2);
 let tarball;
