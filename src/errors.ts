@@ -2,6 +2,8 @@
  * Every error modelguard throws is a GuardError with a stable `code`.
  * An error means modelguard could not finish; a finding means it finished and saw something.
  */
+import type { Report } from './report/model.js';
+
 export type GuardErrorCode =
   | 'USAGE'
   | 'IO'
@@ -35,6 +37,9 @@ const BRAND = Symbol.for('modelguard.GuardError');
 export class GuardError extends Error {
   readonly code: GuardErrorCode;
   readonly context: GuardErrorContext;
+  /** Set when a load was refused or failed after its scan (`UNSAFE_MODEL`, `INVALID_MODEL` and
+   * errors in safeLoad's later steps): the scan report the refusal rests on. */
+  declare report?: Report;
 
   /** `x instanceof GuardError` holds for a GuardError made by another copy of this class too;
    * subclasses keep the ordinary prototype check. */

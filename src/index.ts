@@ -6,7 +6,7 @@ export { DEFAULT_LIMITS, type Limits } from './limits.js';
 export { renderText, renderJson, renderSarif } from './report/render.js';
 export { VERSION } from './version.js';
 export { run, RunError, type RunOptions, type RunResult, type RunEvent, type RunSummary, type RunWalls, type Egress, type EventAction } from './sandbox/run.js';
-export { loadProfile, parseProfile, type SandboxProfile } from './sandbox/profile.js';
+export { loadProfile, parseProfile, BUILTIN_PROFILES, type BuiltinProfile, type SandboxProfile } from './sandbox/profile.js';
 export { safeLoad, DEFAULT_MAX_LOAD_BYTES, type SafeLoadOptions, type LoadResult, type Tensor, type TensorData } from './load/safeload.js';
 export { closeDefaultPool as closeUnpicklerPool } from './unpickler/pool.js';
 export { UnpicklerPool, prepareUnpickler, type PoolOptions } from './unpickler/index.js';

@@ -164,8 +164,33 @@ function packageRoot(): string {
 
 export const PACKAGE_ROOT = packageRoot();
 
+/** The platform whose binaries the package ships prebuilt (scripts/prebuild.mjs, at `npm pack`). */
+export const PREBUILT_PLATFORMS = ['linux-x64'];
+
+/**
+ * Where `file` may be, in order: a source build (the install script's fallback, `npm rebuild
+ * modelguard` or `npx node-gyp rebuild` in a checkout), then the binary shipped for this platform.
+ * scripts/native-files.mjs names the same places for the install script.
+ */
 function candidates(file: string): string[] {
-  return [join(PACKAGE_ROOT, 'build', 'Release', file), join(PACKAGE_ROOT, 'build', 'Debug', file)];
+  return [
+    join(PACKAGE_ROOT, 'build', 'Release', file),
+    join(PACKAGE_ROOT, 'build', 'Debug', file),
+    join(PACKAGE_ROOT, 'prebuilds', `${process.platform}-${process.arch}`, file),
+  ];
+}
+
+/** What to do when neither a prebuilt nor a source build is usable: for every loader error. */
+function howToFix(): string {
+  const tag = `${process.platform}-${process.arch}`;
+  const shipped = PREBUILT_PLATFORMS.includes(tag)
+    ? `the prebuilt ${tag} binaries did not load here (they need glibc 2.34 or later), so they must be built from source`
+    : `modelguard ships prebuilt binaries for ${PREBUILT_PLATFORMS.join(', ')} only, so on ${tag} they are built from source`;
+  return (
+    `${shipped}: install python3, make and a C++ compiler (Debian/Ubuntu: apt-get install python3 make g++), then run ` +
+    `\`npm rebuild modelguard\` in your project (on npm 11 its install script must be allowed: add "modelguard": true to "allowScripts" in your package.json), ` +
+    `or \`npx node-gyp rebuild\` in ${PACKAGE_ROOT}`
+  );
 }
 
 let cached: NativeAddon | undefined;
@@ -196,13 +221,17 @@ export function loadNative(): NativeAddon {
       tried.push(`${path}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
-  cachedError = new GuardError('SANDBOX_UNAVAILABLE', `the kernel sandbox is unavailable: could not load the native addon\n  ${tried.join('\n  ')}\n  (run \`npm install\` or \`npx node-gyp rebuild\` in ${PACKAGE_ROOT})`);
+  // A binary that loads but finds no libseccomp is not a build problem: the runtime library is missing.
+  const fix = tried.some((t) => t.includes('libseccomp.so.2'))
+    ? 'install the libseccomp runtime (Debian/Ubuntu: apt-get install libseccomp2; Fedora/RHEL: dnf install libseccomp)'
+    : howToFix();
+  cachedError = new GuardError('SANDBOX_UNAVAILABLE', `the kernel sandbox is unavailable: could not load the native addon\n  ${tried.join('\n  ')}\n  Fix: ${fix}.`);
   throw cachedError;
 }
 
 /** Path of the guard-exec launcher, or SANDBOX_UNAVAILABLE. */
 export function guardExecPath(): string {
   const found = candidates('guard-exec').find((p) => existsSync(p));
-  if (!found) throw new GuardError('SANDBOX_UNAVAILABLE', `the kernel sandbox is unavailable: guard-exec is not built (tried ${candidates('guard-exec').join(', ')})`);
+  if (!found) throw new GuardError('SANDBOX_UNAVAILABLE', `the kernel sandbox is unavailable: guard-exec is not built (tried ${candidates('guard-exec').join(', ')}).\n  Fix: ${howToFix()}.`);
   return found;
 }

@@ -15,7 +15,7 @@ import { execa, type Options as ExecaOptions } from 'execa';
 import { GuardError } from '../errors.js';
 import type { CompiledPolicy } from './filter.js';
 import { guardExecPath, loadNative, type NativeEnd, type NativeEvent, type NativeSupervisor } from './native.js';
-import { loadProfile, type RlimitName, type SandboxProfile } from './profile.js';
+import { loadProfile, type BuiltinProfile, type RlimitName, type SandboxProfile } from './profile.js';
 import { EventLog, kindOf, toRunEvent, type RunEvent, type RunSummary } from './events.js';
 import { allowlistedEnv, heldBack, WALLED_ENV, type EnvSpec } from './env.js';
 import { errnoText, frameFilters, launcherArgs, policyFor, readControl, release, startSupervisor, syscallNamer, type AllowNet, type LauncherExit, type LauncherReady, type LaunchPlan } from './launcher.js';
@@ -48,7 +48,7 @@ export type { AllowNet } from './launcher.js';
 
 export interface RunOptions {
   /** Built-in profile name or path to a profile JSON file (default `inference`). */
-  profile?: string | SandboxProfile;
+  profile?: BuiltinProfile | (string & {}) | SandboxProfile;
   /** Allow connections to these destinations (IP literal or `*`; port 0 = any). */
   allowNet?: readonly (string | AllowNet)[];
   /** Extra writable folders. */

@@ -1,11 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
-import type * as IvmTypes from 'isolated-vm';
 import { GuardError } from '../errors.js';
 import type { PyodideAssets } from './assets.js';
+import { loadIsolatedVm, type IvmContext, type IvmIsolate, type IvmReference } from './isolated-vm.js';
 import { PRELUDE } from './prelude.js';
-
-const ivm = createRequire(import.meta.url)('isolated-vm') as typeof IvmTypes;
 
 /** V8 heap limit of an unpickler isolate (MiB). WebAssembly memory is capped separately. */
 export const DEFAULT_ISOLATE_HEAP_MB = 256;
@@ -33,19 +30,21 @@ export interface RawVmOutput {
  */
 export class VmIsolate {
   private disposed = false;
-  private readonly call: IvmTypes.Reference<(input: Uint8Array, cfg: string) => [string, Uint8Array, boolean]>;
+  /** `__mgCall(input, cfg) => [json, blob, retire]` inside the isolate. */
+  private readonly call: IvmReference;
 
   private constructor(
-    private readonly isolate: IvmTypes.Isolate,
-    private readonly context: IvmTypes.Context,
+    private readonly isolate: IvmIsolate,
+    private readonly context: IvmContext,
     readonly bootMs: number,
     readonly fromSnapshot: boolean,
   ) {
-    this.call = context.global.getSync('__mgCall', { reference: true }) as IvmTypes.Reference<(input: Uint8Array, cfg: string) => [string, Uint8Array, boolean]>;
+    this.call = context.global.getSync('__mgCall', { reference: true }) as IvmReference;
   }
 
   static boot(assets: PyodideAssets, options: BootOptions = {}): VmIsolate {
     const started = Date.now();
+    const { ivm } = loadIsolatedVm();
     const isolate = new ivm.Isolate({ memoryLimit: options.heapMb ?? DEFAULT_ISOLATE_HEAP_MB });
     try {
       const context = isolate.createContextSync();
@@ -116,6 +115,7 @@ export class VmIsolate {
   run(pickle: Uint8Array, config: Record<string, unknown>, timeoutMs: number): RawVmOutput {
     if (this.disposed) throw new GuardError('INTERNAL', 'isolate already disposed', { context: { step: 'vm-run' } });
     try {
+      const { ivm } = loadIsolatedVm();
       const input = new ivm.ExternalCopy(pickle).copyInto({ release: true });
       const out = this.call.applySync(undefined, [input, JSON.stringify(config)], { timeout: timeoutMs, result: { copy: true } }) as unknown as [string, Uint8Array, boolean];
       // The VM parked objects it could not free safely (too deep for the native stack): this

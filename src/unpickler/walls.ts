@@ -26,6 +26,7 @@ import type { RunEvent } from '../sandbox/events.js';
 import { spawnWalled, walledAvailable, type WalledChild } from '../sandbox/worker-launch.js';
 import { allowlistedEnv, CREDENTIAL_LIKE } from '../sandbox/env.js';
 import { pythonSourcePath } from './assets.js';
+import { isolatedVmDirs } from './isolated-vm.js';
 import { PRELUDE } from './prelude.js';
 import { pruneStaleSnapshots } from './snapshot.js';
 
@@ -134,10 +135,10 @@ export function workerReadList(entry: string, cacheDir: string): string[] {
     real(dirname(pythonSourcePath())),
     cacheDir,
   ];
-  for (const m of ['isolated-vm', 'pyodide']) {
-    const d = moduleDir(m);
-    if (d) read.push(d);
-  }
+  const pyodide = moduleDir('pyodide');
+  if (pyodide) read.push(pyodide);
+  // every installed isolated-vm line: the worker loads the newest that fits its Node
+  read.push(...isolatedVmDirs());
   return [...new Set(read)];
 }
 
