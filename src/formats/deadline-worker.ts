@@ -64,8 +64,6 @@ export class DeadlineWorker {
 
   constructor(script: URL) {
     this.worker = new Worker(script);
-    // A parser worker never keeps the process alive: a scan that finished has no use for it.
-    this.worker.unref();
     this.worker.on('message', (m: WorkerReply) => {
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -76,6 +74,10 @@ export class DeadlineWorker {
     });
     this.worker.on('error', (e: Error) => this.fail((op) => new WorkerDiedError(op, e.message)));
     this.worker.on('exit', (code) => this.fail((op) => new WorkerDiedError(op, `exit ${code}`)));
+    // A parser worker never keeps the process alive: a scan that finished has no use for it. After
+    // the listeners: adding a 'message' listener refs the worker's port again, and a finished
+    // scan (the keras suite) then never exited.
+    this.worker.unref();
   }
 
   private fail(make: (op: string) => Error): void {

@@ -110,20 +110,22 @@ function digitValue(c: string | undefined): number {
 /** CPython's limit on decimal digits converted to an int (sys.int_info.default_max_str_digits). */
 export const PY_INT_MAX_STR_DIGITS = 4300;
 
+/** Where the digits of `s` start after C's leading white space and an optional sign, and the sign. */
+function leadingSign(s: string): { i: number; neg: boolean } {
+  let i = 0;
+  while (i < s.length && PY_SPACE.has(s[i] as string)) i++;
+  if (s[i] === '+') return { i: i + 1, neg: false };
+  if (s[i] === '-') return { i: i + 1, neg: true };
+  return { i, neg: false };
+}
+
 /**
  * PyLong_FromString(s, NULL, base) for base 0 or 10: surrounding whitespace, a sign, a base prefix
  * (base 0 only) with one optional underscore after it, single underscores between digits, no
  * leading zeros in base 0 unless the value is zero, at most 4300 decimal digits. null = ValueError.
  */
 export function pyLongFromString(s: string, base: 0 | 10): bigint | null {
-  let i = 0;
-  while (i < s.length && PY_SPACE.has(s[i] as string)) i++;
-  let neg = false;
-  if (s[i] === '+') i++;
-  else if (s[i] === '-') {
-    neg = true;
-    i++;
-  }
+  let { i, neg } = leadingSign(s);
   let b: number = base;
   let errorIfNonzero = false;
   const p1 = s[i + 1];
@@ -167,14 +169,7 @@ export function pyLongFromString(s: string, base: 0 | 10): bigint | null {
 
 /** C strtol(s, &end, base) with a `bits`-wide long: value, where parsing stopped, and ERANGE. */
 export function cStrtol(s: string, bits: number, base0: 0 | 10 = 0): { value: bigint; end: number; overflow: boolean } {
-  let i = 0;
-  while (i < s.length && PY_SPACE.has(s[i] as string)) i++;
-  let neg = false;
-  if (s[i] === '+') i++;
-  else if (s[i] === '-') {
-    neg = true;
-    i++;
-  }
+  let { i, neg } = leadingSign(s);
   let base = 10;
   if (base0 === 10) base = 10;
   else if (s[i] === '0' && (s[i + 1] === 'x' || s[i + 1] === 'X') && digitValue(s[i + 2]) < 16) {
