@@ -15,7 +15,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { GuardError } from '../errors.js';
 
 export interface IvmTransferOptions {
@@ -124,14 +124,28 @@ export function loadIsolatedVm(): LoadedIsolatedVm {
  * Package folders of every installed candidate, without loading any: a walled worker must be able
  * to read whichever one it will load.
  */
+/** Packages an isolated-vm line loads at run time besides itself. */
+const ISOLATED_VM_RUNTIME_DEPS = ['node-gyp-build'];
+
 export function isolatedVmDirs(): string[] {
   const require = createRequire(import.meta.url);
   const dirs: string[] = [];
   for (const name of ISOLATED_VM_CANDIDATES) {
+    let dir: string;
     try {
-      dirs.push(packageInfo(require, name).dir);
+      dir = packageInfo(require, name).dir;
     } catch {
-      /* not installed */
+      continue; /* not installed */
+    }
+    dirs.push(dir);
+    // isolated-vm 6 and 7 find their prebuilt binary through node-gyp-build, resolved from their
+    // own folder: the walled worker must read it too (Node 24 and 26 found none without it).
+    for (const dep of ISOLATED_VM_RUNTIME_DEPS) {
+      try {
+        dirs.push(packageInfo(createRequire(join(dir, 'package.json')), dep).dir);
+      } catch {
+        /* this line does not use it */
+      }
     }
   }
   return [...new Set(dirs)];
