@@ -12,7 +12,8 @@
         {
           "target_name": "modelguard",
           "sources": ["native/addon/addon.cc", "native/addon/seccomp_dl.cc", "native/addon/supervisor.cc", "native/addon/decide.cc",
-                      "native/addon/decide_net.cc", "native/addon/decide_fs.cc", "native/addon/remote.cc", "native/addon/dns_sink.cc"],
+                      "native/addon/decide_net.cc", "native/addon/decide_fs.cc", "native/addon/remote.cc", "native/addon/dns_sink.cc",
+                      "native/addon/read_ranges.cc"],
           "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
           "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
           "libraries": ["-ldl", "-lpthread"]

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "read_ranges.h"
 #include "seccomp_dl.h"
 #include "supervisor.h"
 
@@ -340,6 +341,7 @@ Napi::Value CloseFd(const Napi::CallbackInfo &info) {
 // one per 4 KiB (the same thing PyTorch's CPU allocator does). The buffer owns the mapping.
 // buffer.constants.MAX_LENGTH of Node 20 (v8::TypedArray::kMaxLength); later Node versions allow more.
 constexpr uint64_t kMaxExternalBytes = uint64_t{1} << 32;
+constexpr size_t kHugePage = size_t{2} << 20;
 
 void FreeMapping(Napi::Env env, void *data, size_t *len) {
   munmap(data, *len);
@@ -362,9 +364,27 @@ Napi::Value AllocPages(const Napi::CallbackInfo &info) {
   if (want > kMaxExternalBytes)
     ThrowUsage(env, "allocPages", "`bytes` " + std::to_string(static_cast<uint64_t>(want)) + " exceeds the largest external buffer (" + std::to_string(kMaxExternalBytes) + ")");
   size_t len = static_cast<size_t>(want);
-  void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) ThrowSystem(env, "mmap", errno, std::to_string(len) + " bytes");
-  if (o.Get("hugePages").ToBoolean().Value()) madvise(p, len, MADV_HUGEPAGE);  // advice only: EINVAL where THP is off
+  bool huge = o.Get("hugePages").ToBoolean().Value();
+  void *p;
+  if (huge && len >= kHugePage) {
+    // THP backs only whole, aligned 2 MiB extents: an unaligned mapping leaves up to 2 MiB at each
+    // end on 4 KiB pages (for a 393 MiB, 144-tensor load, 24,600 page faults instead of 590). So
+    // map 2 MiB more and trim the ends to start on a huge-page boundary.
+    size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    size_t span = ((len + page - 1) & ~(page - 1)) + kHugePage;
+    void *raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) ThrowSystem(env, "mmap", errno, std::to_string(len) + " bytes");
+    uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+    uintptr_t aligned = (start + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1);
+    uintptr_t end = aligned + ((len + page - 1) & ~(page - 1));
+    if (aligned > start) munmap(raw, aligned - start);
+    if (start + span > end) munmap(reinterpret_cast<void *>(end), start + span - end);
+    p = reinterpret_cast<void *>(aligned);
+  } else {
+    p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) ThrowSystem(env, "mmap", errno, std::to_string(len) + " bytes");
+  }
+  if (huge) madvise(p, len, MADV_HUGEPAGE);  // advice only: EINVAL where THP is off
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(len));
   return Napi::ArrayBuffer::New(env, p, len, FreeMapping, new size_t(len));
 }
@@ -379,6 +399,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("compileFilter", Napi::Function::New(env, CompileFilter, "compileFilter"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("allocPages", Napi::Function::New(env, AllocPages, "allocPages"));
+  exports.Set("readRanges", Napi::Function::New(env, ReadRanges, "readRanges"));
   exports.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd, "recvFd"));
   exports.Set("reapOrphans", Napi::Function::New(env, ReapOrphans, "reapOrphans"));

@@ -1,7 +1,7 @@
 import { GuardError } from '../errors.js';
 import type { BlobRef, NpDtypeSpec, VmNode, VmStorageNode, VmTensorNode } from '../unpickler/index.js';
 import { byteswap, dtypeInfo, fromNumpyDescr, numpyDescrFromSpec, type TensorData } from './dtypes.js';
-import { allocTensor, runReads, type ReadJob } from './reader.js';
+import { allocArena, allocTensor, checkTensorBytes, runReads, type ReadJob } from './reader.js';
 
 /** A tensor as safeLoad returns it: contiguous, row-major, little-endian. */
 export interface Tensor {
@@ -11,8 +11,13 @@ export interface Tensor {
   data: TensorData;
 }
 
-/** Where a storage's bytes live: a byte range of the open file, or bytes already in memory. */
-export type StorageLocation = { kind: 'file'; offset: number; size: number } | { kind: 'memory'; bytes: Uint8Array };
+/**
+ * Where a storage's bytes live: a byte range of the open file, bytes already in memory, or a slot
+ * of the load's arena that reads already under way fill (`ready`, given to the builder). An arena
+ * slot is handed out as a tensor's own memory, without a copy, to the first tensor that covers a
+ * part of it no other tensor has; other tensors over it get copies.
+ */
+export type StorageLocation = { kind: 'file'; offset: number; size: number } | { kind: 'memory'; bytes: Uint8Array } | { kind: 'arena'; bytes: Uint8Array };
 
 export interface StorageResolver {
   locate(key: string): StorageLocation;
@@ -28,6 +33,23 @@ export interface OpaqueObject {
   readonly __class__: string;
   readonly [k: string]: unknown;
 }
+
+/** A tensor whose memory is allocated in `finish`, with every other one, in one arena. */
+interface PendingTensor {
+  tensor: Tensor;
+  name: string;
+  numel: number;
+  bytes: number;
+  make: (buf: ArrayBuffer, byteOffset: number, length: number) => TensorData;
+  /** Contiguous bytes to read from the file, or to copy once `ready` (null: a gather fills it). */
+  from: { fileOffset: number } | { bytes: Uint8Array } | null;
+}
+
+/** Zero-copy claims on one arena slot before the rest are copied (bounds the overlap checks). */
+const MAX_CLAIMS_PER_SLOT = 64;
+
+/** Placeholder until `finish` gives a pending tensor its memory. */
+const NO_BYTES = new ArrayBuffer(0);
 
 interface GatherJob {
   tensor: Tensor;
@@ -114,12 +136,17 @@ export class GraphBuilder {
   private readonly gathers: GatherJob[] = [];
   /** Fix-ups that need the bytes read first (byte swaps of file-backed arrays). */
   private readonly posts: Array<() => void> = [];
+  private readonly pending: PendingTensor[] = [];
+  /** Byte ranges of arena slots already given to a tensor as its own memory. */
+  private readonly claims = new Map<Uint8Array, Array<[number, number]>>();
   private totalBytes = 0;
 
   constructor(
     private readonly blob: Uint8Array,
     private readonly storages: StorageResolver | undefined,
     private readonly maxBytes: number,
+    /** Settles when the reads filling `arena` locations are done. */
+    private readonly ready?: Promise<void>,
   ) {}
 
   /** Converts a root node; `name` is the tensor-name prefix (`""` for the root). */
@@ -129,15 +156,46 @@ export class GraphBuilder {
 
   /** Performs the reads and gathers queued by `convert`. */
   async finish(fd: number | undefined, path: string): Promise<void> {
+    // Every tensor's memory at once: one arena, so one mapping (and huge pages) for the load.
+    const copies: Array<{ dest: Uint8Array; src: Uint8Array }> = [];
+    if (this.pending.length > 0) {
+      const slots = allocArena(
+        this.pending.map((p) => p.bytes),
+        (i) => `tensor ${this.pending[i]?.name ?? ''}`,
+      );
+      this.pending.forEach((p, i) => {
+        const slot = slots[i] as { buffer: ArrayBuffer; byteOffset: number };
+        p.tensor.data = p.make(slot.buffer, slot.byteOffset, p.numel);
+        const dest = new Uint8Array(slot.buffer, slot.byteOffset, p.bytes);
+        if (p.from && 'fileOffset' in p.from) this.jobs.push({ fileOffset: p.from.fileOffset, length: p.bytes, dest, destOffset: 0 });
+        else if (p.from) copies.push({ dest, src: p.from.bytes });
+      });
+    }
     if (this.jobs.length > 0) {
       if (fd === undefined) throw new GuardError('INTERNAL', 'file reads queued without a file', { context: { step: 'read' } });
       await runReads(fd, this.jobs, path);
     }
+    if (this.ready) await this.ready;
+    for (const c of copies) c.dest.set(c.src);
     for (const p of this.posts) p();
     for (const g of this.gathers) gather(g);
     this.jobs.length = 0;
     this.gathers.length = 0;
     this.posts.length = 0;
+    this.pending.length = 0;
+  }
+
+  /** Whether [lo, hi) of an arena slot is free to become a tensor's own memory; claims it if so. */
+  private claim(slot: Uint8Array, lo: number, hi: number): boolean {
+    let list = this.claims.get(slot);
+    if (!list) {
+      list = [];
+      this.claims.set(slot, list);
+    }
+    if (list.length >= MAX_CLAIMS_PER_SLOT) return false;
+    for (const [a, b] of list) if (lo < b && a < hi) return false;
+    list.push([lo, hi]);
+    return true;
   }
 
   private charge(bytes: number): void {
@@ -320,9 +378,14 @@ export class GraphBuilder {
     if (!Number.isSafeInteger(numel * info.size)) throw new GuardError('INVALID_MODEL', 'tensor size overflows', { context: { step: 'tensor' } });
     const bytes = numel * info.size;
     this.charge(bytes);
-    const buf = allocTensor(bytes);
-    const tensor: Tensor = brandTensor({ dtype, shape, data: info.make(buf, 0, numel) });
-    if (numel === 0) return tensor;
+    checkTensorBytes(bytes, `tensor ${name}`);
+    // Memory comes in finish(), from one arena for the whole load (or an arena slot, below).
+    const tensor: Tensor = brandTensor({ dtype, shape, data: info.make(NO_BYTES, 0, 0) });
+    const pend: PendingTensor = { tensor, name, numel, bytes, make: info.make, from: null };
+    if (numel === 0) {
+      this.pending.push(pend);
+      return tensor;
+    }
     let extent = offset + 1;
     shape.forEach((s, i) => (extent += (s - 1) * (stride[i] as number)));
     // Legacy storage views: (view_key, element offset, size) into the root storage.
@@ -346,12 +409,18 @@ export class GraphBuilder {
     const loc = this.storages.locate(sn.key);
     const locSize = loc.kind === 'file' ? loc.size : loc.bytes.length;
     if (extent * info.size > locSize) throw new GuardError('INVALID_MODEL', `storage ${sn.key} holds ${locSize} bytes, the tensor needs ${extent * info.size}`, { context: { step: 'tensor', member: sn.key } });
-    const dest = new Uint8Array(buf);
     if (isContiguous(shape, stride)) {
-      if (loc.kind === 'file') this.jobs.push({ fileOffset: loc.offset + offset * info.size, length: bytes, dest, destOffset: 0 });
-      else dest.set(loc.bytes.subarray(offset * info.size, offset * info.size + bytes));
+      const lo = offset * info.size;
+      if (loc.kind === 'arena' && this.claim(loc.bytes, lo, lo + bytes)) {
+        // The storage's bytes are already on their way into the arena: they are the tensor's.
+        tensor.data = info.make(loc.bytes.buffer as ArrayBuffer, loc.bytes.byteOffset + lo, numel);
+        return tensor;
+      }
+      pend.from = loc.kind === 'file' ? { fileOffset: loc.offset + lo } : { bytes: loc.bytes.subarray(lo, lo + bytes) };
+      this.pending.push(pend);
       return tensor;
     }
+    this.pending.push(pend);
     // A view: bring the span it touches into memory, gather after the reads.
     const lo = offset * info.size;
     const hi = extent * info.size;

@@ -143,6 +143,13 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   /** Anonymous zeroed memory as an ArrayBuffer that owns the mapping; `hugePages` adds MADV_HUGEPAGE. */
   allocPages(options: { bytes: number; hugePages: boolean }): ArrayBuffer;
+  /**
+   * Positional reads on native threads: `plan` holds rows of [index into `dests`, offset in that
+   * buffer, file offset, length]; every row is bounds-checked before any read. Setting
+   * `cancel[0]` to non-zero stops taking new chunks. Resolves with the bytes read, the file offset
+   * where the file ended early (-1: it did not), the first errno (0: none).
+   */
+  readRanges(fd: number, dests: ArrayBuffer[], plan: Float64Array, threads: number, cancel: Int32Array | null): Promise<{ bytes: number; eofAt: number; errno: number; cancelled: boolean }>;
   /** A close-on-exec unix socketpair: [parent end, child end]. */
   socketPair(): [number, number];
   /** Receives one fd sent with SCM_RIGHTS on `fd`. */
