@@ -141,8 +141,14 @@ export interface NativeAddon {
   pathWriteSyscalls(): number[];
   compileFilter(spec: NativeFilterSpec): Buffer;
   closeFd(fd: number): void;
-  /** Anonymous zeroed memory as an ArrayBuffer that owns the mapping; `hugePages` adds MADV_HUGEPAGE. */
-  allocPages(options: { bytes: number; hugePages: boolean }): ArrayBuffer;
+  /**
+   * Anonymous zeroed memory as an ArrayBuffer that owns the mapping; `hugePages` adds MADV_HUGEPAGE
+   * (and, from 2 MiB, a 2 MiB-aligned start). `uninitialized`: the caller overwrites every byte, so
+   * a kept mapping (setPageCache) may come back with stale bytes.
+   */
+  allocPages(options: { bytes: number; hugePages: boolean; uninitialized?: boolean }): ArrayBuffer;
+  /** Keep up to `maxBytes` of freed huge-page mappings (MADV_FREE'd) for allocPages to reuse; 0 keeps none. */
+  setPageCache(options: { maxBytes: number }): void;
   /**
    * Positional reads on native threads: `plan` holds rows of [index into `dests`, offset in that
    * buffer, file offset, length]; every row is bounds-checked before any read. Setting

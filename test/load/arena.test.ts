@@ -9,6 +9,8 @@ import { createHash } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { GuardError } from '../../src/errors.js';
 import { safeLoad, type Tensor } from '../../src/index.js';
 import { closeDefaultPool } from '../../src/unpickler/index.js';
@@ -192,6 +194,25 @@ arena('reads fill exactly their ranges; a cancelled read settles without an erro
     await pending.done; // resolves: a cancelled read is no error
   } finally {
     closeSync(fd);
+  }
+});
+
+arena('an arena never shows an earlier load\'s bytes between its slots (kept mappings are reused as they are)', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const sizes = [100, 3 * 1024 * 1024, 1, 5 * 1024 * 1024 + 3];
+  for (let round = 0; round < 4; round++) {
+    const slots = allocArena(sizes, (i) => `tensor t${i}`);
+    const all = new Uint8Array(slots[0]?.buffer as ArrayBuffer);
+    let end = 0;
+    for (const s of slots) {
+      for (let i = end; i < s.byteOffset; i++) assert.is(all[i], 0, `gap byte ${i} in round ${round}`);
+      end = s.byteOffset + s.length;
+    }
+    // What a load writes: every slot whole. Then dropped, so its mapping may be kept and reused.
+    all.fill(0xab);
+    gc();
+    await new Promise((r) => setImmediate(r)); // the mapping's finalizer runs after the collection
   }
 });
 
