@@ -431,11 +431,28 @@ Napi::Value AllocPages(const Napi::CallbackInfo &info) {
   size_t len = static_cast<size_t>(want);
   bool huge = o.Get("hugePages").ToBoolean().Value();
   bool uninitialized = o.Get("uninitialized").ToBoolean().Value();
+  // Byte ranges the caller will not write ([offset, length] pairs): cleared in a kept mapping
+  // only, since a fresh one is zero already and touching it here would fault its pages in on this
+  // thread instead of on the reader threads.
+  std::vector<std::pair<size_t, size_t>> clear;
+  Napi::Value cv = o.Get("clear");
+  if (!cv.IsUndefined()) {
+    if (!cv.IsTypedArray() || cv.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || cv.As<Napi::Float64Array>().ElementLength() % 2 != 0)
+      ThrowUsage(env, "allocPages", "`clear` must be a Float64Array of [offset, length] pairs");
+    Napi::Float64Array c = cv.As<Napi::Float64Array>();
+    for (size_t i = 0; i < c.ElementLength(); i += 2) {
+      double off = c[i], n = c[i + 1];
+      if (!(off >= 0) || !(n >= 0) || off != static_cast<double>(static_cast<uint64_t>(off)) || n != static_cast<double>(static_cast<uint64_t>(n)) || off > want || n > want - off)
+        ThrowUsage(env, "allocPages", "`clear` range " + std::to_string(i / 2) + " is not inside the buffer");
+      clear.emplace_back(static_cast<size_t>(off), static_cast<size_t>(n));
+    }
+  }
   size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   size_t rounded = (len + page - 1) & ~(page - 1);
   Mapping m{nullptr, rounded, huge && len >= kHugePage};
   if (m.huge && uninitialized && TakeCached(rounded, &m)) {
     // A kept mapping: its bytes are stale (or zero where the kernel took pages back).
+    for (const auto &r : clear) memset(static_cast<uint8_t *>(m.addr) + r.first, 0, r.second);
   } else if (m.huge) {
     // THP backs only whole, aligned 2 MiB extents: an unaligned mapping leaves up to 2 MiB at each
     // end on 4 KiB pages (for a 393 MiB, 144-tensor load, 24,600 page faults instead of 590). So

@@ -143,10 +143,11 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   /**
    * Anonymous zeroed memory as an ArrayBuffer that owns the mapping; `hugePages` adds MADV_HUGEPAGE
-   * (and, from 2 MiB, a 2 MiB-aligned start). `uninitialized`: the caller overwrites every byte, so
-   * a kept mapping (setPageCache) may come back with stale bytes.
+   * (and, from 2 MiB, a 2 MiB-aligned start). `uninitialized`: the caller overwrites every byte but
+   * the `clear` ranges ([offset, length] pairs), so a kept mapping (setPageCache) may come back
+   * with stale bytes outside them.
    */
-  allocPages(options: { bytes: number; hugePages: boolean; uninitialized?: boolean }): ArrayBuffer;
+  allocPages(options: { bytes: number; hugePages: boolean; uninitialized?: boolean; clear?: Float64Array }): ArrayBuffer;
   /** Keep up to `maxBytes` of freed huge-page mappings (MADV_FREE'd) for allocPages to reuse; 0 keeps none. */
   setPageCache(options: { maxBytes: number }): void;
   /**
