@@ -205,10 +205,11 @@ function truncated(path: string, offset: number): GuardError {
  * Starts every job: on the addon's reader threads where it is built (they never wait on the main
  * thread, so reads started before the scan and the VM finish run while those do), else through
  * fs.read in 2 MiB chunks, READ_CONCURRENCY at a time. A short read (file truncated meanwhile) is
- * IO, an errno from the kernel too. The fd must stay open until `done` settles.
+ * IO, an errno from the kernel too. The fd must stay open until `done` settles. `via: 'libuv'`
+ * takes the fs.read path even where the addon is built (tests of that path).
  */
-export function startReads(fd: number, jobs: readonly ReadJob[], path: string): PendingReads {
-  const native = nativeAddon();
+export function startReads(fd: number, jobs: readonly ReadJob[], path: string, via: 'auto' | 'libuv' = 'auto'): PendingReads {
+  const native = via === 'libuv' ? null : nativeAddon();
   if (native && typeof native.readRanges === 'function') return nativeReads(native, fd, jobs, path);
   let stop = false;
   return { done: jsReads(fd, jobs, path, () => stop), cancel: () => (stop = true) };

@@ -14,7 +14,7 @@ import { runInNewContext } from 'node:vm';
 import { GuardError } from '../../src/errors.js';
 import { safeLoad, type Tensor } from '../../src/index.js';
 import { closeDefaultPool } from '../../src/unpickler/index.js';
-import { allocArena, SLOT_ALIGN_BYTES, startReads, runReads } from '../../src/load/reader.js';
+import { allocArena, SLOT_ALIGN_BYTES, startReads } from '../../src/load/reader.js';
 import { loadNative } from '../../src/sandbox/native.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -141,22 +141,24 @@ arena('allocArena packs slots on SLOT_ALIGN_BYTES and refuses an impossible size
   }
 });
 
-arena('reads past the end of the file are IO errors naming the offset', async () => {
-  const file = join(dir, 'short.bin');
-  writeFileSync(file, Buffer.alloc(10_000, 7));
-  const fd = openSync(file, 'r');
-  try {
-    const dest = new Uint8Array(allocArena([20_000], () => 'x')[0]?.buffer as ArrayBuffer);
-    await runReads(fd, [{ fileOffset: 0, length: 20_000, dest, destOffset: 0 }], file);
-    assert.unreachable();
-  } catch (e) {
-    assert.instance(e, GuardError);
-    assert.is((e as GuardError).code, 'IO');
-    assert.match((e as GuardError).message, /file ended at byte 10000/);
-  } finally {
-    closeSync(fd);
-  }
-});
+for (const via of ['auto', 'libuv'] as const) {
+  arena(`reads past the end of the file are IO errors naming the offset (${via === 'auto' ? 'addon threads' : 'fs.read'})`, async () => {
+    const file = join(dir, 'short.bin');
+    writeFileSync(file, Buffer.alloc(10_000, 7));
+    const fd = openSync(file, 'r');
+    try {
+      const dest = new Uint8Array(allocArena([20_000], () => 'x')[0]?.buffer as ArrayBuffer);
+      await startReads(fd, [{ fileOffset: 0, length: 20_000, dest, destOffset: 0 }], file, via).done;
+      assert.unreachable();
+    } catch (e) {
+      assert.instance(e, GuardError);
+      assert.is((e as GuardError).code, 'IO');
+      assert.match((e as GuardError).message, /file ended at byte 10000/);
+    } finally {
+      closeSync(fd);
+    }
+  });
+}
 
 arena('the native reader refuses a plan row outside its buffer before reading anything', () => {
   const native = loadNative();
@@ -171,31 +173,34 @@ arena('the native reader refuses a plan row outside its buffer before reading an
   }
 });
 
-arena('reads fill exactly their ranges; a cancelled read settles without an error', async () => {
-  const file = join(dir, 'pattern.bin');
-  const size = 64 * 1024 * 1024;
-  const pattern = Buffer.alloc(size);
-  for (let i = 0; i < size; i += 4) pattern.writeUInt32LE(i, i);
-  writeFileSync(file, pattern);
-  const fd = openSync(file, 'r');
-  try {
-    const [a, b] = allocArena([size - 8, 1000], () => 'x');
-    const destA = new Uint8Array(a?.buffer as ArrayBuffer, a?.byteOffset, a?.length);
-    const destB = new Uint8Array(b?.buffer as ArrayBuffer, b?.byteOffset, b?.length);
-    await runReads(fd, [
-      { fileOffset: 8, length: size - 8, dest: destA, destOffset: 0 },
-      { fileOffset: 4, length: 1000, dest: destB, destOffset: 0 },
-    ], file);
-    assert.ok(Buffer.from(destA.buffer, destA.byteOffset, destA.byteLength).equals(pattern.subarray(8)));
-    assert.ok(Buffer.from(destB.buffer, destB.byteOffset, destB.byteLength).equals(pattern.subarray(4, 1004)));
-    const c = allocArena([size], () => 'x')[0];
-    const pending = startReads(fd, [{ fileOffset: 0, length: size, dest: new Uint8Array(c?.buffer as ArrayBuffer, 0, size), destOffset: 0 }], file);
-    pending.cancel();
-    await pending.done; // resolves: a cancelled read is no error
-  } finally {
-    closeSync(fd);
-  }
-});
+for (const via of ['auto', 'libuv'] as const) {
+  arena(`reads fill exactly their ranges; a cancelled read settles without an error (${via === 'auto' ? 'addon threads' : 'fs.read'})`, async () => {
+    const file = join(dir, 'pattern.bin');
+    const size = 64 * 1024 * 1024;
+    const pattern = Buffer.alloc(size);
+    for (let i = 0; i < size; i += 4) pattern.writeUInt32LE(i, i);
+    writeFileSync(file, pattern);
+    const fd = openSync(file, 'r');
+    try {
+      const [a, b] = allocArena([size - 8, 1000], () => 'x');
+      const destA = new Uint8Array(a?.buffer as ArrayBuffer, a?.byteOffset, a?.length);
+      const destB = new Uint8Array(b?.buffer as ArrayBuffer, b?.byteOffset, b?.length);
+      const jobs = [
+        { fileOffset: 8, length: size - 8, dest: destA, destOffset: 0 },
+        { fileOffset: 4, length: 1000, dest: destB, destOffset: 0 },
+      ];
+      await startReads(fd, jobs, file, via).done;
+      assert.ok(Buffer.from(destA.buffer, destA.byteOffset, destA.byteLength).equals(pattern.subarray(8)));
+      assert.ok(Buffer.from(destB.buffer, destB.byteOffset, destB.byteLength).equals(pattern.subarray(4, 1004)));
+      const c = allocArena([size], () => 'x')[0];
+      const pending = startReads(fd, [{ fileOffset: 0, length: size, dest: new Uint8Array(c?.buffer as ArrayBuffer, 0, size), destOffset: 0 }], file, via);
+      pending.cancel();
+      await pending.done; // resolves: a cancelled read is no error
+    } finally {
+      closeSync(fd);
+    }
+  });
+}
 
 arena('an arena never shows an earlier load\'s bytes between its slots (kept mappings are reused as they are)', async () => {
   setFlagsFromString('--expose-gc');
