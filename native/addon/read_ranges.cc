@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -46,7 +47,11 @@ class ReadWorker : public Napi::AsyncWorker {
     uint32_t n = threads_;
     if (n > chunks_.size()) n = static_cast<uint32_t>(chunks_.size());
     std::vector<std::thread> extra;
-    for (uint32_t i = 1; i < n; i++) extra.emplace_back([this] { Run(); });
+    try {
+      for (uint32_t i = 1; i < n; i++) extra.emplace_back([this] { Run(); });
+    } catch (const std::system_error &) {
+      // No thread to be had (RLIMIT_NPROC, memory): the ones started and this one do the work.
+    }
     Run();
     for (auto &t : extra) t.join();
   }
