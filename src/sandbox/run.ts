@@ -20,6 +20,7 @@ import { EventLog, kindOf, toRunEvent, type RunEvent, type RunSummary } from './
 import { allowlistedEnv, heldBack, WALLED_ENV, type EnvSpec } from './env.js';
 import { errnoText, frameFilters, launcherArgs, policyFor, readControl, release, startSupervisor, syscallNamer, type AllowNet, type LauncherExit, type LauncherReady, type LaunchPlan } from './launcher.js';
 import { commandReadList, SYSTEM_READ_TOKEN, whichCommand } from './reads.js';
+import { runtimePidsMax } from './runtime-pids.js';
 
 export type { RunEvent, RunSummary, Egress, EventAction } from './events.js';
 
@@ -85,6 +86,8 @@ export interface RunOptions {
   maxEvents?: number;
   /** Called with the launcher's pid once it is spawned (the only child Node starts for a run). */
   onSpawn?: (pid: number) => void;
+  /** Called once the walls are up, just before the command starts, with what they are (`guard entrypoint` prints them then). */
+  onWalls?: (walls: RunWalls) => void;
 }
 
 export interface RunWalls {
@@ -459,6 +462,11 @@ export async function run(command: readonly string[], options: RunOptions = {}):
       }
       const nproc = plan.rlimits.nproc;
       if (!walls.pids && nproc) walls.pids = `RLIMIT_NPROC=${nproc}`;
+      // No bound of guard's own (a container's read-only cgroup, as root): the runtime's, when it set one (--pids-limit).
+      if (!walls.pids && plan.pidsMax) {
+        const runtime = runtimePidsMax();
+        if (runtime !== null) walls.pids = `runtime cgroup pids.max=${runtime}`;
+      }
       walls.noNewPrivs = true;
       walls.tmp = ready.privateTmp ? 'private' : 'shared';
       if (!ready.privateTmp && plan.tmpfs?.orDeny?.length) {
@@ -479,6 +487,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
         walls.dnsSink = started.dnsSink;
         walls.notify = true;
         walls.unavailable = unavailableWalls(plan, ready, walls);
+        options.onWalls?.(walls);
         release(ctl);
       } catch (e) {
         handshakeError = e;
@@ -573,7 +582,7 @@ function unavailableWalls(plan: LaunchPlan, ready: LauncherReady, w: RunWalls): 
   }
   if (plan.netDeny && w.landlock < 4 && !ready.netns) out.push(`network: TCP by seccomp alone (Landlock ${w.landlock ? `ABI ${w.landlock}` : 'off'}; ABI 4 needs Linux 6.7)`);
   if (w.landlock === 0 && (plan.write !== undefined || plan.read !== undefined)) out.push('landlock: off (a kernel without Landlock, or a seccomp profile refusing landlock_*: --security-opt seccomp=unconfined would give it)');
-  if (plan.pidsMax && !ready.pidsCgroup && plan.rlimits.nproc === undefined) out.push('pids: not bounded by guard (read-only cgroup, and root ignores RLIMIT_NPROC: run with --pids-limit N so the runtime bounds it, or --privileged for guard\'s own)');
+  if (plan.pidsMax && !ready.pidsCgroup && plan.rlimits.nproc === undefined && !w.pids) out.push('pids: not bounded by guard (read-only cgroup, and root ignores RLIMIT_NPROC: run with --pids-limit N so the runtime bounds it, or --privileged for guard\'s own)');
   return out;
 }
 
