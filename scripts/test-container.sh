@@ -94,7 +94,10 @@ RUN ln -s /opt/modelguard/bin/guard /usr/local/bin/guard && mkdir -p /models /re
 ENTRYPOINT ["guard", "entrypoint", "--"]
 EOF
 image=localhost/modelguard-ci-test:latest
+previous=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 podman build -q -t "$image" "$stage" >/dev/null
+# The last run's test image, now untagged: only this script made it.
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$image")" ]; then podman rmi "$previous" >/dev/null 2>&1 || true; fi
 t2=$(date +%s)
 say "test image $image ($((t2 - t1)) s)"
 

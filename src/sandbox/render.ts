@@ -50,9 +50,14 @@ export function renderEventLine(e: RunEvent): string {
 
 const KIND_WORDS: Record<string, string> = { network: 'network', dns: 'DNS', exec: 'exec', write: 'write', 'denied-syscall': 'denied-call', syscall: 'call' };
 
+function netNotes(w: RunWalls): string {
+  const notes = [...(w.network === 'netns' && w.userNamespace ? ['in a user namespace'] : []), ...(w.dnsSink ? ['DNS sink'] : [])];
+  return notes.length ? ` (${notes.join(', ')})` : '';
+}
+
 /** The walls line, and the `not here` line naming what could not be had and the flag that gives it. */
 export function renderWallsLines(w: RunWalls): string[] {
-  const lines = [`  walls: seccomp${w.notify ? '+notify' : ''}, network ${w.network}${w.dnsSink ? ' (DNS sink)' : ''}, landlock ${w.landlock ? `ABI ${w.landlock}` : 'off'}, ${w.pids ?? 'no process bound'}`];
+  const lines = [`  walls: seccomp${w.notify ? '+notify' : ''}, network ${w.network}${netNotes(w)}, landlock ${w.landlock ? `ABI ${w.landlock}` : 'off'}, ${w.pids ?? 'no process bound'}`];
   if (w.unavailable?.length) lines.push(`  not here: ${w.unavailable.join('; ')}`);
   return lines;
 }

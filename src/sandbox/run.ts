@@ -117,6 +117,8 @@ export interface RunWalls {
   envHeldBack: number;
   /** `private`: the run's own tmpfs /tmp ($TMPDIR) and /dev/shm, gone with it; `shared` otherwise. */
   tmp: 'private' | 'shared';
+  /** The network and mount namespaces are inside a user namespace of the run's own (guard lacked CAP_SYS_ADMIN). */
+  userNamespace: boolean;
   limits: { memory: number; memoryHow: 'cgroup' | 'rlimit' | 'none'; disk: number; text: string } | null;
   /** Walls the profile asked for that could not be had here, each with what would give it (`--cap-add …`). */
   unavailable: string[];
@@ -268,6 +270,8 @@ function launchPlan(s: Settings, options: RunOptions): LaunchPlan {
     hold: true,
     pgroup: options.signalGroup === true,
     keepCaps: mg.keepCapabilities,
+    // Capabilities kept would not reach files whose owners the user namespace leaves unmapped.
+    userns: !mg.keepCapabilities,
   };
 }
 
@@ -366,6 +370,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     env: Object.keys(s.env).sort(),
     envHeldBack: heldBack(options.env ?? process.env, s.env).length,
     tmp: 'shared',
+    userNamespace: false,
     limits: s.memory > 0 || s.disk > 0 ? { memory: s.memory, memoryHow, disk: s.disk, text: '' } : null,
     unavailable: [],
   };
@@ -469,6 +474,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
       }
       walls.noNewPrivs = true;
       walls.tmp = ready.privateTmp ? 'private' : 'shared';
+      walls.userNamespace = ready.userns;
       if (!ready.privateTmp && plan.tmpfs?.orDeny?.length) {
         // guard-exec left them out of Landlock's write list: the supervisor and the report say the same.
         const gone = new Set(plan.tmpfs.orDeny);
@@ -575,7 +581,8 @@ function unavailableWalls(plan: LaunchPlan, ready: LauncherReady, w: RunWalls): 
   const out: string[] = [];
   const root = process.getuid?.() === 0;
   if (plan.netns && !ready.netns) {
-    const how = root ? '--cap-add SYS_ADMIN (or --security-opt seccomp=unconfined) would give one' : 'run guard as root, or in a container with --cap-add SYS_ADMIN, for one';
+    // Without SYS_ADMIN guard tried a user namespace: a seccomp profile that refuses unshare(CLONE_NEWUSER) (Docker's) or a sysctl stopped it.
+    const how = root ? '--cap-add SYS_ADMIN, or --security-opt seccomp=unconfined for a user namespace, would give one' : 'unprivileged user namespaces are off here: run guard as root, or in a container with --cap-add SYS_ADMIN, for one';
     out.push(`network: ${w.network} (no network namespace: ${how})`);
   } else if (plan.netns && plan.dnsSink && !w.dnsSink) {
     out.push('DNS: no sink, lookups are refused unread (--cap-add NET_ADMIN would give one)');

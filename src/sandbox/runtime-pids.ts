@@ -22,7 +22,7 @@ export function pidsMaxCandidates(procCgroup: string, cgroupRoot = '/sys/fs/cgro
     const mount = m[1] === '' ? cgroupRoot : controllers.includes('pids') ? join(cgroupRoot, 'pids') : undefined;
     if (!mount) continue;
     for (let p = m[2]!; ; p = dirname(p)) {
-      out.push(join(mount, p));
+      out.push(p === '/' ? mount : join(mount, p));
       if (p === '/') break;
     }
   }

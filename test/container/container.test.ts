@@ -18,7 +18,7 @@ import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../sandbox/helpers.js';
+import { ROOT, tempDir } from '../sandbox/helpers.js';
 
 const IMAGE = process.env.MODELGUARD_CONTAINER_IMAGE;
 /** Bound on one podman call; the probe run inside a container is the longest (races included). */
@@ -32,6 +32,10 @@ interface Mode {
 }
 const MODES: Mode[] = [
   { name: 'default', flags: [] },
+  // Docker's default profile (the fixture is moby's profiles/seccomp/default.json): it refuses
+  // unshare(CLONE_NEWUSER) without CAP_SYS_ADMIN, so no namespace of guard's own, and
+  // pidfd_getfd without CAP_SYS_PTRACE.
+  { name: 'docker-default-seccomp', flags: ['--security-opt', `seccomp=${join(ROOT, 'test', 'fixtures', 'sandbox', 'docker-default.json')}`] },
   { name: 'seccomp=unconfined', flags: ['--security-opt', 'seccomp=unconfined'] },
   { name: 'cap-add SYS_ADMIN', flags: ['--cap-add', 'SYS_ADMIN'] },
   { name: 'cap-add SYS_ADMIN,NET_ADMIN', flags: ['--cap-add', 'SYS_ADMIN,NET_ADMIN'] },
@@ -121,14 +125,21 @@ s.serve_forever()
       assert.not.match(line, 'pids: not bounded');
     });
 
-    test(`[${mode.name}] the attack probes inside the container: each fails and is reported`, () => {
-      const r = podman(['exec', name, 'node', '/opt/modelguard/dist/test/container/inside.js']);
-      const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { probe: string; problems: string[]; walls?: Record<string, unknown>; stderr?: string });
-      assert.ok(lines.length >= 11, `${r.stdout}${r.stderr}`);
+    test(`[${mode.name}] the attack probes inside the container: each fails and is reported, with and without a network namespace`, () => {
+      // Every probe once as `guard run` does by default; the egress probes again with --no-netns
+      // (the walls of a served container, which keeps the container's network). In the default
+      // mode, which matters most, both; elsewhere the namespace path is the host's (attacks.test.ts).
+      const variants = mode.name === 'default' ? 'netns,no-netns' : mode.name.startsWith('docker') ? 'netns' : 'no-netns';
+      const r = podman(['exec', name, 'node', '/opt/modelguard/dist/test/container/inside.js', variants]);
+      const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { probe: string; variant: string; problems: string[]; walls?: Record<string, unknown>; stderr?: string });
+      assert.ok(lines.length >= (variants === 'netns,no-netns' ? 17 : variants === 'netns' ? 11 : 6), `${r.stdout}${r.stderr}`);
+      for (const v of new Set(lines.map((l) => l.variant))) {
+        const w = lines.find((l) => l.variant === v)?.walls;
+        seen.push(`[${mode.name}] guard run inside (inference, ${v}): network ${String(w?.network)}${w?.userNamespace ? ' in a user namespace' : ''}, dnsSink ${String(w?.dnsSink)}, tmp ${String(w?.tmp)}, landlock ${String(w?.landlock)}, pids ${String(w?.pids)}; not here: ${JSON.stringify(w?.unavailable ?? [])}`);
+        if (v === 'no-netns') assert.is(w?.network, 'seccomp+landlock');
+      }
       const failed = lines.filter((l) => l.problems.length > 0);
-      const walls = lines[0]?.walls;
-      seen.push(`[${mode.name}] guard run inside (inference): network ${String(walls?.network)}, dnsSink ${String(walls?.dnsSink)}, landlock ${String(walls?.landlock)}, pids ${String(walls?.pids)}; not here: ${JSON.stringify(walls?.unavailable ?? [])}`);
-      assert.equal(failed.map((l) => `${l.probe}: ${l.problems.join(' | ')} ${l.stderr ?? ''}`), []);
+      assert.equal(failed.map((l) => `[${l.variant}] ${l.probe}: ${l.problems.join(' | ')} ${l.stderr ?? ''}`), []);
     });
 
     test(`[${mode.name}] podman stop: SIGTERM reaches the server, guard exits 0 and writes its report; the walls line`, () => {

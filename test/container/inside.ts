@@ -51,9 +51,12 @@ interface Run {
 const work = mkdtempSync('/var/tmp/mg-probes-');
 let runs = 0;
 
+/** Guard's flags for the variant being run: none, or `--no-netns` (the walls a served container gets, see below). */
+let variantArgs: string[] = [];
+
 function guardRun(cmd: string[], opts: { env?: NodeJS.ProcessEnv; args?: string[] } = {}): Run {
   const report = join(work, `report-${++runs}.json`);
-  const r = spawnSync(GUARD, ['run', '--report', report, ...(opts.args ?? []), '--', ...cmd], { encoding: 'utf8', env: opts.env ?? process.env, timeout: PROBE_TIMEOUT_MS });
+  const r = spawnSync(GUARD, ['run', '--report', report, ...variantArgs, ...(opts.args ?? []), '--', ...cmd], { encoding: 'utf8', env: opts.env ?? process.env, timeout: PROBE_TIMEOUT_MS });
   let rep: Report | null = null;
   try {
     rep = JSON.parse(readFileSync(report, 'utf8')) as Report;
@@ -127,7 +130,8 @@ async function unixDgram(): Promise<{ path: string; got: () => Promise<number> }
   };
 }
 
-type Probe = { name: string; run: () => Promise<{ problems: string[]; r: Run }> };
+/** `net`: the probe attempts egress, and runs in both variants; the others run once. */
+type Probe = { name: string; net?: boolean; run: () => Promise<{ problems: string[]; r: Run }> };
 
 const probes: Probe[] = [
   {
@@ -141,6 +145,7 @@ const probes: Probe[] = [
     },
   },
   {
+    net: true,
     name: 'egress TCP: connect to a listener on loopback (made here) never connects; reported',
     run: async () => {
       const problems: string[] = [];
@@ -154,6 +159,7 @@ const probes: Probe[] = [
     },
   },
   {
+    net: true,
     name: 'egress TCP: connect to 192.0.2.1:80 and [2001:db8::1]:443 refused; reported',
     run: async () => {
       const problems: string[] = [];
@@ -167,6 +173,7 @@ const probes: Probe[] = [
     },
   },
   {
+    net: true,
     name: 'egress UDP: sendto a loopback listener (made here) and sendmsg to 198.51.100.1 never arrive; reported',
     run: async () => {
       const problems: string[] = [];
@@ -182,6 +189,7 @@ const probes: Probe[] = [
     },
   },
   {
+    net: true,
     name: 'DNS: a lookup of a .invalid name gets no answer from outside; the attempt is reported',
     run: async () => {
       const problems: string[] = [];
@@ -194,6 +202,7 @@ const probes: Probe[] = [
     },
   },
   {
+    net: true,
     name: 'unix sockets: connect, sendto and sendmmsg (17th message) to sockets made here never arrive; reported',
     run: async () => {
       const problems: string[] = [];
@@ -216,6 +225,7 @@ const probes: Probe[] = [
     },
   },
   {
+    net: true,
     name: 'races: connect flipping to a unix socket, sendto/sendmsg flipping to 192.0.2.1, chmod flipping to a victim: all held; reported',
     run: async () => {
       const problems: string[] = [];
@@ -327,16 +337,27 @@ const probes: Probe[] = [
   },
 ];
 
-const only = process.argv[2] ? new RegExp(process.argv[2]) : null;
-for (const p of probes) {
-  if (only && !only.test(p.name)) continue;
-  let out: { probe: string; problems: string[]; status: number | null; walls?: unknown; stderr?: string };
-  try {
-    const { problems, r } = await p.run();
-    out = { probe: p.name, problems: problems.map((x) => x.slice(0, 600)), status: r.status, walls: r.report?.walls, ...(problems.length ? { stderr: r.stderr.slice(-1000) } : {}) };
-  } catch (e) {
-    out = { probe: p.name, problems: [`threw: ${e instanceof Error ? e.stack : String(e)}`], status: null };
+/**
+ * Variants (argv[2], comma-separated): `netns` runs every probe as `guard run` does by default (a
+ * network namespace where one can be had: in a container, inside a user namespace of the run's
+ * own, or with SYS_ADMIN); `no-netns` runs the egress probes again with `--no-netns`, the walls a
+ * served container gets (MODELGUARD_ALLOW_NET keeps the container's network: denial decided in BPF
+ * and Landlock, connects and sends performed by the supervisor). argv[3]: a regex over probe names.
+ */
+const variants = (process.argv[2] ?? 'netns,no-netns').split(',');
+const only = process.argv[3] ? new RegExp(process.argv[3]) : null;
+for (const variant of variants) {
+  variantArgs = variant === 'no-netns' ? ['--no-netns'] : [];
+  for (const p of probes) {
+    if ((only && !only.test(p.name)) || (variant === 'no-netns' && !p.net)) continue;
+    let out: { probe: string; variant: string; problems: string[]; status: number | null; walls?: unknown; stderr?: string };
+    try {
+      const { problems, r } = await p.run();
+      out = { probe: p.name, variant, problems: problems.map((x) => x.slice(0, 600)), status: r.status, walls: r.report?.walls, ...(problems.length ? { stderr: r.stderr.slice(-1000) } : {}) };
+    } catch (e) {
+      out = { probe: p.name, variant, problems: [`threw: ${e instanceof Error ? e.stack : String(e)}`], status: null };
+    }
+    process.stdout.write(`${JSON.stringify(out)}\n`);
   }
-  process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 spawnSync('rm', ['-rf', work]);
