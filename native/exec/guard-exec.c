@@ -20,7 +20,7 @@
  *   target → parent  with --dns-sinkhole, before any filter: each DNS sink socket as SCM_RIGHTS
  *                    (tag 'S') over --listener-sock, ahead of the listener
  *   target → parent  "L <pid> scm netns=<0|1> landlock=<abi> pids=<0|1> sinks=<n> mem=<cgroup|rlimit|none>
- *                    tmp=<0|1> userns=<0|1>\n" once it is sent
+ *                    tmp=<0|1> userns=<0|1> getfd=<0|1>\n" once it is sent
  *   parent → target  "G": go ahead and execve
  *   any    → parent  "E <step> <errno>\n" when a step failed (the process then exits 127)
  *   init   → parent  "X <code> <signal> - oom=<kills> mempeak=<bytes> tmpfs<i>=<used>/<size>:<path>\n" when
@@ -492,6 +492,27 @@ static int has_cap(int cap) {
   if (syscall(SYS_capget, &hdr, data) != 0) return 0;
   return (data[cap / 32].effective >> (cap % 32)) & 1;
 }
+
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#ifndef __NR_pidfd_getfd
+#define __NR_pidfd_getfd 438
+#endif
+/* Whether pidfd_getfd works here: the supervisor takes the command's socket with it to make the
+ * connects, binds and sends it permits. A runtime's seccomp profile may refuse it (Docker's allows
+ * it only with CAP_SYS_PTRACE); guard runs under the same profile as this process, so the answer
+ * here is the supervisor's. Tried on our own stdin's number (any open fd will do). */
+static int pidfd_getfd_works(void) {
+  int pidfd = (int)syscall(__NR_pidfd_open, getpid(), 0);
+  if (pidfd < 0) return 0;
+  int fd = (int)syscall(__NR_pidfd_getfd, pidfd, ctl_fd, 0);
+  close(pidfd);
+  if (fd < 0) return 0;
+  close(fd);
+  return 1;
+}
+static int getfd_ok;
 
 /* Step (init, before the fork, with --userns): without CAP_SYS_ADMIN (root in a container that was
  * not given it, or any user but root) the network and mount namespaces cannot be had directly (nor,
@@ -1068,8 +1089,8 @@ __attribute__((noreturn)) static void run_target(struct options *o, sigset_t *ol
     handoff_send(&handoff, listener);
   }
   char line[256];
-  int n = snprintf(line, sizeof line, "L %d scm netns=%d landlock=%d pids=%d sinks=%d mem=%s tmp=%d userns=%d\n", (int)getpid(), netns,
-                   landlock, cgroup_dir[0] ? 1 : 0, sinks, memory_mode, tmp_private, userns_entered);
+  int n = snprintf(line, sizeof line, "L %d scm netns=%d landlock=%d pids=%d sinks=%d mem=%s tmp=%d userns=%d getfd=%d\n", (int)getpid(), netns,
+                   landlock, cgroup_dir[0] ? 1 : 0, sinks, memory_mode, tmp_private, userns_entered, getfd_ok);
   write_all(o->ctl, line, (size_t)n);
   char go = 0;
   if (read_full(o->ctl, &go, 1) != 0 || go != 'G') die_step("handshake", errno ? errno : EPROTO);
@@ -1104,6 +1125,7 @@ int main(int argc, char **argv) {
 
   if (o.pids_max > 0) make_pids_cgroup(o.pids_max);
   if (o.memory_max > 0) memory_mode = make_memory_cgroup(o.memory_max) ? "cgroup" : "rlimit";
+  getfd_ok = pidfd_getfd_works();
   if (o.userns && (o.netns || o.n_tmpfs > 0)) userns_entered = step_user_namespace(&o);
   tmp_private = step_private_tmp(&o);
 

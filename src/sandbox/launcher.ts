@@ -122,6 +122,8 @@ export interface LauncherReady {
   privateTmp: boolean;
   /** The namespaces were made inside a user namespace of the run's own (no CAP_SYS_ADMIN here). */
   userns: boolean;
+  /** pidfd_getfd works here (the supervisor makes permitted connects, binds and sends with it); true when guard-exec does not say. */
+  getfd: boolean;
 }
 
 /** "X": the target was reaped, with what guard-exec saw of its limits. */
@@ -168,6 +170,7 @@ export function parseControlLine(line: string, h: ControlHandlers): void {
       memory: mem === 'cgroup' || mem === 'rlimit' ? mem : 'none',
       privateTmp: f.get('tmp') === '1',
       userns: f.get('userns') === '1',
+      getfd: f.get('getfd') !== '0',
     });
   } else if (parts[0] === 'E') {
     h.onSetupError(parts.slice(1, -1).join(' '), Number(parts[parts.length - 1]));

@@ -589,6 +589,8 @@ function unavailableWalls(plan: LaunchPlan, ready: LauncherReady, w: RunWalls): 
   }
   if (plan.netDeny && w.landlock < 4 && !ready.netns) out.push(`network: TCP by seccomp alone (Landlock ${w.landlock ? `ABI ${w.landlock}` : 'off'}; ABI 4 needs Linux 6.7)`);
   if (w.landlock === 0 && (plan.write !== undefined || plan.read !== undefined)) out.push('landlock: off (a kernel without Landlock, or a seccomp profile refusing landlock_*: --security-opt seccomp=unconfined would give it)');
+  // Docker's default seccomp profile allows pidfd_getfd only with CAP_SYS_PTRACE: without it every connect, bind or send the supervisor would make fails (EBADF), permitted or not.
+  if (!ready.getfd) out.push('network: permitted connects, binds and sends fail too (EBADF): the supervisor makes them with pidfd_getfd, which the runtime\'s seccomp profile refuses (--cap-add SYS_PTRACE, or --security-opt seccomp=unconfined, would allow it; guard drops the capability before the command starts)');
   if (plan.pidsMax && !ready.pidsCgroup && plan.rlimits.nproc === undefined && !w.pids) out.push('pids: not bounded by guard (read-only cgroup, and root ignores RLIMIT_NPROC: run with --pids-limit N so the runtime bounds it, or --privileged for guard\'s own)');
   return out;
 }

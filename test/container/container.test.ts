@@ -26,6 +26,8 @@ const PODMAN_TIMEOUT_MS = 15 * 60 * 1000;
 /** The bound the runtime's cgroup gets (`--pids-limit`), which guard reports when it cannot make its own. */
 const PIDS_LIMIT = 700;
 
+const DOCKER_PROFILE = join(ROOT, 'test', 'fixtures', 'sandbox', 'docker-default.json');
+
 interface Mode {
   name: string;
   flags: string[];
@@ -33,9 +35,10 @@ interface Mode {
 const MODES: Mode[] = [
   { name: 'default', flags: [] },
   // Docker's default profile (the fixture is moby's profiles/seccomp/default.json): it refuses
-  // unshare(CLONE_NEWUSER) without CAP_SYS_ADMIN, so no namespace of guard's own, and
-  // pidfd_getfd without CAP_SYS_PTRACE.
-  { name: 'docker-default-seccomp', flags: ['--security-opt', `seccomp=${join(ROOT, 'test', 'fixtures', 'sandbox', 'docker-default.json')}`] },
+  // unshare(CLONE_NEWUSER) without CAP_SYS_ADMIN, so no namespace of guard's own, and pidfd_getfd
+  // without CAP_SYS_PTRACE, so the supervisor could make no permitted bind or connect: with that
+  // one capability added (guard drops it before the server starts), checked without it below.
+  { name: 'docker-default-seccomp', flags: ['--security-opt', `seccomp=${DOCKER_PROFILE}`, '--cap-add', 'SYS_PTRACE'] },
   { name: 'seccomp=unconfined', flags: ['--security-opt', 'seccomp=unconfined'] },
   { name: 'cap-add SYS_ADMIN', flags: ['--cap-add', 'SYS_ADMIN'] },
   { name: 'cap-add SYS_ADMIN,NET_ADMIN', flags: ['--cap-add', 'SYS_ADMIN,NET_ADMIN'] },
@@ -130,7 +133,8 @@ s.serve_forever()
       // (the walls of a served container, which keeps the container's network). In the default
       // mode, which matters most, both; elsewhere the namespace path is the host's (attacks.test.ts).
       const variants = mode.name === 'default' ? 'netns,no-netns' : mode.name.startsWith('docker') ? 'netns' : 'no-netns';
-      const r = podman(['exec', name, 'node', '/opt/modelguard/dist/test/container/inside.js', variants]);
+      // A container of their own (same options), so that they do not depend on the server's.
+      const r = podman(['run', '--rm', ...base, '--entrypoint', 'node', IMAGE, '/opt/modelguard/dist/test/container/inside.js', variants]);
       const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { probe: string; variant: string; problems: string[]; walls?: Record<string, unknown>; stderr?: string });
       assert.ok(lines.length >= (variants === 'netns,no-netns' ? 17 : variants === 'netns' ? 11 : 6), `${r.stdout}${r.stderr}`);
       for (const v of new Set(lines.map((l) => l.variant))) {
@@ -159,6 +163,15 @@ s.serve_forever()
       assert.match(wallsLines(out), /walls: seccomp\+notify/);
     });
   }
+
+  test('[docker-default-seccomp without SYS_PTRACE] the walls line says binds and connects cannot be made, and which flag gives them', () => {
+    const r = podman(['run', '--rm', ...common, '--security-opt', `seccomp=${DOCKER_PROFILE}`, '-e', 'MODELGUARD_ALLOW_NET=*:8000', IMAGE, '/usr/bin/python3', '-c', 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 8000)); print("bound")']);
+    const line = wallsLines(r.stderr);
+    seen.push(`[docker-default-seccomp, no SYS_PTRACE] entrypoint at start (MODELGUARD_ALLOW_NET=*:8000):\n${line.split('\n').slice(0, 2).join('\n')}`);
+    assert.not.match(r.stdout, 'bound', 'the bind was made');
+    assert.match(line, 'not here: network: permitted connects, binds and sends fail too (EBADF)');
+    assert.match(line, '--cap-add SYS_PTRACE');
+  });
 
   test('the walls each mode gave (printed for the record)', () => {
     const file = process.env.MODELGUARD_CONTAINER_WALLS;
