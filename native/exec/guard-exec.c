@@ -557,8 +557,10 @@ static int step_private_tmp(struct options *o) {
     if (stat(o->tmpfs_paths[i], &st) != 0 || !S_ISDIR(st.st_mode)) continue;
     char opts[160];
     int shared = strcmp(o->tmpfs_paths[i], "/dev/shm") == 0;
+    /* In a user namespace of the run's own only our ids are mapped: /dev/shm is then ours, not root's. */
+    unsigned shm_uid = userns_entered ? (unsigned)geteuid() : 0U, shm_gid = userns_entered ? (unsigned)getegid() : 0U;
     snprintf(opts, sizeof opts, "size=%llu,mode=%s,uid=%u,gid=%u", o->tmpfs_sizes[i], shared ? "1777" : "0700",
-             shared ? 0U : (unsigned)st.st_uid, shared ? 0U : (unsigned)st.st_gid);
+             shared ? shm_uid : (unsigned)st.st_uid, shared ? shm_gid : (unsigned)st.st_gid);
     if (mount("tmpfs", o->tmpfs_paths[i], "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) die_step("mount(tmpfs)", errno);
   }
   return 1;

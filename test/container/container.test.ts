@@ -134,13 +134,21 @@ s.serve_forever()
       // mode, which matters most, both; elsewhere the namespace path is the host's (attacks.test.ts).
       const variants = mode.name === 'default' ? 'netns,no-netns' : mode.name.startsWith('docker') ? 'netns' : 'no-netns';
       // A container of their own (same options), so that they do not depend on the server's.
-      const r = podman(['run', '--rm', ...base, '--entrypoint', 'node', IMAGE, '/opt/modelguard/dist/test/container/inside.js', variants]);
+      // Docker's profile refuses AF_VSOCK sockets and clone(CLONE_NEWUSER) itself, before guard's filter is asked.
+      const refused = mode.name.startsWith('docker') ? ['-e', 'MG_RUNTIME_REFUSES=vsock,clone-newuser'] : [];
+      const r = podman(['run', '--rm', ...base, ...refused, '--entrypoint', 'node', IMAGE, '/opt/modelguard/dist/test/container/inside.js', variants]);
       const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { probe: string; variant: string; problems: string[]; walls?: Record<string, unknown>; stderr?: string });
       assert.ok(lines.length >= (variants === 'netns,no-netns' ? 17 : variants === 'netns' ? 11 : 6), `${r.stdout}${r.stderr}`);
       for (const v of new Set(lines.map((l) => l.variant))) {
         const w = lines.find((l) => l.variant === v)?.walls;
         seen.push(`[${mode.name}] guard run inside (inference, ${v}): network ${String(w?.network)}${w?.userNamespace ? ' in a user namespace' : ''}, dnsSink ${String(w?.dnsSink)}, tmp ${String(w?.tmp)}, landlock ${String(w?.landlock)}, pids ${String(w?.pids)}; not here: ${JSON.stringify(w?.unavailable ?? [])}`);
         if (v === 'no-netns') assert.is(w?.network, 'seccomp+landlock');
+        // Docker's profile refuses the user namespace too: the line names what would give one.
+        if (mode.name.startsWith('docker') && v === 'netns') {
+          assert.is(w?.network, 'seccomp+landlock');
+          assert.ok((w?.unavailable as string[] | undefined)?.some((u) => u.includes('no network namespace: --cap-add SYS_ADMIN, or --security-opt seccomp=unconfined')), JSON.stringify(w?.unavailable));
+        }
+        if (mode.name === 'default' && v === 'netns') assert.equal([w?.network, w?.userNamespace, w?.dnsSink], ['netns', true, true]);
       }
       const failed = lines.filter((l) => l.problems.length > 0);
       assert.equal(failed.map((l) => `[${l.variant}] ${l.probe}: ${l.problems.join(' | ')} ${l.stderr ?? ''}`), []);

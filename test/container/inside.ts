@@ -49,6 +49,12 @@ interface Run {
 }
 
 const work = mkdtempSync('/var/tmp/mg-probes-');
+/**
+ * Attacks the runtime's own seccomp profile refuses before guard's filter is asked (stacked filters:
+ * the most severe answer wins, and its errno outranks guard's notification), so guard never sees
+ * them to report: MG_RUNTIME_REFUSES, set by the host test for Docker's profile. They must still fail.
+ */
+const refusedFirst = new Set((process.env.MG_RUNTIME_REFUSES ?? '').split(',').filter(Boolean));
 let runs = 0;
 
 /** Guard's flags for the variant being run: none, or `--no-netns` (the walls a served container gets, see below). */
@@ -322,11 +328,11 @@ const probes: Probe[] = [
       for (const mode of ['vsock', 'packet', 'netlink-audit']) {
         const r = (last = guardRun([ATTACK, mode]));
         held(r, mode, problems);
-        if (denied(r, ['socket']).length !== 1) problems.push(`${mode}: not reported`);
+        if (denied(r, ['socket']).length !== 1 && !refusedFirst.has(mode)) problems.push(`${mode}: not reported`);
       }
       const a = guardRun([ATTACK, 'clone-newuser']);
       held(a, 'clone-newuser', problems);
-      if (!denied(a, ['clone']).length) problems.push('clone-newuser not reported');
+      if (!denied(a, ['clone']).length && !refusedFirst.has('clone-newuser')) problems.push('clone-newuser not reported');
       const b = guardRun([ATTACK, 'clone3']);
       held(b, 'clone3', problems);
       const c = guardRun([ATTACK, 'x32-child']);
