@@ -136,9 +136,12 @@ s.serve_forever()
       // A container of their own (same options), so that they do not depend on the server's.
       // Docker's profile refuses AF_VSOCK sockets and clone(CLONE_NEWUSER) itself, before guard's filter is asked.
       const refused = mode.name.startsWith('docker') ? ['-e', 'MG_RUNTIME_REFUSES=vsock,clone-newuser'] : [];
-      const r = podman(['run', '--rm', ...base, ...refused, '--entrypoint', 'node', IMAGE, '/opt/modelguard/dist/test/container/inside.js', variants]);
+      // The races (the slowest probes: thousands of tries each) where the supervisor's path differs:
+      // the default profile and Docker's; with added capabilities it is the default's, less the filter.
+      const which = mode.name === 'default' || mode.name.startsWith('docker') ? [] : ['^(?!races)'];
+      const r = podman(['run', '--rm', ...base, ...refused, '--entrypoint', 'node', IMAGE, '/opt/modelguard/dist/test/container/inside.js', variants, ...which]);
       const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { probe: string; variant: string; problems: string[]; walls?: Record<string, unknown>; stderr?: string });
-      assert.ok(lines.length >= (variants === 'netns,no-netns' ? 17 : variants === 'netns' ? 11 : 6), `${r.stdout}${r.stderr}`);
+      assert.ok(lines.length >= (variants === 'netns,no-netns' ? 17 : variants === 'netns' ? 11 : 5), `${r.stdout}${r.stderr}`);
       for (const v of new Set(lines.map((l) => l.variant))) {
         const w = lines.find((l) => l.variant === v)?.walls;
         seen.push(`[${mode.name}] guard run inside (inference, ${v}): network ${String(w?.network)}${w?.userNamespace ? ' in a user namespace' : ''}, dnsSink ${String(w?.dnsSink)}, tmp ${String(w?.tmp)}, landlock ${String(w?.landlock)}, pids ${String(w?.pids)}; not here: ${JSON.stringify(w?.unavailable ?? [])}`);
