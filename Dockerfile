@@ -3,7 +3,10 @@
 # written when it stops. guard is PID 1 and does what tini does (signals, zombies).
 #
 #   docker build -t modelguard-demo .
-#   docker run --rm -p 8000:8000 -v "$PWD/reports:/reports" --pids-limit 512 modelguard-demo
+#   docker run --rm -p 8000:8000 -v "$PWD/reports:/reports" --pids-limit 512 --cap-add SYS_PTRACE modelguard-demo
+#   (podman needs no --cap-add. Docker's default seccomp profile allows pidfd_getfd, with which
+#   guard's supervisor makes the server's permitted bind and connects, only with SYS_PTRACE; guard
+#   drops it before the server starts. Without it the walls line says so and the bind fails.)
 #   curl -s -X POST localhost:8000/predict -d '[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]'
 #   docker stop <container>      # SIGTERM reaches serve.py; /reports/modelguard.json is written
 #
