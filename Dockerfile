@@ -3,7 +3,10 @@
 # written when it stops. guard is PID 1 and does what tini does (signals, zombies).
 #
 #   docker build -t modelguard-demo .
-#   docker run --rm -p 8000:8000 -v "$PWD/reports:/reports" --pids-limit 512 modelguard-demo
+#   docker run --rm -p 8000:8000 -v "$PWD/reports:/reports" --pids-limit 512 --cap-add SYS_PTRACE modelguard-demo
+#   (podman needs no --cap-add. Docker's default seccomp profile allows pidfd_getfd, with which
+#   guard's supervisor makes the server's permitted bind and connects, only with SYS_PTRACE; guard
+#   drops it before the server starts. Without it the walls line says so and the bind fails.)
 #   curl -s -X POST localhost:8000/predict -d '[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]'
 #   docker stop <container>      # SIGTERM reaches serve.py; /reports/modelguard.json is written
 #
@@ -23,15 +26,16 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends g++ make python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/modelguard
-# What `npm ci` needs: the lockfile; binding.gyp and native/ for the `install` script (node-gyp:
-# the addon and guard-exec); tsconfig.json, src/ and scripts/bundle.mjs for `prepare` (tsc, then
-# the `guard run` bundle). src/ also holds the .proto schemas and the unpickler's Python, read at
-# run time. sandbox-profiles/ and bin/ are what the package ships ("files" in package.json).
+# What `npm ci` needs: the lockfile; binding.gyp, native/ and scripts/install-native.mjs (with
+# native-files.mjs) for the `install` script (node-gyp: the addon and guard-exec); tsconfig.json,
+# src/, scripts/bundle.mjs and scripts/cjs-types.mjs for `prepare` (tsc, the `guard run` bundle,
+# the CommonJS declarations). src/ also holds the .proto schemas and the unpickler's Python, read
+# at run time. sandbox-profiles/ and bin/ are what the package ships ("files" in package.json).
 COPY package.json package-lock.json tsconfig.json binding.gyp ./
 COPY native ./native
 COPY sandbox-profiles ./sandbox-profiles
 COPY src ./src
-COPY scripts/bundle.mjs ./scripts/bundle.mjs
+COPY scripts/install-native.mjs scripts/native-files.mjs scripts/bundle.mjs scripts/cjs-types.mjs ./scripts/
 COPY bin ./bin
 RUN npm ci --no-audit --no-fund \
  && npm prune --omit=dev --no-audit --no-fund \

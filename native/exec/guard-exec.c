@@ -20,7 +20,7 @@
  *   target → parent  with --dns-sinkhole, before any filter: each DNS sink socket as SCM_RIGHTS
  *                    (tag 'S') over --listener-sock, ahead of the listener
  *   target → parent  "L <pid> scm netns=<0|1> landlock=<abi> pids=<0|1> sinks=<n> mem=<cgroup|rlimit|none>
- *                    tmp=<0|1>\n" once it is sent
+ *                    tmp=<0|1> userns=<0|1> getfd=<0|1>\n" once it is sent
  *   parent → target  "G": go ahead and execve
  *   any    → parent  "E <step> <errno>\n" when a step failed (the process then exits 127)
  *   init   → parent  "X <code> <signal> - oom=<kills> mempeak=<bytes> tmpfs<i>=<used>/<size>:<path>\n" when
@@ -33,6 +33,8 @@
  * is gone when they are. Without the privilege to do so, the folders stay as they are (tmp=0).
  * --tmpfs-or-deny PATH=BYTES: the same, but without a private tmpfs PATH is left out of the write list
  * (what is written to a shared /dev/shm would outlive the run).
+ * --userns: without CAP_SYS_ADMIN, the namespaces --netns and --tmpfs ask for are made inside a user
+ * namespace of the run's own (step_user_namespace), where the kernel and the seccomp profile allow one.
  * --keep-fd FD (repeatable) keeps another inherited fd open in the target across execve: the
  * unpickler worker's Node IPC channel travels this way.
  * Every policy decision (which syscalls, which paths) is made by the caller; this file only
@@ -137,6 +139,7 @@ struct options {
   int landlock_scope;
   int pgroup;
   int keep_caps;
+  int userns;
   int dns_sinkhole;
   long pids_max;
   unsigned long long memory_max;
@@ -209,7 +212,7 @@ __attribute__((noreturn)) static void die_step(const char *step, int err) {
 __attribute__((noreturn)) static void usage(const char *why) {
   fprintf(stderr, "guard-exec: %s\nusage: guard-exec --ctl FD [--netns] [--landlock] [--write PATH]... "
                   "[--read PATH]... [--landlock-net] [--allow-port N]... [--rlimit NAME=SOFT[:HARD]]... [--dns-sinkhole] "
-                  "[--pids-max N] [--memory-max BYTES] [--tmpfs PATH=BYTES]... [--hold] [--pgroup] [--keep-fd FD]... "
+                  "[--pids-max N] [--memory-max BYTES] [--tmpfs PATH=BYTES]... [--hold] [--pgroup] [--keep-fd FD]... [--userns] "
                   "-- CMD ARGS...\n", why);
   exit(2);
 }
@@ -269,6 +272,8 @@ static void parse_args(int argc, char **argv, struct options *o) {
       o->landlock_scope = 1;
     } else if (strcmp(a, "--keep-caps") == 0) {
       o->keep_caps = 1;
+    } else if (strcmp(a, "--userns") == 0) {
+      o->userns = 1;
     } else if (strcmp(a, "--pgroup") == 0) {
       o->pgroup = 1;
     } else if (strcmp(a, "--write") == 0 && v) {
@@ -478,6 +483,64 @@ static int make_memory_cgroup(unsigned long long bytes) {
   return 0;
 }
 
+/* Whether this process holds `cap` in its user namespace: CAP_SYS_ADMIN is what
+ * unshare(CLONE_NEWNET|CLONE_NEWNS) needs, CAP_NET_ADMIN what the DNS sink needs in the new one. */
+static int has_cap(int cap) {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  if (syscall(SYS_capget, &hdr, data) != 0) return 0;
+  return (data[cap / 32].effective >> (cap % 32)) & 1;
+}
+
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#ifndef __NR_pidfd_getfd
+#define __NR_pidfd_getfd 438
+#endif
+/* Whether pidfd_getfd works here: the supervisor takes the command's socket with it to make the
+ * connects, binds and sends it permits. A runtime's seccomp profile may refuse it (Docker's allows
+ * it only with CAP_SYS_PTRACE); guard runs under the same profile as this process, so the answer
+ * here is the supervisor's. Tried on our own stdin's number (any open fd will do). */
+static int pidfd_getfd_works(void) {
+  int pidfd = (int)syscall(__NR_pidfd_open, getpid(), 0);
+  if (pidfd < 0) return 0;
+  int fd = (int)syscall(__NR_pidfd_getfd, pidfd, ctl_fd, 0);
+  close(pidfd);
+  if (fd < 0) return 0;
+  close(fd);
+  return 1;
+}
+static int getfd_ok;
+
+/* Step (init, before the fork, with --userns): without CAP_SYS_ADMIN (root in a container that was
+ * not given it, or any user but root) the network and mount namespaces cannot be had directly (nor,
+ * without CAP_NET_ADMIN, the DNS sink in the network namespace), but a
+ * user namespace of the run's own can hold them: unshare(CLONE_NEWUSER) needs no privilege where
+ * the kernel and the seccomp profile allow it (podman's default profile does; Docker's refuses it
+ * without CAP_SYS_ADMIN), and in it this process holds every capability over namespaces it then
+ * makes. Only this process's own uid and gid are mapped, each to itself, so ids and file owners
+ * read the same inside; the target drops every capability before its execve as it does anyway.
+ * Guard's supervisor, whose euid owns the new namespace, keeps the access it needs to the target
+ * (pidfd_getfd, reading its memory). Returns 1 inside a new user namespace, 0 where there is none. */
+static int userns_entered;
+static int step_user_namespace(const struct options *o) {
+  /* With SYS_ADMIN the namespaces come directly; a user namespace still adds the DNS sink where NET_ADMIN is missing. */
+  if (has_cap(CAP_SYS_ADMIN) && !(o->netns && o->dns_sinkhole && !has_cap(CAP_NET_ADMIN))) return 0;
+  uid_t uid = geteuid();
+  gid_t gid = getegid();
+  if (unshare(CLONE_NEWUSER) != 0) return 0; /* refused (a seccomp profile, a sysctl, a limit): the walls go up without */
+  char map[64];
+  snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+  if (write_file("/proc/self", "uid_map", map) != 0) die_step("uid_map", errno);
+  /* gid_map may be written without privilege only once setgroups is denied. */
+  if (write_file("/proc/self", "setgroups", "deny") != 0) die_step("setgroups", errno);
+  snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+  if (write_file("/proc/self", "gid_map", map) != 0) die_step("gid_map", errno);
+  return 1;
+}
+
 /* Step (init, before the fork): a mount namespace of the run's own with a private tmpfs on each
  * --tmpfs path. Returns 1 when they are in place, 0 without the privilege to make them. */
 static int tmp_private;
@@ -494,8 +557,10 @@ static int step_private_tmp(struct options *o) {
     if (stat(o->tmpfs_paths[i], &st) != 0 || !S_ISDIR(st.st_mode)) continue;
     char opts[160];
     int shared = strcmp(o->tmpfs_paths[i], "/dev/shm") == 0;
+    /* In a user namespace of the run's own only our ids are mapped: /dev/shm is then ours, not root's. */
+    unsigned shm_uid = userns_entered ? (unsigned)geteuid() : 0U, shm_gid = userns_entered ? (unsigned)getegid() : 0U;
     snprintf(opts, sizeof opts, "size=%llu,mode=%s,uid=%u,gid=%u", o->tmpfs_sizes[i], shared ? "1777" : "0700",
-             shared ? 0U : (unsigned)st.st_uid, shared ? 0U : (unsigned)st.st_gid);
+             shared ? shm_uid : (unsigned)st.st_uid, shared ? shm_gid : (unsigned)st.st_gid);
     if (mount("tmpfs", o->tmpfs_paths[i], "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) die_step("mount(tmpfs)", errno);
   }
   return 1;
@@ -1026,8 +1091,8 @@ __attribute__((noreturn)) static void run_target(struct options *o, sigset_t *ol
     handoff_send(&handoff, listener);
   }
   char line[256];
-  int n = snprintf(line, sizeof line, "L %d scm netns=%d landlock=%d pids=%d sinks=%d mem=%s tmp=%d\n", (int)getpid(), netns,
-                   landlock, cgroup_dir[0] ? 1 : 0, sinks, memory_mode, tmp_private);
+  int n = snprintf(line, sizeof line, "L %d scm netns=%d landlock=%d pids=%d sinks=%d mem=%s tmp=%d userns=%d getfd=%d\n", (int)getpid(), netns,
+                   landlock, cgroup_dir[0] ? 1 : 0, sinks, memory_mode, tmp_private, userns_entered, getfd_ok);
   write_all(o->ctl, line, (size_t)n);
   char go = 0;
   if (read_full(o->ctl, &go, 1) != 0 || go != 'G') die_step("handshake", errno ? errno : EPROTO);
@@ -1062,6 +1127,8 @@ int main(int argc, char **argv) {
 
   if (o.pids_max > 0) make_pids_cgroup(o.pids_max);
   if (o.memory_max > 0) memory_mode = make_memory_cgroup(o.memory_max) ? "cgroup" : "rlimit";
+  getfd_ok = pidfd_getfd_works();
+  if (o.userns && (o.netns || o.n_tmpfs > 0)) userns_entered = step_user_namespace(&o);
   tmp_private = step_private_tmp(&o);
 
   pid_t child = fork();

@@ -17,7 +17,7 @@ import { GuardError } from '../errors.js';
 import type { FailOn } from '../report/model.js';
 import { renderText } from '../report/render.js';
 import { entrypoint, envList, EXIT_REFUSED, type EntrypointReport } from '../sandbox/entrypoint.js';
-import { renderEventLine, renderRunText } from '../sandbox/render.js';
+import { renderEventLine, renderRunText, renderWallsLines } from '../sandbox/render.js';
 import { RunError, type RunResult } from '../sandbox/run.js';
 import { EXIT_NESTED, insideGuard, nestedMessage } from '../sandbox/nested.js';
 
@@ -130,6 +130,11 @@ export async function main(argv: string[]): Promise<number> {
       write: p.write,
       signalGroup: p.signalGroup,
       ...(p.verbose ? { onEvent: (e) => void process.stderr.write(`guard: ${renderEventLine(e)}\n`) } : {}),
+      // In the log as the server starts (a pod's log is read then, not at exit): what was gated, which walls are up, what is missing here.
+      onStart: (gate, walls) => {
+        const scanned = gate.scanned > 0 ? `scanned ${gate.scanned} file(s), none reached ${gate.failOn}; ` : '';
+        process.stderr.write(`guard entrypoint: ${scanned}starting \`${p.command.join(' ')}\`\n${renderWallsLines(walls).join('\n')}\n`);
+      },
     });
   } catch (e) {
     if (e instanceof RunError) {

@@ -10,7 +10,7 @@ import { GuardError } from '../errors.js';
 import { reaches, type FailOn, type Report } from '../report/model.js';
 import { scan } from '../scan.js';
 import { loadNative } from './native.js';
-import { FORWARDED_SIGNALS, run, type RunEvent, type RunResult } from './run.js';
+import { FORWARDED_SIGNALS, run, type RunEvent, type RunResult, type RunWalls } from './run.js';
 
 export const EXIT_REFUSED = 3;
 
@@ -23,6 +23,8 @@ export interface EntrypointOptions {
   write: string[];
   signalGroup?: boolean;
   onEvent?: (e: RunEvent) => void;
+  /** Called when the gate has passed and the walls are up, just before the command starts. */
+  onStart?: (gate: GateResult, walls: RunWalls) => void;
 }
 
 export interface GateResult {
@@ -185,6 +187,7 @@ export async function entrypoint(command: readonly string[], o: EntrypointOption
       signalGroup: o.signalGroup === true,
       onSpawn: (pid) => known.push(pid),
       ...(o.onEvent ? { onEvent: o.onEvent } : {}),
+      ...(o.onStart ? { onWalls: (w: RunWalls) => o.onStart!(g.gate, w) } : {}),
     });
   } finally {
     stopReaper();

@@ -46,6 +46,12 @@ export interface LaunchPlan {
   tmpfs?: { paths: readonly string[]; orDeny?: readonly string[]; size: number };
   /** Keep guard-exec (and the run's mount namespace) alive after "X" until the channel closes. */
   hold?: boolean;
+  /**
+   * Without CAP_SYS_ADMIN, make the network and mount namespaces inside a user namespace of the
+   * run's own (guard-exec's step_user_namespace): as root in a container the runtime gave no
+   * SYS_ADMIN, where its seccomp profile allows unshare(CLONE_NEWUSER) (podman's default does).
+   */
+  userns?: boolean;
 }
 
 export function launcherArgs(p: LaunchPlan): string[] {
@@ -72,6 +78,7 @@ export function launcherArgs(p: LaunchPlan): string[] {
   if (p.hold) args.push('--hold');
   if (p.pgroup) args.push('--pgroup');
   if (p.keepCaps) args.push('--keep-caps');
+  if (p.userns) args.push('--userns');
   return args;
 }
 
@@ -113,6 +120,10 @@ export interface LauncherReady {
   memory: 'cgroup' | 'rlimit' | 'none';
   /** The private tmpfs mounts are in place (a mount namespace of the run's own). */
   privateTmp: boolean;
+  /** The namespaces were made inside a user namespace of the run's own (no CAP_SYS_ADMIN here). */
+  userns: boolean;
+  /** pidfd_getfd works here (the supervisor makes permitted connects, binds and sends with it); true when guard-exec does not say. */
+  getfd: boolean;
 }
 
 /** "X": the target was reaped, with what guard-exec saw of its limits. */
@@ -158,6 +169,8 @@ export function parseControlLine(line: string, h: ControlHandlers): void {
       sinks: Math.min(Number(f.get('sinks') ?? 0) || 0, 4),
       memory: mem === 'cgroup' || mem === 'rlimit' ? mem : 'none',
       privateTmp: f.get('tmp') === '1',
+      userns: f.get('userns') === '1',
+      getfd: f.get('getfd') !== '0',
     });
   } else if (parts[0] === 'E') {
     h.onSetupError(parts.slice(1, -1).join(' '), Number(parts[parts.length - 1]));

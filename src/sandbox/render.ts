@@ -6,7 +6,7 @@
  * a fake summary line ("events: 0 …") or clear the terminal over the real one.
  */
 import type { RunEvent } from './events.js';
-import type { RunResult } from './run.js';
+import type { RunResult, RunWalls } from './run.js';
 
 /* eslint-disable no-control-regex */
 /** C0 and C1 controls, DEL, the backslash itself, and Unicode's line separators and bidirectional overrides. */
@@ -50,13 +50,24 @@ export function renderEventLine(e: RunEvent): string {
 
 const KIND_WORDS: Record<string, string> = { network: 'network', dns: 'DNS', exec: 'exec', write: 'write', 'denied-syscall': 'denied-call', syscall: 'call' };
 
+function netNotes(w: RunWalls): string {
+  const notes = [...(w.network === 'netns' && w.userNamespace ? ['in a user namespace'] : []), ...(w.dnsSink ? ['DNS sink'] : [])];
+  return notes.length ? ` (${notes.join(', ')})` : '';
+}
+
+/** The walls line, and the `not here` line naming what could not be had and the flag that gives it. */
+export function renderWallsLines(w: RunWalls): string[] {
+  const lines = [`  walls: seccomp${w.notify ? '+notify' : ''}, network ${w.network}${netNotes(w)}, landlock ${w.landlock ? `ABI ${w.landlock}` : 'off'}, ${w.pids ?? 'no process bound'}`];
+  if (w.unavailable?.length) lines.push(`  not here: ${w.unavailable.join('; ')}`);
+  return lines;
+}
+
 export function renderRunText(r: RunResult): string {
   const s = r.summary;
   const lines: string[] = [];
   const how = r.signal ? `killed by ${r.signal} (exit ${r.exitCode})` : `exit ${r.exitCode}`;
   lines.push(`guard run: ${r.command.map(printable).join(' ')} — ${how} in ${r.durationMs} ms, profile ${printable(r.profile)}`);
-  lines.push(`  walls: seccomp${r.walls.notify ? '+notify' : ''}, network ${r.walls.network}${r.walls.dnsSink ? ' (DNS sink)' : ''}, landlock ${r.walls.landlock ? `ABI ${r.walls.landlock}` : 'off'}, ${r.walls.pids ?? 'no process bound'}`);
-  if (r.walls.unavailable?.length) lines.push(`  not here: ${r.walls.unavailable.join('; ')}`);
+  lines.push(...renderWallsLines(r.walls));
   if (r.walls.limits) lines.push(`  limits: ${r.walls.limits.text}`);
   if (r.limitsHit?.length) for (const h of r.limitsHit) lines.push(`  LIMIT REACHED: ${h}`);
   const kinds = Object.entries(s.byKind).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);

@@ -20,6 +20,7 @@ import { EventLog, kindOf, toRunEvent, type RunEvent, type RunSummary } from './
 import { allowlistedEnv, heldBack, WALLED_ENV, type EnvSpec } from './env.js';
 import { errnoText, frameFilters, launcherArgs, policyFor, readControl, release, startSupervisor, syscallNamer, type AllowNet, type LauncherExit, type LauncherReady, type LaunchPlan } from './launcher.js';
 import { commandReadList, SYSTEM_READ_TOKEN, whichCommand } from './reads.js';
+import { runtimePidsMax } from './runtime-pids.js';
 
 export type { RunEvent, RunSummary, Egress, EventAction } from './events.js';
 
@@ -85,6 +86,8 @@ export interface RunOptions {
   maxEvents?: number;
   /** Called with the launcher's pid once it is spawned (the only child Node starts for a run). */
   onSpawn?: (pid: number) => void;
+  /** Called once the walls are up, just before the command starts, with what they are (`guard entrypoint` prints them then). */
+  onWalls?: (walls: RunWalls) => void;
 }
 
 export interface RunWalls {
@@ -114,6 +117,8 @@ export interface RunWalls {
   envHeldBack: number;
   /** `private`: the run's own tmpfs /tmp ($TMPDIR) and /dev/shm, gone with it; `shared` otherwise. */
   tmp: 'private' | 'shared';
+  /** The network and mount namespaces are inside a user namespace of the run's own (guard lacked CAP_SYS_ADMIN). */
+  userNamespace: boolean;
   limits: { memory: number; memoryHow: 'cgroup' | 'rlimit' | 'none'; disk: number; text: string } | null;
   /** Walls the profile asked for that could not be had here, each with what would give it (`--cap-add …`). */
   unavailable: string[];
@@ -265,6 +270,8 @@ function launchPlan(s: Settings, options: RunOptions): LaunchPlan {
     hold: true,
     pgroup: options.signalGroup === true,
     keepCaps: mg.keepCapabilities,
+    // Capabilities kept would not reach files whose owners the user namespace leaves unmapped.
+    userns: !mg.keepCapabilities,
   };
 }
 
@@ -363,6 +370,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
     env: Object.keys(s.env).sort(),
     envHeldBack: heldBack(options.env ?? process.env, s.env).length,
     tmp: 'shared',
+    userNamespace: false,
     limits: s.memory > 0 || s.disk > 0 ? { memory: s.memory, memoryHow, disk: s.disk, text: '' } : null,
     unavailable: [],
   };
@@ -459,8 +467,14 @@ export async function run(command: readonly string[], options: RunOptions = {}):
       }
       const nproc = plan.rlimits.nproc;
       if (!walls.pids && nproc) walls.pids = `RLIMIT_NPROC=${nproc}`;
+      // No bound of guard's own (a container's read-only cgroup, as root): the runtime's, when it set one (--pids-limit).
+      if (!walls.pids && plan.pidsMax) {
+        const runtime = runtimePidsMax();
+        if (runtime !== null) walls.pids = `runtime cgroup pids.max=${runtime}`;
+      }
       walls.noNewPrivs = true;
       walls.tmp = ready.privateTmp ? 'private' : 'shared';
+      walls.userNamespace = ready.userns;
       if (!ready.privateTmp && plan.tmpfs?.orDeny?.length) {
         // guard-exec left them out of Landlock's write list: the supervisor and the report say the same.
         const gone = new Set(plan.tmpfs.orDeny);
@@ -479,6 +493,7 @@ export async function run(command: readonly string[], options: RunOptions = {}):
         walls.dnsSink = started.dnsSink;
         walls.notify = true;
         walls.unavailable = unavailableWalls(plan, ready, walls);
+        options.onWalls?.(walls);
         release(ctl);
       } catch (e) {
         handshakeError = e;
@@ -566,14 +581,17 @@ function unavailableWalls(plan: LaunchPlan, ready: LauncherReady, w: RunWalls): 
   const out: string[] = [];
   const root = process.getuid?.() === 0;
   if (plan.netns && !ready.netns) {
-    const how = root ? '--cap-add SYS_ADMIN (or --security-opt seccomp=unconfined) would give one' : 'run guard as root, or in a container with --cap-add SYS_ADMIN, for one';
+    // Without SYS_ADMIN guard tried a user namespace: a seccomp profile that refuses unshare(CLONE_NEWUSER) (Docker's) or a sysctl stopped it.
+    const how = root ? '--cap-add SYS_ADMIN, or --security-opt seccomp=unconfined for a user namespace, would give one' : 'unprivileged user namespaces are off here: run guard as root, or in a container with --cap-add SYS_ADMIN, for one';
     out.push(`network: ${w.network} (no network namespace: ${how})`);
   } else if (plan.netns && plan.dnsSink && !w.dnsSink) {
     out.push('DNS: no sink, lookups are refused unread (--cap-add NET_ADMIN would give one)');
   }
   if (plan.netDeny && w.landlock < 4 && !ready.netns) out.push(`network: TCP by seccomp alone (Landlock ${w.landlock ? `ABI ${w.landlock}` : 'off'}; ABI 4 needs Linux 6.7)`);
   if (w.landlock === 0 && (plan.write !== undefined || plan.read !== undefined)) out.push('landlock: off (a kernel without Landlock, or a seccomp profile refusing landlock_*: --security-opt seccomp=unconfined would give it)');
-  if (plan.pidsMax && !ready.pidsCgroup && plan.rlimits.nproc === undefined) out.push('pids: not bounded by guard (read-only cgroup, and root ignores RLIMIT_NPROC: run with --pids-limit N so the runtime bounds it, or --privileged for guard\'s own)');
+  // Docker's default seccomp profile allows pidfd_getfd only with CAP_SYS_PTRACE: without it every connect, bind or send the supervisor would make fails (EBADF), permitted or not.
+  if (!ready.getfd) out.push('network: permitted connects, binds and sends fail too (EBADF): the supervisor makes them with pidfd_getfd, which the runtime\'s seccomp profile refuses (--cap-add SYS_PTRACE, or --security-opt seccomp=unconfined, would allow it; guard drops the capability before the command starts)');
+  if (plan.pidsMax && !ready.pidsCgroup && plan.rlimits.nproc === undefined && !w.pids) out.push('pids: not bounded by guard (read-only cgroup, and root ignores RLIMIT_NPROC: run with --pids-limit N so the runtime bounds it, or --privileged for guard\'s own)');
   return out;
 }
 

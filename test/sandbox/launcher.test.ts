@@ -10,8 +10,9 @@ function parse(line: string): { ready?: LauncherReady; error?: [string, number];
 }
 
 test('reads guard-exec\'s L, E and X lines, old and new', () => {
-  assert.equal(parse('L 42 scm netns=1 landlock=7 pids=1 sinks=4 mem=cgroup tmp=1').ready, { pid: 42, netns: true, landlock: 7, pidsCgroup: true, sinks: 4, memory: 'cgroup', privateTmp: true });
-  assert.equal(parse('L 42 scm netns=0 landlock=3 pids=0 sinks=9').ready, { pid: 42, netns: false, landlock: 3, pidsCgroup: false, sinks: 4, memory: 'none', privateTmp: false });
+  assert.equal(parse('L 42 scm netns=1 landlock=7 pids=1 sinks=4 mem=cgroup tmp=1').ready, { pid: 42, netns: true, landlock: 7, pidsCgroup: true, sinks: 4, memory: 'cgroup', privateTmp: true, userns: false, getfd: true });
+  assert.equal(parse('L 42 scm netns=0 landlock=3 pids=0 sinks=9').ready, { pid: 42, netns: false, landlock: 3, pidsCgroup: false, sinks: 4, memory: 'none', privateTmp: false, userns: false, getfd: true });
+  assert.equal(parse('L 42 scm netns=1 landlock=7 pids=0 sinks=2 mem=rlimit tmp=1 userns=1 getfd=0').ready, { pid: 42, netns: true, landlock: 7, pidsCgroup: false, sinks: 2, memory: 'rlimit', privateTmp: true, userns: true, getfd: false });
   assert.equal(parse('E unshare(CLONE_NEWNET) 22').error, ['unshare(CLONE_NEWNET)', 22]);
   assert.equal(parse('X 137 9 - oom=1 mempeak=268435456 tmpfs0=1024/67108864:/tmp/modelguard-run-a%20b').exit, { code: 137, signal: 9, oomKills: 1, memoryPeak: 268435456, tmpfs: [{ used: 1024, size: 67108864, path: '/tmp/modelguard-run-a b' }] });
   assert.equal(parse('X 0 0').exit, { code: 0, signal: 0, oomKills: 0, memoryPeak: 0, tmpfs: [] });
