@@ -5,11 +5,18 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 
 /**
- * Wall-clock hang guards are this many times the CPU budget they back up: reached only by work
- * stuck without using the CPU, never by load alone (the work would have to get under a tenth of
- * a core for its whole budget).
+ * Wall-clock hang guards are this many times the CPU budget they back up, and never under
+ * HANG_GUARD_MIN_MS: reached only by work stuck without using the CPU, not by load. Measured: with
+ * 4 CPU hogs beside other helpers' tests on a 2-core machine (load average ~22) the h5wasm worker
+ * got under a tenth of a core, and a guard of 10 x 3 s stopped it after 1.3 s of CPU.
  */
 export const WALL_HANG_GUARD_FACTOR = 10;
+export const HANG_GUARD_MIN_MS = 10 * 60 * 1000;
+
+/** The wall-clock hang guard (ms) behind a CPU budget of `cpuBudgetMs`. */
+export function hangGuardMs(cpuBudgetMs: number): number {
+  return Math.max(HANG_GUARD_MIN_MS, cpuBudgetMs * WALL_HANG_GUARD_FACTOR);
+}
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux: /proc/*/stat times are in 1/100 s
 

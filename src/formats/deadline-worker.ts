@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { threadCpuMsOf, WALL_HANG_GUARD_FACTOR } from '../cpu-time.js';
+import { hangGuardMs, threadCpuMsOf } from '../cpu-time.js';
 
 /**
  * Runs synchronous third-party parsers (h5wasm, 7-Zip in WebAssembly) on a worker thread with a
@@ -14,7 +14,7 @@ import { threadCpuMsOf, WALL_HANG_GUARD_FACTOR } from '../cpu-time.js';
  * the main thread reads /proc/self/task/TID/stat), so a busy machine does not turn a benign file
  * into a timeout: when the wall-clock timer fires, the worker is stopped only if its thread has
  * used the budget; otherwise the timer is set again for what is left. Wall-clock time stops it
- * only as a hang guard, WALL_HANG_GUARD_FACTOR times the budget. Where the thread's CPU time cannot
+ * only as a hang guard (hangGuardMs: ten times the budget, ten minutes at least). Where the thread's CPU time cannot
  * be read (not Linux), the deadline is wall-clock.
  */
 
@@ -113,8 +113,8 @@ export class DeadlineWorker {
   }
 
   /**
-   * Runs `op` in the worker; once it has used `ms` milliseconds of CPU time (or `ms` times
-   * WALL_HANG_GUARD_FACTOR of wall-clock time) the worker is terminated and DeadlineError thrown.
+   * Runs `op` in the worker; once it has used `ms` milliseconds of CPU time (or hangGuardMs(ms)
+   * of wall-clock time) the worker is terminated and DeadlineError thrown.
    */
   call<T>(op: string, args: unknown, ms: number, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
@@ -122,6 +122,7 @@ export class DeadlineWorker {
     // Before the worker has said its thread id (its first call), its start-up counts too: stricter.
     const cpuStart = this.workerCpuMs() ?? 0;
     const wallStart = Date.now();
+    const guard = hangGuardMs(ms);
     return new Promise<T>((resolve, reject) => {
       const expire = (): void => {
         this.pending.delete(id);
@@ -135,10 +136,10 @@ export class DeadlineWorker {
         const wall = Date.now() - wallStart;
         const cpu = this.workerCpuMs();
         const used = cpu === undefined ? wall : cpu - cpuStart;
-        if (used >= ms || wall >= ms * WALL_HANG_GUARD_FACTOR) return expire();
+        if (used >= ms || wall >= guard) return expire();
         // Starved by other work on the machine: wait for the CPU time still left (10 ms at least,
         // the clock's resolution), never past the hang guard.
-        p.timer = setTimeout(check, Math.max(10, Math.min(ms - used, ms * WALL_HANG_GUARD_FACTOR - wall)));
+        p.timer = setTimeout(check, Math.max(10, Math.min(ms - used, guard - wall)));
       };
       const timer = setTimeout(check, ms);
       this.pending.set(id, { op, resolve: resolve as (v: unknown) => void, reject, timer });

@@ -3,7 +3,7 @@ import { GuardError } from '../errors.js';
 import type { PyodideAssets } from './assets.js';
 import { loadIsolatedVm, type IvmContext, type IvmIsolate, type IvmReference } from './isolated-vm.js';
 import { PRELUDE } from './prelude.js';
-import { WALL_HANG_GUARD_FACTOR } from '../cpu-time.js';
+import { hangGuardMs, WALL_HANG_GUARD_FACTOR } from '../cpu-time.js';
 
 /** V8 heap limit of an unpickler isolate (MiB). WebAssembly memory is capped separately. */
 export const DEFAULT_ISOLATE_HEAP_MB = 256;
@@ -14,7 +14,7 @@ export const DEFAULT_ISOLATE_HEAP_MB = 256;
  * which another process on the same cores barely moves.
  */
 export const BOOT_TIMEOUT_MS = 60_000;
-export { WALL_HANG_GUARD_FACTOR };
+export { hangGuardMs, WALL_HANG_GUARD_FACTOR };
 /** How often a running call's CPU time is sampled (ms): the most a call can overrun its budget by. */
 export const CPU_SAMPLE_MS = 20;
 
@@ -73,7 +73,7 @@ export class VmIsolate {
       // The budget is CPU time (checked between steps and on every pump); each step's wall-clock
       // `timeout` is only a hang guard. The boot runs nothing from the file being scanned.
       const cpuStart = process.cpuUsage();
-      const deadline = started + BOOT_TIMEOUT_MS * WALL_HANG_GUARD_FACTOR;
+      const deadline = started + hangGuardMs(BOOT_TIMEOUT_MS);
       const left = () => Math.max(1, deadline - Date.now());
       const overBudget = () => cpuMsSince(cpuStart) > BOOT_TIMEOUT_MS || Date.now() > deadline;
       context.evalSync(PRELUDE, { filename: 'modelguard-prelude.js', timeout: left() });
@@ -152,7 +152,7 @@ export class VmIsolate {
     try {
       const { ivm } = loadIsolatedVm();
       const input = new ivm.ExternalCopy(pickle).copyInto({ release: true });
-      const out = (await this.call.apply(undefined, [input, JSON.stringify(config)], { timeout: cpuMs * WALL_HANG_GUARD_FACTOR, result: { copy: true } })) as [string, Uint8Array, boolean];
+      const out = (await this.call.apply(undefined, [input, JSON.stringify(config)], { timeout: hangGuardMs(cpuMs), result: { copy: true } })) as [string, Uint8Array, boolean];
       // The VM parked objects it could not free safely (too deep for the native stack): this
       // interpreter is retired and the next call boots a fresh one.
       if (out[2] === true) this.dispose();
@@ -164,7 +164,7 @@ export class VmIsolate {
       }
       if (/timed out/i.test(msg)) {
         this.dispose();
-        throw new GuardError('TIMEOUT', `the unpickler VM timed out: no answer after ${cpuMs * WALL_HANG_GUARD_FACTOR} ms of wall-clock time (its hang guard)`, { cause: e, context: { step: 'vm-run' } });
+        throw new GuardError('TIMEOUT', `the unpickler VM timed out: no answer after ${hangGuardMs(cpuMs)} ms of wall-clock time (its hang guard)`, { cause: e, context: { step: 'vm-run' } });
       }
       if (this.isolate.isDisposed || /memory limit|disposed/i.test(msg)) {
         this.dispose();
@@ -181,7 +181,7 @@ export class VmIsolate {
   /** A memory snapshot of this interpreter (boot with `forSnapshot`, before any `run`). */
   makeSnapshot(): Uint8Array {
     // A hang guard only (the snapshot is made from our own boot, no file is involved).
-    return this.context.evalSync('pyodide.makeMemorySnapshot()', { copy: true, timeout: BOOT_TIMEOUT_MS * WALL_HANG_GUARD_FACTOR }) as Uint8Array;
+    return this.context.evalSync('pyodide.makeMemorySnapshot()', { copy: true, timeout: hangGuardMs(BOOT_TIMEOUT_MS) }) as Uint8Array;
   }
 
   get usable(): boolean {

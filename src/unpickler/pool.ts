@@ -5,7 +5,7 @@ import { GuardError } from '../errors.js';
 import type { RunEvent } from '../sandbox/events.js';
 import { buildSnapshotWalled, currentJournal, expectedSnapshotPath, describeEvent, journalNote, launchWorker, violations, wallsOf, type LaunchedWorker, type LaunchOptions, type WallsJournal, type WallsMode } from './walls.js';
 import { DEFAULT_WASM_MAX_PAGES } from './assets.js';
-import { DEFAULT_ISOLATE_HEAP_MB, BOOT_TIMEOUT_MS, WALL_HANG_GUARD_FACTOR } from './isolate.js';
+import { DEFAULT_ISOLATE_HEAP_MB, BOOT_TIMEOUT_MS, hangGuardMs } from './isolate.js';
 import type { RunReply, RunRequest, WorkerConfig } from './protocol.js';
 import { cacheDir, snapshotIntact } from './snapshot.js';
 import { usableCacheDir } from '../cache.js';
@@ -320,9 +320,10 @@ export class UnpicklerPool {
       this.activate(worker);
       // The worker enforces timeoutMs itself, as CPU time (isolate.ts). This watchdog is wall-clock
       // and only a hang guard for a worker that could not stop (a wedged isolate, a runaway boot):
-      // the call's and a boot's CPU budgets times WALL_HANG_GUARD_FACTOR, which load alone does not reach.
+      // the hang guard of the call's and a boot's CPU budgets, plus a minute so the worker's own guard
+      // (isolate.ts) reports first, which load alone does not reach.
       const w = worker;
-      const hangGuard = (p.req.timeoutMs + BOOT_TIMEOUT_MS) * WALL_HANG_GUARD_FACTOR;
+      const hangGuard = hangGuardMs(p.req.timeoutMs + BOOT_TIMEOUT_MS) + 60_000;
       w.timer = setTimeout(() => {
         if (w.busy !== p) return;
         w.busy = undefined;

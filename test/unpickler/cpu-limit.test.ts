@@ -3,14 +3,12 @@
 // core, bounded in time and killed afterwards) and asserts by CPU time, never by wall time.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createPolicy } from '../../src/formats/pickle/policy.js';
 import { scan } from '../../src/scan.js';
 import { closeDefaultPool, defaultPool, UnpicklerPool, vmScanPass, vmUnpickle } from '../../src/unpickler/index.js';
-import { processCpuMs } from '../helpers/budget.js';
+import { startHogs, stopHogs, treeCpuMs } from '../helpers/hogs.js';
 import { TENSORS } from './helpers.js';
 
 const cpu = suite('the VM time limit is CPU time');
@@ -23,52 +21,6 @@ const SLOW = Buffer.concat([
   Buffer.from('00N.', 'latin1'),
 ]);
 const SEVEN = Buffer.from('\x80\x02K\x07.', 'latin1');
-/** Hogs run at most this long (a bound, should the test's own cleanup never run). */
-const HOG_BOUND_MS = 300_000;
-
-/** Processes spinning on every core (twice over), bounded in time; kill them with stopHogs. */
-function startHogs(): ChildProcess[] {
-  const n = 2 * availableParallelism();
-  const code = `const end = Date.now() + ${HOG_BOUND_MS}; while (Date.now() < end);`;
-  return Array.from({ length: n }, () => spawn(process.execPath, ['-e', code], { stdio: 'ignore' }));
-}
-
-async function stopHogs(hogs: ChildProcess[]): Promise<number> {
-  const used = hogs.reduce((sum, h) => sum + processCpuMs(h.pid as number), 0);
-  await Promise.all(
-    hogs.map(
-      (h) =>
-        new Promise<void>((resolve) => {
-          if (h.exitCode !== null || h.signalCode !== null) return resolve();
-          h.once('exit', () => resolve());
-          h.kill('SIGKILL');
-        }),
-    ),
-  );
-  return used;
-}
-
-/** CPU ms of `pid` and every process below it (a walled worker is guard-exec's child). */
-function treeCpuMs(pid: number): number {
-  let total = processCpuMs(pid);
-  let tasks: string[] = [];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return total;
-  }
-  for (const t of tasks) {
-    let children = '';
-    try {
-      children = readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const c of children.split(' ').filter(Boolean)) total += treeCpuMs(Number(c));
-  }
-  return total;
-}
-
 cpu('a pickle that burns CPU is stopped once it has used its CPU budget, however busy the machine', async () => {
   const budget = 1000;
   const p = new UnpicklerPool();
