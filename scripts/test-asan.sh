@@ -4,6 +4,10 @@
 # (build-asan/, never the normal build/), then runs the native test suites against that build:
 # node itself is not instrumented, so libasan is preloaded into it (and inherited by guard-exec's
 # children). Any sanitizer report fails the run: halt_on_error for both sanitizers.
+# guard-exec scrubs the environment it hands on, so ASAN_OPTIONS never reaches it: its sanitizer build
+# runs with ASan's defaults (leaks checked at exit), and skips RLIMIT_AS/RLIMIT_DATA, under which
+# ASan's shadow memory makes every mmap fail (native/exec/guard-exec.c says more).
+# CI (.ci/run) runs it with a narrower filter; with none, every suite that drives native code.
 # The tree mirrors the package root (package.json, binding.gyp, native/, a copy of dist/,
 # links to node_modules and test/) because the addon is found next to the package root.
 set -euo pipefail
