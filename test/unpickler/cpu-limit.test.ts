@@ -40,7 +40,7 @@ cpu('a pickle that burns CPU is stopped once it has used its CPU budget, however
     assert.ok(used >= budget - 20, `the worker used ${used} ms of CPU before it was stopped; its budget was ${budget} ms`);
     const m = /used (\d+) ms of CPU time, past its budget of (\d+) ms/.exec(r.findings[0]!.message);
     assert.ok(m, r.findings[0]!.message);
-    assert.ok(Number(m![1]) > budget);
+    assert.ok(Number(m![1]) >= budget, `reported ${m![1]} ms of CPU, budget ${budget} ms`);
     const hogCpu = await stopHogs(hogs.splice(0));
     assert.ok(hogCpu > 0, 'the hogs ran beside the call');
     assert.equal((await vmUnpickle(SEVEN, { pool: p })).objects, [7], 'the pool recovers');
