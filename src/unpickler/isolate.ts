@@ -9,13 +9,12 @@ import { hangGuardMs, WALL_HANG_GUARD_FACTOR } from '../cpu-time.js';
 export const DEFAULT_ISOLATE_HEAP_MB = 256;
 /**
  * CPU time (ms, this worker process's user + system) a boot may use before the isolate is
- * abandoned. A cold boot that builds the snapshot used ~15 s of CPU on a 2-core machine; the
- * same boot there has taken 77 s of wall time when the machine was busy, so the limit is CPU,
- * which another process on the same cores barely moves.
+ * abandoned. A cold boot that builds the snapshot has taken 77 s of wall time on a busy 2-core
+ * machine, so the limit is CPU, which another process on the same cores barely moves.
  */
 export const BOOT_TIMEOUT_MS = 60_000;
 export { hangGuardMs, WALL_HANG_GUARD_FACTOR };
-/** How often a running call's CPU time is sampled (ms): the most a call can overrun its budget by. */
+/** How often a running call's CPU time is sampled (ms); a call overruns its budget by about this much CPU. */
 export const CPU_SAMPLE_MS = 20;
 
 /** CPU milliseconds (user + system, every thread) this process has used since `since`. */
