@@ -23,7 +23,7 @@ export interface Limits {
   maxNesting: number;
   /** Files visited in one directory walk. */
   maxFilesPerWalk: number;
-  /** Wall-clock budget per file for static analysis (ms). */
+  /** CPU-time budget per file for analysis (ms): the static pass, the VM call, the parser workers; never wall-clock, so a busy machine does not change a verdict. */
   maxScanMs: number;
 }
 

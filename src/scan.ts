@@ -14,6 +14,7 @@ import { createPolicy, type Policy } from './formats/pickle/policy.js';
 import { directoryChecks } from './formats/repository.js';
 import { VERSION } from './version.js';
 import { enforceRequireWalls, reportWalls, withWallsJournal } from './unpickler/walls.js';
+import { threadCpuMs } from './cpu-time.js';
 
 export interface ScanOptions {
   /** Limit overrides (bytes, counts, time). */
@@ -310,7 +311,7 @@ const FIRST_OPCODE_PROBE = 2;
  * against the VM by test/formats/differential.test.ts).
  */
 function firstOpcodeRejection(src: ByteSource, session: Session): string | null {
-  const a = analyzePickle(new StreamReader(src, 0), { policy: session.policy, maxOpcodes: FIRST_OPCODE_PROBE, maxArgBytes: session.limits.maxArgBytes, deadline: Date.now() + session.limits.maxScanMs });
+  const a = analyzePickle(new StreamReader(src, 0), { policy: session.policy, maxOpcodes: FIRST_OPCODE_PROBE, maxArgBytes: session.limits.maxArgBytes, deadline: threadCpuMs() + session.limits.maxScanMs });
   if (!a.error || a.error.kind === 'limit' || a.opcodes > 1) return null;
   return `CPython's unpickler rejects its first opcode (${a.error.message})`;
 }

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { hangGuardMs, threadCpuMsOf } from '../cpu-time.js';
 
 /**
  * Runs synchronous third-party parsers (h5wasm, 7-Zip in WebAssembly) on a worker thread with a
@@ -8,12 +9,19 @@ import { Worker } from 'node:worker_threads';
  * the worker, which interrupts WebAssembly mid-loop; the caller gets a DeadlineError and decides
  * what the file's verdict is. The worker holds no state the main thread needs: temporary files
  * are created and removed by the caller, so a killed worker leaves nothing behind.
+ *
+ * A deadline is CPU time of the worker's thread (the worker tells its kernel thread id first;
+ * the main thread reads /proc/self/task/TID/stat), so a busy machine does not turn a benign file
+ * into a timeout: when the wall-clock timer fires, the worker is stopped only if its thread has
+ * used the budget; otherwise the timer is set again for what is left. Wall-clock time stops it
+ * only as a hang guard (hangGuardMs: ten times the budget, ten minutes at least). Where the thread's CPU time cannot
+ * be read (not Linux), the deadline is wall-clock.
  */
 
 /** A call did not finish by its deadline; the worker was terminated. */
 export class DeadlineError extends Error {
   constructor(readonly op: string, readonly ms: number) {
-    super(`${op} timed out after ${ms} ms`);
+    super(`${op} timed out after ${ms} ms of CPU time`);
     this.name = 'DeadlineError';
   }
 }
@@ -41,6 +49,10 @@ export class RemoteError extends Error {
 
 /** What the worker posts back for each request. */
 export type WorkerReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; name: string; message: string; code?: string };
+/** The worker's first message: its kernel thread id, whose CPU time the deadlines count. */
+export interface WorkerHello {
+  tid: number | undefined;
+}
 
 export interface WorkerRequest {
   id: number;
@@ -61,10 +73,16 @@ export class DeadlineWorker {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private dead: Error | undefined;
+  /** The worker thread's kernel id, once it has said (its first message). */
+  private tid: number | undefined;
 
   constructor(script: URL) {
     this.worker = new Worker(script);
-    this.worker.on('message', (m: WorkerReply) => {
+    this.worker.on('message', (m: WorkerReply | WorkerHello) => {
+      if (!('id' in m)) {
+        this.tid = m.tid;
+        return;
+      }
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
@@ -89,17 +107,41 @@ export class DeadlineWorker {
     }
   }
 
-  /** Runs `op` in the worker; past `ms` milliseconds the worker is terminated and DeadlineError thrown. */
+  /** CPU ms of the worker's thread, or undefined when it cannot be read (then wall-clock counts). */
+  private workerCpuMs(): number | undefined {
+    return this.tid === undefined ? undefined : threadCpuMsOf(this.tid);
+  }
+
+  /**
+   * Runs `op` in the worker; once it has used `ms` milliseconds of CPU time (or hangGuardMs(ms)
+   * of wall-clock time) the worker is terminated and DeadlineError thrown.
+   */
   call<T>(op: string, args: unknown, ms: number, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
+    // Before the worker has said its thread id (its first call), its start-up counts too: stricter.
+    const cpuStart = this.workerCpuMs() ?? 0;
+    const wallStart = Date.now();
+    const guard = hangGuardMs(ms);
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const expire = (): void => {
         this.pending.delete(id);
         this.dead = new DeadlineError(op, ms);
         reject(this.dead);
         void this.worker.terminate();
-      }, ms);
+      };
+      const check = (): void => {
+        const p = this.pending.get(id);
+        if (!p) return;
+        const wall = Date.now() - wallStart;
+        const cpu = this.workerCpuMs();
+        const used = cpu === undefined ? wall : cpu - cpuStart;
+        if (used >= ms || wall >= guard) return expire();
+        // Starved by other work on the machine: wait for the CPU time still left (10 ms at least,
+        // the clock's resolution), never past the hang guard.
+        p.timer = setTimeout(check, Math.max(10, Math.min(ms - used, guard - wall)));
+      };
+      const timer = setTimeout(check, ms);
       this.pending.set(id, { op, resolve: resolve as (v: unknown) => void, reject, timer });
       const req: WorkerRequest = { id, op, args };
       this.worker.postMessage(req, transfer);

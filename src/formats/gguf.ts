@@ -2,6 +2,7 @@ import type { ByteSource } from './source.js';
 import type { FormatContext, FormatHandler } from './types.js';
 import { decodeUtf8Strict, isValidUtf8 } from './json-strict.js';
 import { analyzeChatTemplate, reportTemplateFindings } from './chat-template.js';
+import { threadCpuMs } from '../cpu-time.js';
 
 /**
  * GGUF v2/v3 (llama.cpp): `GGUF` magic, version, tensor count, metadata key/value pairs, tensor
@@ -26,7 +27,7 @@ export const GGUF_MAX_DIMS = 4;
 export const GGUF_MAX_TENSOR_NAME = 256;
 /** Metadata section bytes walked before giving up (vocabularies take tens of MiB). */
 export const GGUF_MAX_HEADER_BYTES = 256 * 1024 * 1024;
-/** Wall-clock budget for walking the header (a real one takes well under 200 ms). */
+/** CPU-time budget (ms, `threadCpuMs()`) for walking the header (a real one takes well under 200 ms). */
 export const GGUF_MAX_HEADER_MS = 1500;
 /** Metadata strings longer than this are truncated in `metadata` (chat templates are kept whole). */
 export const GGUF_KEEP_STRING_CHARS = 4096;
@@ -187,7 +188,7 @@ export function parseGguf(source: ByteSource): GgufInfo {
 }
 
 /** Checks every rule; `info` is present when the header could be walked to the end. Never throws. */
-export function validateGguf(source: ByteSource, deadline = Date.now() + GGUF_MAX_HEADER_MS): { info?: GgufInfo; problems: GgufProblem[] } {
+export function validateGguf(source: ByteSource, deadline = threadCpuMs() + GGUF_MAX_HEADER_MS): { info?: GgufInfo; problems: GgufProblem[] } {
   const problems: GgufProblem[] = [];
   const add = (rule: string, message: string, offset?: number, evidence?: string) => {
     const p: GgufProblem = { rule, message };
@@ -253,7 +254,7 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + GGUF_MA
           // String arrays (vocabularies, merges): length checked without BigInt, bytes validated as
           // UTF-8 in place, only the first few decoded.
           for (let i = 0; i < n; i++) {
-            if ((i & 0xffff) === 0 && Date.now() > deadline) fatal('gguf/time-limit', `metadata walk exceeded its time budget in ${key}`, c.pos);
+            if ((i & 0xffff) === 0 && threadCpuMs() > deadline) fatal('gguf/time-limit', `metadata walk exceeded its time budget in ${key}`, c.pos);
             const at = c.pos;
             const lb = c.bytes(8, `string length in ${key}`);
             const lo = lb.readUInt32LE(0);
@@ -266,7 +267,7 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + GGUF_MA
           }
         } else {
           for (let i = 0; i < n; i++) {
-            if ((i & 0xfff) === 0 && Date.now() > deadline) fatal('gguf/time-limit', `metadata walk exceeded its time budget in ${key}`, c.pos);
+            if ((i & 0xfff) === 0 && threadCpuMs() > deadline) fatal('gguf/time-limit', `metadata walk exceeded its time budget in ${key}`, c.pos);
             const v = readValue(et, key, depth + 1);
             if (i < 16 && typeof v !== 'object') head.push(typeof v === 'string' ? v.slice(0, 200) : v);
           }
@@ -278,7 +279,7 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + GGUF_MA
 
     for (let k = 0n; k < kvCount; k++) {
       const at = c.pos;
-      if ((k & 0xfffn) === 0n && Date.now() > deadline) fatal('gguf/time-limit', 'metadata walk exceeded its time budget', at);
+      if ((k & 0xfffn) === 0n && threadCpuMs() > deadline) fatal('gguf/time-limit', 'metadata walk exceeded its time budget', at);
       if (at > GGUF_MAX_HEADER_BYTES) fatal('gguf/header-too-large', `metadata runs past ${GGUF_MAX_HEADER_BYTES} bytes`, at);
       const key = readString('metadata key', GGUF_MAX_KEY_BYTES);
       if (key.length === 0) add('gguf/bad-key', 'empty metadata key', at);
@@ -305,7 +306,7 @@ export function validateGguf(source: ByteSource, deadline = Date.now() + GGUF_MA
     const infos: Array<{ name: string; typeId: number; shape: number[]; offset: bigint; nbytes: bigint; at: number }> = [];
     for (let t = 0n; t < tensorCount; t++) {
       const at = c.pos;
-      if ((t & 0xfffn) === 0n && Date.now() > deadline) fatal('gguf/time-limit', 'tensor infos exceeded the time budget', at);
+      if ((t & 0xfffn) === 0n && threadCpuMs() > deadline) fatal('gguf/time-limit', 'tensor infos exceeded the time budget', at);
       const name = readString('tensor name', GGUF_MAX_TENSOR_NAME * 4);
       if (Buffer.byteLength(name) > GGUF_MAX_TENSOR_NAME) add('gguf/tensor-name', `tensor name of ${Buffer.byteLength(name)} bytes exceeds ${GGUF_MAX_TENSOR_NAME}`, at);
       if (names.has(name)) add('gguf/duplicate-tensor', `tensor ${JSON.stringify(name)} appears twice`, at);
@@ -367,7 +368,7 @@ export const ggufHandler: FormatHandler = {
   // The magic decides; a `.gguf` without it is still judged (as invalid) rather than skipped.
   detect: (head, _size, name) => (head.length >= 4 && head.readUInt32LE(0) === GGUF_MAGIC) || /\.gguf$/i.test(name),
   async scan(ctx: FormatContext) {
-    const r = validateGguf(ctx.source, Date.now() + Math.min(ctx.limits.maxScanMs, GGUF_MAX_HEADER_MS));
+    const r = validateGguf(ctx.source, threadCpuMs() + Math.min(ctx.limits.maxScanMs, GGUF_MAX_HEADER_MS));
     for (const p of r.problems) {
       ctx.sink.add({
         rule: p.rule,

@@ -27,9 +27,9 @@ function signatureAt(head: Buffer): number {
   return -1;
 }
 
-/** Longest reading one HDF5 file's attributes may take, whatever maxScanMs allows. */
+/** Most CPU time (ms, the parser thread's) reading one HDF5 file's attributes may use, whatever maxScanMs allows. */
 export const HDF5_READ_TIMEOUT_MS = 30_000;
-/** Longest a new worker may take to load h5wasm (it compiles the library: seconds on a busy machine). */
+/** Most CPU time (ms) a new worker may use to load h5wasm (it compiles the library). */
 export const HDF5_START_TIMEOUT_MS = 120_000;
 /** h5wasm on its own worker, kept between files; an Emscripten abort leaves the module unusable. */
 const h5Worker = new SharedDeadlineWorker(new URL('./parser-worker.js', import.meta.url), (e) => e instanceof Error && /abort/i.test(e.message), { op: 'h5.ready', ms: HDF5_START_TIMEOUT_MS });
@@ -59,7 +59,7 @@ export const hdf5Handler: FormatHandler = {
         r = await h5Worker.call<Hdf5Attrs>('h5.read', req, ms);
       } catch (e) {
         if (!(e instanceof DeadlineError)) throw e;
-        ctx.sink.add({ rule: 'hdf5/timeout', severity: 'high', verdict: 'error', message: `the HDF5 library timed out: it had not finished reading this file after ${ms} ms and was stopped; not analysed` });
+        ctx.sink.add({ rule: 'hdf5/timeout', severity: 'high', verdict: 'error', message: `the HDF5 library timed out: it had not finished reading this file after ${ms} ms of CPU time and was stopped; not analysed` });
         return 'hdf5';
       }
       if (r.openError !== undefined) {

@@ -4,7 +4,8 @@
  * thread from the plain values returned.
  */
 import { parentPort } from 'node:worker_threads';
-import type { WorkerReply, WorkerRequest } from './deadline-worker.js';
+import type { WorkerHello, WorkerReply, WorkerRequest } from './deadline-worker.js';
+import { currentThreadId } from '../cpu-time.js';
 import { loadH5, readHdf5Attrs, type Hdf5AttrRequest } from './keras-h5-read.js';
 import { sevenZipOps } from './sevenzip-remote.js';
 
@@ -18,6 +19,9 @@ const OPS: Record<string, Op> = {
 
 const port = parentPort;
 if (port) {
+  // First, this thread's kernel id: the main thread counts the deadlines in its CPU time.
+  const hello: WorkerHello = { tid: currentThreadId() };
+  port.postMessage(hello);
   // Requests run strictly one after another: the parsers keep state between calls (7-Zip's file system).
   let queue: Promise<void> = Promise.resolve();
   port.on('message', (req: WorkerRequest) => {

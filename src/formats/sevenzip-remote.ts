@@ -11,7 +11,7 @@ import { decompressSingleHere, loadSevenZip, runSevenZip, SevenZipCapError, type
  * terminated and the caller gets a DeadlineError.
  */
 
-/** Longest one 7-Zip call (list, extract, read a member; or a whole decompression) may take. */
+/** Most CPU time (ms, the parser thread's) one 7-Zip call (list, extract, read a member; or a whole decompression) may use. */
 export const SEVENZIP_TIMEOUT_MS = 60_000;
 const PARSER_WORKER = new URL('./parser-worker.js', import.meta.url);
 

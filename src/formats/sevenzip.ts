@@ -237,7 +237,7 @@ export const sevenZipHandler: FormatHandler = {
       }
     } catch (e) {
       if (!(e instanceof DeadlineError)) throw e;
-      sink.add({ rule: '7z/timeout', severity: 'high', verdict: 'error', message: `7-Zip timed out: one step on this archive had not finished after ${sz.ms} ms and was stopped; contents not analysed` });
+      sink.add({ rule: '7z/timeout', severity: 'high', verdict: 'error', message: `7-Zip timed out: one step on this archive had not finished after ${sz.ms} ms of CPU time and was stopped; contents not analysed` });
     } finally {
       await sz.close();
     }

@@ -3,6 +3,7 @@ import { ConcatSource, SliceSource, type ByteSource } from './source.js';
 import { analyzePickle } from './pickle/analyze.js';
 import { StreamReader } from './pickle/reader.js';
 import type { Value } from './pickle/values.js';
+import { threadCpuMs } from '../cpu-time.js';
 
 /**
  * POSIX/GNU tar, for PyTorch's oldest checkpoint layout (members `sys_info`, `pickle`, `tensors`,
@@ -36,7 +37,7 @@ interface LegacyLayout {
  */
 function legacyLayout(data: ByteSource, kind: 'storages' | 'tensors', ctx: FormatContext): LegacyLayout {
   const r = new StreamReader(data, 0, data.size);
-  const opts = { policy: ctx.policy, maxOpcodes: ctx.limits.maxOpcodes, maxArgBytes: ctx.limits.maxArgBytes, deadline: Date.now() + ctx.limits.maxScanMs };
+  const opts = { policy: ctx.policy, maxOpcodes: ctx.limits.maxOpcodes, maxArgBytes: ctx.limits.maxArgBytes, deadline: threadCpuMs() + ctx.limits.maxScanMs };
   const pickles: Array<[number, number]> = [];
   const next = (): Value | undefined => {
     const a = analyzePickle(r, opts);

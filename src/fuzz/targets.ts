@@ -16,6 +16,7 @@ import { DEFAULT_POLICY } from '../formats/pickle/policy.js';
 import { BufferSource } from '../formats/source.js';
 import { analyzeChatTemplate } from '../formats/chat-template.js';
 import * as g from './generators.js';
+import { threadCpuMs } from '../cpu-time.js';
 
 export class ContractViolation extends Error {
   constructor(
@@ -90,7 +91,7 @@ export const TARGETS: readonly FuzzTarget[] = [
     structured: g.pickleStream,
     async exec(input) {
       try {
-        analyzePickle(new StreamReader(new BufferSource(input), 0), { policy: DEFAULT_POLICY, maxOpcodes: 100_000, maxArgBytes: 1 << 20, deadline: Date.now() + 5000 });
+        analyzePickle(new StreamReader(new BufferSource(input), 0), { policy: DEFAULT_POLICY, maxOpcodes: 100_000, maxArgBytes: 1 << 20, deadline: threadCpuMs() + 5000 });
       } catch (e) {
         if (codeOf(e) !== undefined && codeOf(e) !== 'INTERNAL') return;
         codedOnly(e, 'analyzePickle');

@@ -103,6 +103,8 @@ export interface VmResult {
   blob: Uint8Array;
   boot?: { ms: number; snapshot: boolean; built: boolean };
   runMs: number;
+  /** CPU time the VM's worker used for the call (ms): what `timeoutMs` counts. */
+  cpuMs: number;
   /** Test-only (PoolOptions.testBreakout): what the worker's breakout attempt achieved. */
   breakout?: string;
 }
@@ -118,6 +120,7 @@ export interface VmUnpickleOptions {
   allow?: readonly string[];
   /** Return the object graph (default true). */
   graph?: boolean;
+  /** CPU-time budget of the call (ms; default DEFAULT_VM_TIMEOUT_MS), whatever the machine's load. */
   timeoutMs?: number;
   pool?: UnpicklerPool;
 }
@@ -129,13 +132,13 @@ export async function vmUnpickle(pickle: Uint8Array, options: VmUnpickleOptions 
     config: { pickles: options.pickles ?? 1, all: options.all === true, allow: [...(options.allow ?? [])], graph: options.graph !== false, joblib: options.joblib === true, bound: BOUND_METHODS },
     timeoutMs: options.timeoutMs ?? DEFAULT_VM_TIMEOUT_MS,
   });
-  let parsed: Omit<VmResult, 'blob' | 'runMs' | 'boot'>;
+  let parsed: Omit<VmResult, 'blob' | 'runMs' | 'cpuMs' | 'boot'>;
   try {
-    parsed = JSON.parse(reply.json) as Omit<VmResult, 'blob' | 'runMs' | 'boot'>;
+    parsed = JSON.parse(reply.json) as Omit<VmResult, 'blob' | 'runMs' | 'cpuMs' | 'boot'>;
   } catch (e) {
     throw new GuardError('INTERNAL', 'the unpickler VM returned malformed output', { cause: e, context: { step: 'vm' } });
   }
-  const out: VmResult = { ...parsed, blob: reply.blob, runMs: reply.runMs };
+  const out: VmResult = { ...parsed, blob: reply.blob, runMs: reply.runMs, cpuMs: reply.cpuMs };
   if (reply.boot) out.boot = reply.boot;
   if (reply.breakout !== undefined) out.breakout = reply.breakout;
   return out;

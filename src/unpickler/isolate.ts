@@ -3,11 +3,25 @@ import { GuardError } from '../errors.js';
 import type { PyodideAssets } from './assets.js';
 import { loadIsolatedVm, type IvmContext, type IvmIsolate, type IvmReference } from './isolated-vm.js';
 import { PRELUDE } from './prelude.js';
+import { hangGuardMs, WALL_HANG_GUARD_FACTOR } from '../cpu-time.js';
 
 /** V8 heap limit of an unpickler isolate (MiB). WebAssembly memory is capped separately. */
 export const DEFAULT_ISOLATE_HEAP_MB = 256;
-/** Longest a boot may take before the isolate is abandoned. */
+/**
+ * CPU time (ms, this worker process's user + system) a boot may use before the isolate is
+ * abandoned. A cold boot that builds the snapshot has taken 77 s of wall time on a busy 2-core
+ * machine, so the limit is CPU, which another process on the same cores barely moves.
+ */
 export const BOOT_TIMEOUT_MS = 60_000;
+export { hangGuardMs, WALL_HANG_GUARD_FACTOR };
+/** How often a running call's CPU time is sampled (ms); a call overruns its budget by about this much CPU. */
+export const CPU_SAMPLE_MS = 20;
+
+/** CPU milliseconds (user + system, every thread) this process has used since `since`. */
+export function cpuMsSince(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1000;
+}
 
 export interface BootOptions {
   /** A memory snapshot made by `makeSnapshot()` with the same assets. */
@@ -55,8 +69,12 @@ export class VmIsolate {
       g.setSync('__mgLock', assets.lockFile);
       g.setSync('__mgRandom', new ivm.Callback((n: number) => new Uint8Array(randomBytes(Math.max(0, Math.min(65536, n | 0))))));
       if (options.snapshot) g.setSync('__mgSnap', new ivm.ExternalCopy(options.snapshot).copyInto());
-      const deadline = started + BOOT_TIMEOUT_MS;
+      // The budget is CPU time (checked between steps and on every pump); each step's wall-clock
+      // `timeout` is only a hang guard. The boot runs nothing from the file being scanned.
+      const cpuStart = process.cpuUsage();
+      const deadline = started + hangGuardMs(BOOT_TIMEOUT_MS);
       const left = () => Math.max(1, deadline - Date.now());
+      const overBudget = () => cpuMsSince(cpuStart) > BOOT_TIMEOUT_MS || Date.now() > deadline;
       context.evalSync(PRELUDE, { filename: 'modelguard-prelude.js', timeout: left() });
       isolate.compileScriptSync(assets.asmScript, { filename: 'pyodide.asm.js' }).runSync(context, { timeout: left() });
       isolate.compileScriptSync(assets.loaderScript, { filename: 'pyodide.js' }).runSync(context, { timeout: left() });
@@ -75,7 +93,7 @@ export class VmIsolate {
       );
       let state = 'pending';
       while (state === 'pending') {
-        if (Date.now() > deadline) throw new GuardError('TIMEOUT', `Pyodide did not boot within ${BOOT_TIMEOUT_MS} ms`, { context: { step: 'vm-boot' } });
+        if (overBudget()) throw new GuardError('TIMEOUT', `Pyodide did not boot within ${BOOT_TIMEOUT_MS} ms of CPU time (timed out)`, { context: { step: 'vm-boot' } });
         state = context.evalSync('__mgPump(); __mgState', { timeout: left() }) as string;
       }
       if (state !== 'ready') {
@@ -111,22 +129,41 @@ export class VmIsolate {
     }
   }
 
-  /** Unpickles `pickle` with the restricted unpickler. Throws `TIMEOUT` (the isolate is then unusable). */
-  run(pickle: Uint8Array, config: Record<string, unknown>, timeoutMs: number): RawVmOutput {
+  /**
+   * Unpickles `pickle` with the restricted unpickler. `cpuMs` is a CPU-time budget, not a
+   * wall-clock one: a verdict must not depend on how busy the machine is. The call runs on
+   * isolated-vm's thread while this (otherwise idle) process samples its own CPU time and disposes
+   * of the isolate once the call has used more than the budget (the worker process serves one call
+   * at a time, so its CPU time is the call's: the interpreter's thread plus V8's helpers for it).
+   * isolated-vm's own `cpuTime` cannot be used here: on Linux it adds the running call's wall time
+   * until the call returns. Throws `TIMEOUT` (the isolate is then unusable).
+   */
+  async run(pickle: Uint8Array, config: Record<string, unknown>, cpuMs: number): Promise<RawVmOutput & { cpuMs: number }> {
     if (this.disposed) throw new GuardError('INTERNAL', 'isolate already disposed', { context: { step: 'vm-run' } });
+    const cpuStart = process.cpuUsage();
+    let overrun: number | undefined;
+    const watch = setInterval(() => {
+      const used = cpuMsSince(cpuStart);
+      if (used <= cpuMs || overrun !== undefined) return;
+      overrun = used;
+      this.dispose();
+    }, CPU_SAMPLE_MS);
     try {
       const { ivm } = loadIsolatedVm();
       const input = new ivm.ExternalCopy(pickle).copyInto({ release: true });
-      const out = this.call.applySync(undefined, [input, JSON.stringify(config)], { timeout: timeoutMs, result: { copy: true } }) as unknown as [string, Uint8Array, boolean];
+      const out = (await this.call.apply(undefined, [input, JSON.stringify(config)], { timeout: hangGuardMs(cpuMs), result: { copy: true } })) as [string, Uint8Array, boolean];
       // The VM parked objects it could not free safely (too deep for the native stack): this
       // interpreter is retired and the next call boots a fresh one.
       if (out[2] === true) this.dispose();
-      return { json: out[0], blob: out[1] instanceof Uint8Array ? out[1] : new Uint8Array(0) };
+      return { json: out[0], blob: out[1] instanceof Uint8Array ? out[1] : new Uint8Array(0), cpuMs: cpuMsSince(cpuStart) };
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
+      if (overrun !== undefined) {
+        throw new GuardError('TIMEOUT', `the unpickler VM timed out: it used ${Math.round(overrun)} ms of CPU time, past its budget of ${cpuMs} ms, and was stopped`, { cause: e, context: { step: 'vm-run' } });
+      }
       if (/timed out/i.test(msg)) {
         this.dispose();
-        throw new GuardError('TIMEOUT', `the unpickler VM ran past ${timeoutMs} ms`, { cause: e, context: { step: 'vm-run' } });
+        throw new GuardError('TIMEOUT', `the unpickler VM timed out: no answer after ${hangGuardMs(cpuMs)} ms of wall-clock time (its hang guard)`, { cause: e, context: { step: 'vm-run' } });
       }
       if (this.isolate.isDisposed || /memory limit|disposed/i.test(msg)) {
         this.dispose();
@@ -135,12 +172,15 @@ export class VmIsolate {
       // A Python-level failure is reported inside the JSON; anything reaching here broke the VM.
       this.dispose();
       throw new GuardError('INTERNAL', `the unpickler VM failed: ${msg}`, { cause: e, context: { step: 'vm-run' } });
+    } finally {
+      clearInterval(watch);
     }
   }
 
   /** A memory snapshot of this interpreter (boot with `forSnapshot`, before any `run`). */
   makeSnapshot(): Uint8Array {
-    return this.context.evalSync('pyodide.makeMemorySnapshot()', { copy: true, timeout: 60_000 }) as Uint8Array;
+    // A hang guard only (the snapshot is made from our own boot, no file is involved).
+    return this.context.evalSync('pyodide.makeMemorySnapshot()', { copy: true, timeout: hangGuardMs(BOOT_TIMEOUT_MS) }) as Uint8Array;
   }
 
   get usable(): boolean {

@@ -29,6 +29,8 @@ export interface IvmReference {
   setSync(property: string, value: unknown, options?: IvmTransferOptions): boolean;
   derefInto(): unknown;
   applySync(receiver: unknown, args: unknown[], options?: { timeout?: number; result?: IvmTransferOptions }): unknown;
+  /** Runs the call on isolated-vm's own thread: the caller's event loop stays free to watch it. */
+  apply(receiver: unknown, args: unknown[], options?: { timeout?: number; result?: IvmTransferOptions }): Promise<unknown>;
   release(): void;
 }
 

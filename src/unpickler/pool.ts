@@ -5,12 +5,15 @@ import { GuardError } from '../errors.js';
 import type { RunEvent } from '../sandbox/events.js';
 import { buildSnapshotWalled, currentJournal, expectedSnapshotPath, describeEvent, journalNote, launchWorker, violations, wallsOf, type LaunchedWorker, type LaunchOptions, type WallsJournal, type WallsMode } from './walls.js';
 import { DEFAULT_WASM_MAX_PAGES } from './assets.js';
-import { DEFAULT_ISOLATE_HEAP_MB, BOOT_TIMEOUT_MS } from './isolate.js';
+import { DEFAULT_ISOLATE_HEAP_MB, BOOT_TIMEOUT_MS, hangGuardMs } from './isolate.js';
 import type { RunReply, RunRequest, WorkerConfig } from './protocol.js';
 import { cacheDir, snapshotIntact } from './snapshot.js';
 import { usableCacheDir } from '../cache.js';
 
-/** Default per-call time limit of the VM (ms). */
+/**
+ * Default per-call time limit of the VM (ms of CPU time, not wall-clock: the same file gets the
+ * same verdict on an idle and on a busy machine; isolate.ts enforces it).
+ */
 export const DEFAULT_VM_TIMEOUT_MS = 30_000;
 
 export interface PoolOptions {
@@ -45,6 +48,8 @@ export interface VmReply {
   blob: Uint8Array;
   boot?: RunReply['boot'];
   runMs: number;
+  /** CPU time the worker used for the call (ms): what the time limit counts. */
+  cpuMs: number;
   /** Test-only (testBreakout): what the breakout attempt achieved. */
   breakout?: string;
 }
@@ -200,7 +205,7 @@ export class UnpicklerPool {
       }
       this.finish(worker);
       if (msg.ok) {
-        const reply: VmReply = { json: msg.json ?? '', blob: msg.blob ?? new Uint8Array(0), runMs: msg.runMs ?? 0 };
+        const reply: VmReply = { json: msg.json ?? '', blob: msg.blob ?? new Uint8Array(0), runMs: msg.runMs ?? 0, cpuMs: msg.cpuMs ?? 0 };
         if (msg.boot) {
           reply.boot = msg.boot;
           if (this.builtHere) reply.boot = { ...msg.boot, built: true };
@@ -313,15 +318,18 @@ export class UnpicklerPool {
       }
       worker.busy = p;
       this.activate(worker);
-      // The VM enforces timeoutMs itself; the watchdog adds the boot allowance and kills the
-      // process if the VM could not stop (a wedged isolate, a runaway boot).
+      // The worker enforces timeoutMs itself, as CPU time (isolate.ts). This watchdog is wall-clock
+      // and only a hang guard for a worker that could not stop (a wedged isolate, a runaway boot):
+      // the hang guard of the call's and a boot's CPU budgets, plus a minute so the worker's own guard
+      // (isolate.ts) reports first, which load alone does not reach.
       const w = worker;
+      const hangGuard = hangGuardMs(p.req.timeoutMs + BOOT_TIMEOUT_MS) + 60_000;
       w.timer = setTimeout(() => {
         if (w.busy !== p) return;
         w.busy = undefined;
         w.child.kill('SIGKILL');
-        p.reject(new GuardError('TIMEOUT', `the unpickler worker did not answer within ${p.req.timeoutMs} ms (+ boot allowance); it was killed`, { context: { step: 'vm' } }));
-      }, p.req.timeoutMs + BOOT_TIMEOUT_MS + 5_000);
+        p.reject(new GuardError('TIMEOUT', `the unpickler worker timed out: no answer within ${hangGuard} ms of wall-clock time (its hang guard); it was killed`, { context: { step: 'vm' } }));
+      }, hangGuard);
       try {
         w.child.send(p.req);
       } catch (e) {

@@ -15,6 +15,7 @@ export interface RunRequest {
   pickle: Uint8Array;
   /** JSON-able configuration for the Python side (`pickles`, `allow`, `graph`, `all`). */
   config: Record<string, unknown>;
+  /** The call's CPU-time budget (ms); wall-clock time only backs it up as a hang guard. */
   timeoutMs: number;
 }
 
@@ -28,6 +29,8 @@ export interface RunReply {
   /** How the isolate that served this call was started. */
   boot?: { ms: number; snapshot: boolean; built: boolean };
   runMs?: number;
+  /** CPU time the worker process used for the call (ms): what its time limit counts. */
+  cpuMs?: number;
   /** Test-only: what the worker's deliberate breakout attempt achieved (PoolOptions.testBreakout). */
   breakout?: string;
 }

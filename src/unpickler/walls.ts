@@ -127,10 +127,11 @@ export function workerReadList(entry: string, cacheDir: string): string[] {
     '/sys/devices/system/cpu',
     ...cgroupDirs(),
     '/dev/urandom',
-    // its own code: the compiled unpickler and what it imports (errors.js, cache.js), the package manifest
+    // its own code: the compiled unpickler and what it imports (errors.js, cache.js, cpu-time.js), the package manifest
     real(dirname(entry)),
     real(join(dirname(entry), '..', 'errors.js')),
     real(join(dirname(entry), '..', 'cache.js')),
+    real(join(dirname(entry), '..', 'cpu-time.js')),
     real(join(root, 'package.json')),
     real(dirname(pythonSourcePath())),
     cacheDir,

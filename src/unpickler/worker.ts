@@ -82,7 +82,7 @@ async function breakOut(kind: string): Promise<string> {
   }
 }
 
-function handle(req: RunRequest): RunReply {
+async function handle(req: RunRequest): Promise<RunReply> {
   try {
     let fresh = false;
     if (!vm || !vm.usable) {
@@ -90,8 +90,8 @@ function handle(req: RunRequest): RunReply {
       fresh = true;
     }
     const started = Date.now();
-    const out = vm.run(req.pickle, req.config, req.timeoutMs);
-    const reply: RunReply = { type: 'result', id: req.id, ok: true, json: out.json, blob: out.blob, runMs: Date.now() - started };
+    const out = await vm.run(req.pickle, req.config, req.timeoutMs);
+    const reply: RunReply = { type: 'result', id: req.id, ok: true, json: out.json, blob: out.blob, runMs: Date.now() - started, cpuMs: out.cpuMs };
     if (fresh && lastBoot) reply.boot = lastBoot;
     return reply;
   } catch (e) {
@@ -106,10 +106,13 @@ process.on('message', (msg: RunRequest) => {
   if (!msg || msg.type !== 'run') return;
   const breakout = process.env.MODELGUARD_TEST_BREAKOUT;
   if (breakout) {
-    void breakOut(breakout).then((outcome) => process.send?.({ ...handle(msg), breakout: outcome }));
+    void breakOut(breakout).then(async (outcome) => process.send?.({ ...(await handle(msg)), breakout: outcome }));
     return;
   }
-  const reply = handle(msg);
+  void handle(msg).then(serve);
+});
+
+function serve(reply: RunReply): void {
   process.send?.(reply);
   // A retired interpreter (timeout, memory, a graph too deep to free) is replaced right away,
   // off the caller's clock.
@@ -123,7 +126,7 @@ process.on('message', (msg: RunRequest) => {
       }
     });
   }
-});
+}
 process.on('disconnect', () => process.exit(0));
 process.send?.({ type: 'ready' });
 if (process.env.MODELGUARD_WORKER_SNAPSHOT_ONLY === '1') {

@@ -15,6 +15,7 @@ import { StreamReader } from '../../src/formats/pickle/reader.js';
 import { BufferSource } from '../../src/formats/source.js';
 import { createPolicy } from '../../src/formats/pickle/policy.js';
 import { closeDefaultPool, defaultPool, UnpicklerPool } from '../../src/unpickler/index.js';
+import { threadCpuMs } from '../../src/cpu-time.js';
 
 const DEFAULT_COUNT = 100_000;
 /** Streams per VM round trip. */
@@ -181,7 +182,7 @@ const policy = createPolicy();
 
 function compare(buf: Buffer, row: Row, t: Tally): void {
   const trace: PickleTrace = { imports: [], dispatched: 0, failOp: -1, opaque: [], opaqueEnds: [], versioned: [] };
-  const a = analyzePickle(new StreamReader(new BufferSource(buf), 0), { policy, maxOpcodes: 1_000_000, maxArgBytes: 1 << 20, deadline: Date.now() + 60_000, cLongBits: 32, trace });
+  const a = analyzePickle(new StreamReader(new BufferSource(buf), 0), { policy, maxOpcodes: 1_000_000, maxArgBytes: 1 << 20, deadline: threadCpuMs() + 60_000, cLongBits: 32, trace });
   const [cOk, cEnd, cImports, cErr, pyOk, pyEnd, pyImports, pyOps, pyFail, pyErr] = row;
   const sOk = a.stopped && !a.error;
   t.streams++;

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { scan } from '../../src/index.js';
 import { HDF5_MAX_CONFIG_CHARS } from '../../src/formats/keras-h5.js';
 import { manifestTests } from './manifest-cases.js';
 import { FIXTURES } from '../helpers/fixtures.js';
+import { startHogs, stopHogs } from '../helpers/hogs.js';
 
 // Legacy HDF5 Keras models and plain HDF5 files: every keras/*.h5 fixture.
 manifestTests('keras/', undefined, /^(?!.*\.h5$)/);
@@ -127,6 +128,35 @@ test('an HDF5 file on which h5wasm loops gets an error verdict with a timed-out 
     assert.match(f!.message, /timed out/);
     assert.is(after?.verdict, 'malicious', 'a fresh worker reads the next file');
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Issue 13: the parser worker's deadline is CPU time of its thread, so CPU hogs beside the scan do
+// not stop h5wasm early (a wall-clock deadline would, after far less CPU), and the verdict is the
+// same as on an idle machine. Asserted by CPU time, never wall time.
+test('beside CPU hogs, the looping HDF5 is stopped only after its parser thread used the whole CPU budget', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-h5loop-'));
+  const hogs: ChildProcess[] = [];
+  try {
+    const file = join(dir, 'loop.h5');
+    writeFileSync(file, loopingHdf5());
+    // The shared parser worker starts (and loads h5wasm, off this budget) on a good file first.
+    const good = join(FIXTURES, 'formats', 'keras', 'legacy-lambda.h5');
+    assert.is((await scan(good)).files[0]?.verdict, 'malicious');
+    hogs.push(...startHogs());
+    const before = process.cpuUsage();
+    const r = await scan(file, { limits: { maxScanMs: HANG_SCAN_MS } });
+    const d = process.cpuUsage(before);
+    const used = (d.user + d.system) / 1000;
+    assert.ok((await stopHogs(hogs.splice(0))) > 0, 'the hogs ran beside the scan');
+    const f = r.files[0]?.findings.find((x) => x.rule === 'hdf5/timeout');
+    assert.ok(f, JSON.stringify(r.files[0]?.findings));
+    assert.match(f!.message, /timed out.*CPU time/);
+    assert.is(r.files[0]?.verdict, 'error');
+    assert.ok(used >= HANG_SCAN_MS - 20, `this process used ${used} ms of CPU during the scan; the parser's budget was ${HANG_SCAN_MS} ms`);
+  } finally {
+    await stopHogs(hogs);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -5,6 +5,7 @@ import { PickleError, type StreamReader } from './reader.js';
 import { KEPT_CHARS, pushItem, render, type Value } from './values.js';
 import { boundMethodCall } from './bound.js';
 import { decodeEscapedString, decodeRawUnicodeEscapeStrict, decodeUtf8, isUtf8, parseCFloat, parseCIndex, parseCInt, parseCLong } from './strings.js';
+import { threadCpuMs } from '../../cpu-time.js';
 
 /** One imported global with every place it was imported and how it was used. */
 export interface ImportSite {
@@ -51,7 +52,10 @@ export interface AnalyzeOptions {
   policy: Policy;
   maxOpcodes: number;
   maxArgBytes: number;
-  /** Absolute time (ms since epoch) after which analysis stops with a limit error. */
+  /**
+   * Thread CPU time (ms, `threadCpuMs()` clock) past which analysis stops with a limit error: CPU
+   * time, so that a busy machine cannot turn a large benign pickle into a finding.
+   */
   deadline: number;
   /** Treat joblib NumpyArrayWrapper BUILDs as followed by inline array data (joblib.load semantics). */
   joblib?: boolean;
@@ -327,7 +331,7 @@ export function analyzePickle(r: StreamReader, opts: AnalyzeOptions, imports: Ma
     for (;;) {
       off = r.pos;
       if (++a.opcodes > opts.maxOpcodes) throw new PickleError(`more than ${opts.maxOpcodes} opcodes`, off, 'limit');
-      if ((a.opcodes & 0xfff) === 0 && Date.now() > opts.deadline) throw new PickleError('analysis time budget exhausted', off, 'limit');
+      if ((a.opcodes & 0xfff) === 0 && threadCpuMs() > opts.deadline) throw new PickleError('analysis time budget exhausted', off, 'limit');
       const code = r.byte();
       const info = OPCODES[code];
       if (!info) throw new PickleError(`invalid load key, '\\x${code.toString(16).padStart(2, '0')}'`, off);

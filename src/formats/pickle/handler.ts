@@ -4,6 +4,7 @@ import { BufferSource, SliceSource, type ByteSource } from '../source.js';
 import { analyzePickle, type ImportSite, type PickleAnalysis } from './analyze.js';
 import { StreamReader } from './reader.js';
 import { BOUND_METHOD_GETTER, DEFAULT_POLICY, payloadArgument } from './policy.js';
+import { threadCpuMs } from '../../cpu-time.js';
 
 /** PyTorch's legacy (pre-1.6) serialization starts with a pickled int: this magic number. */
 export const TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
@@ -24,7 +25,7 @@ export function looksLikePickle(head: Buffer): boolean {
   const framed = head[0] === 0x80;
   if (framed && (head[1] as number) > 5) return false;
   if (!framed && !PROTO0_STARTS.has(head[0] as number)) return false;
-  const a = analyzePickle(new StreamReader(new BufferSource(head), 0), { policy: DEFAULT_POLICY, maxOpcodes: 100_000, maxArgBytes: head.length, deadline: Date.now() + 200 });
+  const a = analyzePickle(new StreamReader(new BufferSource(head), 0), { policy: DEFAULT_POLICY, maxOpcodes: 100_000, maxArgBytes: head.length, deadline: threadCpuMs() + 200 });
   // A PROTO header followed by a couple of valid opcodes, or anything that imports, is a pickle
   // even if it breaks later (execute-then-break); `80 04 00…` (a safetensors length) is not.
   if (framed) return a.opcodes > 2 || a.imports.size > 0 || a.stopped || (a.error !== undefined && a.error.kind !== 'malformed');
@@ -60,7 +61,7 @@ export interface StreamSummary {
 export async function scanPickleStream(ctx: FormatContext): Promise<string | void> {
   const src = ctx.source;
   const sink = ctx.sink;
-  const deadline = Date.now() + ctx.limits.maxScanMs;
+  const deadline = threadCpuMs() + ctx.limits.maxScanMs;
   const probeOnly = ctx.hint?.probeOnly === true;
   const imports = new Map<string, ImportSite>();
   const r = new StreamReader(src, 0, src.size);

@@ -6,10 +6,11 @@ import { BufferSource } from '../../../src/formats/source.js';
 import { createPolicy } from '../../../src/formats/pickle/policy.js';
 import { render } from '../../../src/formats/pickle/values.js';
 import { cpuMsOf } from '../../helpers/budget.js';
+import { threadCpuMs } from '../../../src/cpu-time.js';
 
 const policy = createPolicy();
 function run(bytes: Buffer) {
-  return analyzePickle(new StreamReader(new BufferSource(bytes), 0), { policy, maxOpcodes: 1e6, maxArgBytes: 1 << 20, deadline: Date.now() + 5000, joblib: true });
+  return analyzePickle(new StreamReader(new BufferSource(bytes), 0), { policy, maxOpcodes: 1e6, maxArgBytes: 1 << 20, deadline: threadCpuMs() + 5000, joblib: true });
 }
 const sbu = (s: string) => Buffer.concat([Buffer.from([0x8c, Buffer.byteLength(s)]), Buffer.from(s)]);
 const b = (...parts: Array<Buffer | string | number[]>) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Array.isArray(p) ? Buffer.from(p) : p)));
@@ -81,7 +82,7 @@ test('a source shorter than its declared size ends a text line with an error, ne
   const bytes = Buffer.from('(lp0\ncos\nsys', 'latin1');
   // A member that claims 100 kB and holds 13 bytes, like a deflated zip member with a lying header.
   const lying = { size: 100_000, read: (o: number, l: number) => bytes.subarray(Math.min(o, bytes.length), Math.min(bytes.length, o + l)), close() {} };
-  const a = analyzePickle(new StreamReader(lying, 0), { policy, maxOpcodes: 1e6, maxArgBytes: 1 << 20, deadline: Date.now() + 5000 });
+  const a = analyzePickle(new StreamReader(lying, 0), { policy, maxOpcodes: 1e6, maxArgBytes: 1 << 20, deadline: threadCpuMs() + 5000 });
   assert.is(a.error?.kind, 'truncated');
   // not-flagged twin: the honest source reads the same stream to the same place
   const honest = run(bytes);

@@ -1,6 +1,7 @@
 // Text arguments (INT, LONG, FLOAT) read like CPython reads them. The VM (CPython 3.14) checks the
 // static pass in test/formats/differential.test.ts; here the machine's own CPython (3.11, the
 // base-0 reading PyTorch users still run) is asked about the same texts, so both readings are held.
+import { threadCpuMs } from '../../../src/cpu-time.js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
@@ -12,7 +13,7 @@ import { parseCFloat, parseCInt, parseCLong } from '../../../src/formats/pickle/
 import { render } from '../../../src/formats/pickle/values.js';
 
 const policy = createPolicy();
-const run = (bytes: Buffer) => analyzePickle(new StreamReader(new BufferSource(bytes), 0), { policy, maxOpcodes: 1e6, maxArgBytes: 1 << 20, deadline: Date.now() + 5000 });
+const run = (bytes: Buffer) => analyzePickle(new StreamReader(new BufferSource(bytes), 0), { policy, maxOpcodes: 1e6, maxArgBytes: 1 << 20, deadline: threadCpuMs() + 5000 });
 
 const INT_TEXTS = ['0', '1', '00', '01', ' 1', '+1', '-0', '010', '0x10', '0X1f', '0o17', '0b101', '1_000', '1__0', '_1', '0x', '0x_1', '08', '1 ', '\t7', ' ', 'abc', '99999999999', '0777777777777777777777', '0x7fffffffffffffffff', '1\x00zz', '\x001', '0_0', '0_1', '1e3', '-', '1_', '0o', ' 0x1f '];
 const FLOAT_TEXTS = ['1.0', '1e400', '1e-400', ' 1.0', 'inf', '-Infinity', 'nan', 'infx', '1e', '.5', '5.', '.', '0x1p3', '1_0.0', '1.0\x00x', '1.0 ', '+.5e-3', '1.0\r'];
