@@ -216,7 +216,7 @@ export class UnpicklerPool {
     this.snapshotKey = checked.key;
     if (checked.intact) return false;
     const started = Date.now();
-    const progress = this.progressReporter(started);
+    const progress = this.progressReporter(started, present);
     const built = await buildSnapshotWalled(this.launchOptions(() => {}), { force: present, onProgress: progress });
     if (built) {
       this.snapshotKey = verifySnapshot(path).key;
@@ -226,14 +226,18 @@ export class UnpicklerPool {
   }
 
   /** Turns a building worker's progress messages into lines for onProgress. */
-  private progressReporter(started: number): ((m: ProgressMessage) => void) | undefined {
+  private progressReporter(started: number, repair = false): ((m: ProgressMessage) => void) | undefined {
     const say = this.onProgress;
     if (!say) return undefined;
     let first = true;
     return (m) => {
       if (first) {
         first = false;
-        say(`modelguard: first use of this unpickler version: building its Pyodide snapshot once (a few seconds; later runs start from it)`);
+        say(
+          repair
+            ? `modelguard: the unpickler's Pyodide snapshot in the cache is damaged: building it again (a few seconds)`
+            : `modelguard: first use of this unpickler version: building its Pyodide snapshot once (a few seconds; later runs start from it)`,
+        );
       }
       say(`modelguard:   [${((Date.now() - started) / 1000).toFixed(1)} s] ${PROGRESS_LABEL[m.step]}`);
     };
