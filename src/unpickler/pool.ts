@@ -14,6 +14,9 @@ import { usableCacheDir } from '../cache.js';
 /** Default per-call time limit of the VM (ms). */
 export const DEFAULT_VM_TIMEOUT_MS = 30_000;
 
+/** A worker's boot from the snapshot until the pool has measured one (ms). */
+const DEFAULT_BOOT_ESTIMATE_MS = 1000;
+
 /** Most workers the process-wide pool starts, whatever the core count. */
 export const MAX_DEFAULT_WORKERS = 4;
 /** What one worker holds once booted (measured: ~210–225 MB RSS), rounded up for sizing. */
@@ -32,7 +35,11 @@ export function defaultPoolSize(env: Record<string, string | undefined> = proces
 }
 
 export interface PoolOptions {
-  /** Most worker processes (default 1; the process-wide pool: defaultPoolSize()). Started on demand. */
+  /**
+   * Most worker processes (default 1; the process-wide pool: defaultPoolSize()). The first starts
+   * with the first call; each further one only when the calls waiting would keep the others busy
+   * longer than a boot takes (see backlogWorthAWorker).
+   */
   size?: number;
   /**
    * Told, line by line, how a first use is going while the snapshot is built (seconds, once per
@@ -73,6 +80,8 @@ export interface VmReply {
 }
 
 interface Pending {
+  /** When it was sent to a worker (for the pool's estimate of a call's cost). */
+  sentAt?: number;
   journal: WallsJournal | undefined;
   req: RunRequest;
   resolve: (r: VmReply) => void;
@@ -300,6 +309,8 @@ export class UnpicklerPool {
           }
         }
         if (msg.breakout !== undefined) reply.breakout = msg.breakout;
+        if (msg.boot) this.bootMs = Math.max(this.bootMs === undefined ? 0 : this.bootMs, msg.boot.ms);
+        else if (p.sentAt !== undefined) this.callMs = this.callMs === undefined ? Date.now() - p.sentAt : 0.7 * this.callMs + 0.3 * (Date.now() - p.sentAt);
         p.resolve(reply);
       } else {
         const code = (msg.error?.code ?? 'INTERNAL') as GuardError['code'];
@@ -342,6 +353,23 @@ export class UnpicklerPool {
     this.idle(worker);
     return worker;
   }
+
+  /**
+   * Whether the calls waiting would take the busy workers longer than starting one more takes:
+   * a worker costs a boot (~1 s of a core, measured: Node, the wasm, the 30 MiB snapshot), so a
+   * backlog of light calls (a folder of small models: ~2 ms each) is left to the workers there
+   * are, and heavy or sustained work (big pickles, a server's concurrent loads) gets more. Both
+   * figures are this pool's own measurements; until a call has finished, the cost is unknown and
+   * no second worker is started.
+   */
+  private backlogWorthAWorker(): boolean {
+    if (this.callMs === undefined) return false;
+    const boot = this.bootMs ?? DEFAULT_BOOT_ESTIMATE_MS;
+    return (this.queue.length * this.callMs) / this.workers.length > boot;
+  }
+  /** Longest boot seen (ms) and a running average of a call's time from send to answer (ms). */
+  private bootMs: number | undefined;
+  private callMs: number | undefined;
 
   private startSnapshotPrep(): void {
     this.snapshotReady = this.prepareSnapshot()
@@ -394,6 +422,7 @@ export class UnpicklerPool {
       let worker = this.workers.find((w) => !w.busy);
       if (!worker) {
         if (this.workers.length >= this.size) return;
+        if (this.workers.length > 0 && !this.backlogWorthAWorker()) return;
         if (this.snapshotReady !== true) {
           // Walled workers never write: a missing snapshot is built first by a one-shot worker.
           if (!this.snapshotReady) this.startSnapshotPrep();
@@ -414,6 +443,7 @@ export class UnpicklerPool {
         continue;
       }
       worker.busy = p;
+      p.sentAt = Date.now();
       this.activate(worker);
       // The VM enforces timeoutMs itself; the watchdog adds the boot allowance and kills the
       // process if the VM could not stop (a wedged isolate, a runaway boot).

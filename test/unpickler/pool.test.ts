@@ -131,14 +131,24 @@ pool('the snapshot is built once into the cache folder, reused, and rebuilt when
   }
 });
 
-pool('a pool fans calls out over up to `size` workers, started only when calls wait for one', async () => {
+/** set(range(900_000)) built 20 times over: a call that takes the VM a while (and finishes). */
+const HEAVY = Buffer.concat([
+  Buffer.from('\x80\x02c__builtin__\nset\nq\x00c__builtin__\nrange\nq\x01', 'latin1'),
+  ...Array.from({ length: 20 }, () => Buffer.from('h\x00h\x01J\xa0\xbb\x0d\x00\x85R\x85R0', 'latin1')),
+  Buffer.from('00K\x07.', 'latin1'),
+]);
+
+pool('a pool fans calls out over up to `size` workers when the backlog outweighs a boot, and not for light calls', async () => {
   const p = new UnpicklerPool({ size: 2 });
   try {
     assert.equal((await vmUnpickle(SEVEN, { pool: p })).objects, [7]);
-    assert.is(p.workersStarted, 1, 'one call at a time needs one worker');
-    const many = await Promise.all(Array.from({ length: 6 }, (_, i) => vmUnpickle(Buffer.from([0x80, 2, 0x4b, i, 0x2e]), { pool: p })));
-    assert.equal(many.map((r) => r.objects), [[0], [1], [2], [3], [4], [5]], 'each call gets its own answer');
-    assert.is(p.workersStarted, 2, 'waiting calls started a second worker, and no more than size');
+    const light = await Promise.all(Array.from({ length: 6 }, (_, i) => vmUnpickle(Buffer.from([0x80, 2, 0x4b, i, 0x2e]), { pool: p })));
+    assert.equal(light.map((r) => r.objects), [[0], [1], [2], [3], [4], [5]], 'each call gets its own answer');
+    assert.is(p.workersStarted, 1, 'a few light calls: cheaper to wait than to boot a second worker');
+    assert.equal((await vmUnpickle(HEAVY, { pool: p, timeoutMs: 120_000 })).objects, [7]);
+    const heavy = await Promise.all(Array.from({ length: 8 }, () => vmUnpickle(HEAVY, { pool: p, timeoutMs: 120_000 })));
+    assert.ok(heavy.every((r) => r.objects?.[0] === 7));
+    assert.is(p.workersStarted, 2, 'heavy calls waiting started a second worker, and no more than size');
     assert.is(new Set(p.pids).size, 2, 'two live worker processes');
     assert.ok(p.pids.every((pid) => alive(pid)));
   } finally {
