@@ -60,7 +60,10 @@ async function batch(op, calls, width) {
 }
 
 const pool = defaultPool();
-for (const op of Object.values(ops)) await batch(op, N, N); // start every worker, warm the page cache
+// Warm: the pool starts a further worker once calls have kept waiting longer than a boot takes,
+// so keep N calls in flight until every worker is up (or 60 s), then warm the page cache.
+for (const t0 = Date.now(); pool.workersStarted < pool.maxWorkers && Date.now() - t0 < 60_000; ) await batch(ops.scan, N, N);
+for (const op of Object.values(ops)) await batch(op, N, N);
 const results = {};
 for (const [name, op] of Object.entries(ops)) {
   const seq = [];

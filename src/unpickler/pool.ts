@@ -365,8 +365,14 @@ export class UnpicklerPool {
   private backlogWorthAWorker(): boolean {
     if (this.callMs === undefined) return false;
     const boot = this.bootMs ?? DEFAULT_BOOT_ESTIMATE_MS;
-    return (this.queue.length * this.callMs) / this.workers.length > boot;
+    const now = Date.now();
+    this.backlogSince ??= now;
+    // Either the calls waiting now outweigh a boot, or calls have kept waiting for longer than a
+    // boot takes (a steady stream of concurrent loads, each light).
+    return (this.queue.length * this.callMs) / this.workers.length > boot || now - this.backlogSince > boot;
   }
+  /** Since when calls have been waiting with every worker busy (reset when the queue drains). */
+  private backlogSince: number | undefined;
   /** Longest boot seen (ms) and a running average of a call's time from send to answer (ms). */
   private bootMs: number | undefined;
   private callMs: number | undefined;
@@ -418,6 +424,7 @@ export class UnpicklerPool {
       } else if (!this.snapshotReady) this.startSnapshotPrep();
       return;
     }
+    if (this.queue.length === 0) this.backlogSince = undefined;
     while (this.queue.length > 0 && !this.closed) {
       let worker = this.workers.find((w) => !w.busy);
       if (!worker) {
