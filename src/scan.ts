@@ -15,6 +15,7 @@ import { directoryChecks } from './formats/repository.js';
 import { VERSION } from './version.js';
 import { enforceRequireWalls, reportWalls, withWallsJournal } from './unpickler/walls.js';
 import { threadCpuMs } from './cpu-time.js';
+import { defaultPool } from './unpickler/pool.js';
 
 export interface ScanOptions {
   /** Limit overrides (bytes, counts, time). */
@@ -73,13 +74,23 @@ async function scanInner(target: string | Uint8Array | readonly string[], option
       }
       if (st.isDirectory()) {
         const walked = walk(p, session.limits.maxFilesPerWalk);
+        // Files are scanned several at a time so that each VM worker of the pool has one to
+        // work on while this thread runs the static passes: one lane more than the pool's workers.
+        // Reports keep the walk's order.
+        const reports: Array<FileReport | undefined> = new Array<FileReport | undefined>(walked.length);
+        let next = 0;
         let done = 0;
-        for (const entry of walked) {
-          if (options.signal?.aborted) break;
-          const report = entry.error ? unreadableReport(entry.path, entry.error) : await untilAborted(scanPath(entry.path, session, true), options.signal);
-          if (report) files.push(report);
-          options.onProgress?.(++done, walked.length, entry.path);
-        }
+        const lane = async (): Promise<void> => {
+          while (next < walked.length && !options.signal?.aborted) {
+            const i = next++;
+            const entry = walked[i] as WalkEntry;
+            reports[i] = entry.error ? unreadableReport(entry.path, entry.error) : await untilAborted(scanPath(entry.path, session, true), options.signal);
+            options.onProgress?.(++done, walked.length, entry.path);
+          }
+        };
+        const lanes = Math.max(1, Math.min(walked.length, session.vm ? defaultPool().maxWorkers + 1 : 1));
+        await Promise.all(Array.from({ length: lanes }, lane));
+        for (const r of reports) if (r) files.push(r);
         const repo = directoryChecks(p, files);
         if (repo) repository = repo;
       } else {

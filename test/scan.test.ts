@@ -5,6 +5,11 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { scan } from '../src/index.js';
 import { FIXTURES, SCAN_FIXTURES, scanCases } from './helpers/fixtures.js';
+import { defaultPool } from '../src/unpickler/pool.js';
+
+// The process-wide pool is made at the first VM call: two workers here whatever the machine, so
+// the fan-out test below has two to spread over.
+process.env.MODELGUARD_WORKERS ??= '2';
 
 // Files in the PyTorch 2.x archive layout (test/fixtures/gen_tensors.py writes them from PyTorch
 // 1.13's output): extra records and 64-byte alignment padding are no finding.
@@ -75,6 +80,28 @@ test('a directory is scanned recursively with one report per file', async () => 
   assert.ok(report.files.length >= 8);
   assert.ok(report.files.every((f) => f.path.startsWith(join(SCAN_FIXTURES, 'real'))));
   assert.is(report.summary.files, report.files.length);
+});
+
+test('a folder scanned several files at a time gives every verdict as when scanned alone, in walk order', async () => {
+  const report = await scan(SCAN_FIXTURES);
+  const byPath = new Map(report.files.map((f) => [f.path, f]));
+  const cases = scanCases();
+  assert.ok(cases.length >= 20);
+  for (const c of cases) {
+    const f = byPath.get(join(SCAN_FIXTURES, c.file));
+    assert.ok(f, `${c.file} is in the folder's report`);
+    // A walk passes over files in no model format (`other`, safe) that alone are `invalid`: the
+    // walk's rule, not the fan-out's.
+    if (f.format === 'other') {
+      assert.is(c.verdict, 'invalid', `${c.file} is skipped by the walk as no model format`);
+      continue;
+    }
+    assert.is(f.verdict, c.verdict, `${c.file} in a folder scan: ${JSON.stringify(f.findings.map((x) => x.rule))}`);
+  }
+  const paths = report.files.map((f) => f.path);
+  assert.equal(paths, [...paths].sort(), 'reports keep the walk order');
+  assert.is(defaultPool().maxWorkers, 2, 'three lanes');
+  assert.is(report.walls?.mode, 'walled');
 });
 
 test('a directory walk follows symbolic links (Hugging Face cache snapshots are links to blobs), once per real folder', async () => {

@@ -26,6 +26,14 @@ export function cpuMsSince(since: NodeJS.CpuUsage): number {
 export interface BootOptions {
   /** A memory snapshot made by `makeSnapshot()` with the same assets. */
   snapshot?: Uint8Array;
+  /**
+   * The snapshot's ArrayBuffer is moved into the isolate instead of copied (it is detached here
+   * afterwards). Saves two copies of 30 MiB (into an ExternalCopy, then into the isolate): ~230 ms
+   * of CPU per boot measured on the loaded 2-core machine.
+   */
+  transferSnapshot?: boolean;
+  /** Called as the boot reaches each slow step (for the cold start's progress line). */
+  onStep?: (step: 'pyodide' | 'unpickler') => void;
   /** Boot so that `makeSnapshot()` can be called afterwards. */
   forSnapshot?: boolean;
   heapMb?: number;
@@ -68,7 +76,15 @@ export class VmIsolate {
       g.setSync('__mgStdlib', new ivm.ExternalCopy(assets.stdlib).copyInto());
       g.setSync('__mgLock', assets.lockFile);
       g.setSync('__mgRandom', new ivm.Callback((n: number) => new Uint8Array(randomBytes(Math.max(0, Math.min(65536, n | 0))))));
-      if (options.snapshot) g.setSync('__mgSnap', new ivm.ExternalCopy(options.snapshot).copyInto());
+      if (options.snapshot) {
+        const snap = options.snapshot;
+        if (options.transferSnapshot && snap.byteOffset % 4 === 0) {
+          // Read the view's place before the transfer detaches it (a detached view reads as 0, 0).
+          const { byteOffset, byteLength } = snap;
+          g.setSync('__mgSnapBuf', new ivm.ExternalCopy(snap.buffer, { transferOut: true }).copyInto({ release: true, transferIn: true }));
+          context.evalSync(`globalThis.__mgSnap = new Uint8Array(__mgSnapBuf, ${byteOffset}, ${byteLength}); delete globalThis.__mgSnapBuf;`);
+        } else g.setSync('__mgSnap', new ivm.ExternalCopy(snap).copyInto());
+      }
       // The budget is CPU time (checked between steps and on every pump); each step's wall-clock
       // `timeout` is only a hang guard. The boot runs nothing from the file being scanned.
       const cpuStart = process.cpuUsage();
@@ -87,6 +103,7 @@ export class VmIsolate {
         `_makeSnapshot: ${options.forSnapshot === true}`,
         options.snapshot ? '_loadSnapshot: __mgSnap' : '',
       ].filter(Boolean).join(', ');
+      options.onStep?.('pyodide');
       context.evalSync(
         `globalThis.__mgState = 'pending'; loadPyodide({ ${config} }).then((p) => { globalThis.pyodide = p; __mgState = 'ready'; }, (e) => { __mgState = 'error: ' + String(e && e.stack || e); });`,
         { timeout: left() },
@@ -101,6 +118,7 @@ export class VmIsolate {
         throw new GuardError('INTERNAL', `Pyodide failed to boot: ${state.slice(0, 2000)}${out ? `\n${out.slice(-2000)}` : ''}`, { context: { step: 'vm-boot' } });
       }
       if (!options.snapshot) {
+        options.onStep?.('unpickler');
         g.setSync('__mgPy', assets.python);
         context.evalSync("pyodide.runPython(__mgPy, { filename: 'modelguard_unpickler.py' }); delete globalThis.__mgPy;", { timeout: left() });
       }

@@ -54,7 +54,7 @@ export interface IvmIsolate {
 /** The part of isolated-vm's module that modelguard uses. */
 export interface IsolatedVm {
   Isolate: new (options?: { memoryLimit?: number }) => IvmIsolate;
-  ExternalCopy: new (value: unknown) => { copyInto(options?: { release?: boolean }): unknown };
+  ExternalCopy: new (value: unknown, options?: { transferOut?: boolean }) => { copyInto(options?: { release?: boolean; transferIn?: boolean }): unknown };
   Callback: new (fn: (...args: never[]) => unknown) => unknown;
 }
 

@@ -1,13 +1,14 @@
 import { type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { availableParallelism, freemem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { GuardError } from '../errors.js';
 import type { RunEvent } from '../sandbox/events.js';
 import { buildSnapshotWalled, currentJournal, expectedSnapshotPath, describeEvent, journalNote, launchWorker, violations, wallsOf, type LaunchedWorker, type LaunchOptions, type WallsJournal, type WallsMode } from './walls.js';
 import { DEFAULT_WASM_MAX_PAGES } from './assets.js';
 import { DEFAULT_ISOLATE_HEAP_MB, BOOT_TIMEOUT_MS, hangGuardMs } from './isolate.js';
-import type { RunReply, RunRequest, WorkerConfig } from './protocol.js';
-import { cacheDir, snapshotIntact } from './snapshot.js';
+import type { ProgressMessage, RunReply, RunRequest, WorkerConfig } from './protocol.js';
+import { cacheDir, verifySnapshot } from './snapshot.js';
 import { usableCacheDir } from '../cache.js';
 
 /**
@@ -16,9 +17,38 @@ import { usableCacheDir } from '../cache.js';
  */
 export const DEFAULT_VM_TIMEOUT_MS = 30_000;
 
+/** A worker's boot from the snapshot until the pool has measured one (ms). */
+const DEFAULT_BOOT_ESTIMATE_MS = 1000;
+
+/** Most workers the process-wide pool starts, whatever the core count. */
+export const MAX_DEFAULT_WORKERS = 4;
+/** What one worker holds once booted (measured: ~210–225 MB RSS), rounded up for sizing. */
+export const WORKER_MEMORY_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Workers for the process-wide pool: one per core, at most MAX_DEFAULT_WORKERS, and no more than
+ * half the free memory holds; MODELGUARD_WORKERS overrides (1 = the old single worker). Workers are
+ * started only when calls are waiting for one, so a single file still starts one.
+ */
+export function defaultPoolSize(env: Record<string, string | undefined> = process.env): number {
+  const forced = Number(env.MODELGUARD_WORKERS);
+  if (Number.isInteger(forced) && forced >= 1) return Math.min(forced, 64);
+  const byMemory = Math.floor(freemem() / 2 / WORKER_MEMORY_BYTES);
+  return Math.max(1, Math.min(availableParallelism(), MAX_DEFAULT_WORKERS, byMemory));
+}
+
 export interface PoolOptions {
-  /** Worker processes kept (default 1). */
+  /**
+   * Most worker processes (default 1; the process-wide pool: defaultPoolSize()). The first starts
+   * with the first call; each further one only when the calls waiting would keep the others busy
+   * longer than a boot takes (see backlogWorthAWorker).
+   */
   size?: number;
+  /**
+   * Told, line by line, how a first use is going while the snapshot is built (seconds, once per
+   * unpickler version). The process-wide pool writes them to stderr.
+   */
+  onProgress?: (line: string) => void;
   /** Cap on the VM's WebAssembly memory in bytes (default 1 GiB). */
   wasmMemoryBytes?: number;
   /** V8 heap limit of each isolate in MiB. */
@@ -55,6 +85,8 @@ export interface VmReply {
 }
 
 interface Pending {
+  /** When it was sent to a worker (for the pool's estimate of a call's cost). */
+  sentAt?: number;
   journal: WallsJournal | undefined;
   req: RunRequest;
   resolve: (r: VmReply) => void;
@@ -97,6 +129,11 @@ export class UnpicklerPool {
   private builtHere = false;
   /** A repair after a serving worker booted cold was tried once by this pool (never in a loop). */
   private repairTried = false;
+  /** The snapshot's identity as checked here (snapshot.ts verifySnapshot), handed to the workers. */
+  private snapshotKey: string | undefined;
+  private readonly onProgress: ((line: string) => void) | undefined;
+  /** Started since this pool was made (for tests and diagnostics: fan-out, replacements). */
+  private started = 0;
 
   constructor(options: PoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.size ?? 1));
@@ -110,7 +147,30 @@ export class UnpicklerPool {
     const envWalls = process.env.MODELGUARD_WALLS;
     this.walls = options.walls ?? (envWalls === 'on' || envWalls === 'off' ? envWalls : 'auto');
     this.breakout = options.testBreakout;
+    this.onProgress = options.onProgress;
   }
+
+  /** Most workers this pool runs at once. */
+  get maxWorkers(): number {
+    return this.size;
+  }
+
+  /** Worker processes started so far (a replaced one counts again). */
+  get workersStarted(): number {
+    return this.started;
+  }
+
+  /**
+   * Starts the first worker (and its boot) before any call: the CLI calls this while it loads the
+   * scanner's modules and parses its arguments, so the boot overlaps them. Idle workers are
+   * unref'd, so a warm pool never keeps the process alive.
+   */
+  warm(): void {
+    if (this.closed || this.workers.length > 0) return;
+    this.wantWarm = true;
+    this.dispatch();
+  }
+  private wantWarm = false;
 
   /** Runs the restricted unpickler on `pickle`. */
   run(call: VmCall): Promise<VmReply> {
@@ -150,6 +210,8 @@ export class UnpicklerPool {
     const entry = fileURLToPath(new URL('./worker.js', import.meta.url));
     const env: Record<string, string | undefined> = { ...process.env, MODELGUARD_WORKER_CONFIG: JSON.stringify(this.config), MODELGUARD_WORKER_PREWARM: '1' };
     delete env.MODELGUARD_TEST_BREAKOUT;
+    delete env.MODELGUARD_WORKER_SNAPSHOT_KEY;
+    if (this.snapshotKey) env.MODELGUARD_WORKER_SNAPSHOT_KEY = this.snapshotKey;
     if (this.breakout) env.MODELGUARD_TEST_BREAKOUT = this.breakout;
     return { entry, execArgv: this.execArgv, env, cacheDir: this.config.cacheDir, maxPages: this.config.maxPages, walls: this.walls, onEvent };
   }
@@ -160,16 +222,47 @@ export class UnpicklerPool {
    * pool built it. Without walls the workers write the cache themselves (their boot discards a
    * damaged file and writes a fresh one).
    */
-  private prepareSnapshot(): Promise<boolean> {
+  private async prepareSnapshot(): Promise<boolean> {
     const path = this.config.cacheDir ? expectedSnapshotPath(this.config.cacheDir, this.config.maxPages) : undefined;
-    const damaged = path !== undefined && existsSync(path) && !snapshotIntact(path);
-    return buildSnapshotWalled(this.launchOptions(() => {}), { force: damaged });
+    if (path === undefined) return false;
+    const present = existsSync(path);
+    const checked = present ? verifySnapshot(path) : { intact: false };
+    this.snapshotKey = checked.key;
+    if (checked.intact) return false;
+    const started = Date.now();
+    const progress = this.progressReporter(started, present);
+    const built = await buildSnapshotWalled(this.launchOptions(() => {}), { force: present, onProgress: progress });
+    if (built) {
+      this.snapshotKey = verifySnapshot(path).key;
+      this.onProgress?.(`modelguard: the unpickler's snapshot is ready (${((Date.now() - started) / 1000).toFixed(1)} s); later runs start from it`);
+    }
+    return built;
+  }
+
+  /** Turns a building worker's progress messages into lines for onProgress. */
+  private progressReporter(started: number, repair = false): ((m: ProgressMessage) => void) | undefined {
+    const say = this.onProgress;
+    if (!say) return undefined;
+    let first = true;
+    return (m) => {
+      if (first) {
+        first = false;
+        say(
+          repair
+            ? `modelguard: the unpickler's Pyodide snapshot in the cache is damaged: building it again (a few seconds)`
+            : `modelguard: first use of this unpickler version: building its Pyodide snapshot once (a few seconds; later runs start from it)`,
+        );
+      }
+      say(`modelguard:   [${((Date.now() - started) / 1000).toFixed(1)} s] ${PROGRESS_LABEL[m.step]}`);
+    };
   }
 
   private spawn(): Worker {
     const events: RunEvent[] = [];
     const launched = launchWorker(this.launchOptions((e) => events.push(e)));
+    this.started++;
     const child = launched.child;
+    const progress = this.progressReporter(Date.now());
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString('utf8')).slice(-4000);
@@ -183,8 +276,9 @@ export class UnpicklerPool {
       exited: new Promise<void>((resolve) => child.once('exit', () => resolve())),
       ready: false,
     };
-    const onMessage = (msg: RunReply | { type: 'ready' }): void => {
+    const onMessage = (msg: RunReply | ProgressMessage | { type: 'ready' }): void => {
       if (msg.type === 'ready') worker.ready = true;
+      if (msg.type === 'progress') progress?.(msg);
       if (msg.type !== 'result') return;
       const p = worker.busy;
       if (!p || p.req.id !== msg.id) return;
@@ -220,6 +314,8 @@ export class UnpicklerPool {
           }
         }
         if (msg.breakout !== undefined) reply.breakout = msg.breakout;
+        if (msg.boot) this.bootMs = Math.max(this.bootMs === undefined ? 0 : this.bootMs, msg.boot.ms);
+        else if (p.sentAt !== undefined) this.callMs = this.callMs === undefined ? Date.now() - p.sentAt : 0.7 * this.callMs + 0.3 * (Date.now() - p.sentAt);
         p.resolve(reply);
       } else {
         const code = (msg.error?.code ?? 'INTERNAL') as GuardError['code'];
@@ -228,7 +324,7 @@ export class UnpicklerPool {
       this.dispatch();
     };
     // Walled: take the answer one turn later, after any event the same poll phase delivered.
-    child.on('message', launched.walled ? (msg: RunReply) => setImmediate(() => onMessage(msg)) : onMessage);
+    child.on('message', launched.walled ? (msg: RunReply | ProgressMessage) => setImmediate(() => onMessage(msg)) : onMessage);
     child.once('exit', (code, signal) => {
       const i = this.workers.indexOf(worker);
       if (i >= 0) this.workers.splice(i, 1);
@@ -263,6 +359,43 @@ export class UnpicklerPool {
     return worker;
   }
 
+  /**
+   * Whether the calls waiting would take the busy workers longer than starting one more takes:
+   * a worker costs a boot (~1 s of a core, measured: Node, the wasm, the 30 MiB snapshot), so a
+   * backlog of light calls (a folder of small models: ~2 ms each) is left to the workers there
+   * are, and heavy or sustained work (big pickles, a server's concurrent loads) gets more. Both
+   * figures are this pool's own measurements; until a call has finished, the cost is unknown and
+   * no second worker is started.
+   */
+  private backlogWorthAWorker(): boolean {
+    if (this.callMs === undefined) return false;
+    const boot = this.bootMs ?? DEFAULT_BOOT_ESTIMATE_MS;
+    const now = Date.now();
+    this.backlogSince ??= now;
+    // Either the calls waiting now outweigh a boot, or calls have kept waiting for longer than a
+    // boot takes (a steady stream of concurrent loads, each light).
+    return (this.queue.length * this.callMs) / this.workers.length > boot || now - this.backlogSince > boot;
+  }
+  /** Since when calls have been waiting with every worker busy (reset when the queue drains). */
+  private backlogSince: number | undefined;
+  /** Longest boot seen (ms) and a running average of a call's time from send to answer (ms). */
+  private bootMs: number | undefined;
+  private callMs: number | undefined;
+
+  private startSnapshotPrep(): void {
+    this.snapshotReady = this.prepareSnapshot()
+      .then((built) => {
+        this.builtHere = built;
+      })
+      .catch(() => {
+        /* workers boot cold and say so */
+      })
+      .finally(() => {
+        this.snapshotReady = true;
+        this.dispatch();
+      });
+  }
+
   private finish(worker: Worker): void {
     if (worker.timer) clearTimeout(worker.timer);
     worker.timer = undefined;
@@ -284,22 +417,27 @@ export class UnpicklerPool {
   }
 
   private dispatch(): void {
+    if (this.wantWarm && this.queue.length === 0 && !this.closed) {
+      if (this.workers.length > 0) this.wantWarm = false;
+      else if (this.snapshotReady === true) {
+        this.wantWarm = false;
+        try {
+          this.spawn();
+        } catch {
+          /* the first call starts one and reports why it cannot */
+        }
+      } else if (!this.snapshotReady) this.startSnapshotPrep();
+      return;
+    }
+    if (this.queue.length === 0) this.backlogSince = undefined;
     while (this.queue.length > 0 && !this.closed) {
       let worker = this.workers.find((w) => !w.busy);
       if (!worker) {
         if (this.workers.length >= this.size) return;
+        if (this.workers.length > 0 && !this.backlogWorthAWorker()) return;
         if (this.snapshotReady !== true) {
           // Walled workers never write: a missing snapshot is built first by a one-shot worker.
-          if (!this.snapshotReady) {
-            this.snapshotReady = this.prepareSnapshot()
-              .then((built) => {
-                this.builtHere = built;
-              })
-              .finally(() => {
-                this.snapshotReady = true;
-                this.dispatch();
-              });
-          }
+          if (!this.snapshotReady) this.startSnapshotPrep();
           return;
         }
         try {
@@ -317,6 +455,7 @@ export class UnpicklerPool {
         continue;
       }
       worker.busy = p;
+      p.sentAt = Date.now();
       this.activate(worker);
       // The worker enforces timeoutMs itself, as CPU time (isolate.ts). This watchdog is wall-clock
       // and only a hang guard for a worker that could not stop (a wedged isolate, a runaway boot):
@@ -345,9 +484,17 @@ let shared: UnpicklerPool | undefined;
 
 /** The process-wide pool used by `safeLoad()` and `scan()`. */
 export function defaultPool(): UnpicklerPool {
-  if (!shared) shared = new UnpicklerPool();
+  if (!shared) shared = new UnpicklerPool({ size: defaultPoolSize(), onProgress: (line) => process.stderr.write(`${line}\n`) });
   return shared;
 }
+
+const PROGRESS_LABEL: Record<ProgressMessage['step'], string> = {
+  pyodide: 'booting Pyodide from its files',
+  unpickler: 'loading the restricted unpickler',
+  snapshot: 'taking the memory snapshot',
+  write: 'writing it to the cache folder',
+  restore: 'starting from it',
+};
 
 /** Shuts the process-wide pool down (a later call starts a new one). */
 export async function closeDefaultPool(): Promise<void> {

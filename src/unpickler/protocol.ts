@@ -38,3 +38,9 @@ export interface RunReply {
 export interface ReadyMessage {
   type: 'ready';
 }
+
+/** How far a cold boot is (sent before each slow step; the pool turns them into a stderr line). */
+export interface ProgressMessage {
+  type: 'progress';
+  step: 'pyodide' | 'unpickler' | 'snapshot' | 'write' | 'restore';
+}

@@ -1,5 +1,6 @@
-import { readdirSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync, unlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { cacheDir, discard, readChecked, writeChecked } from '../cache.js';
 import type { PyodideAssets } from './assets.js';
 
@@ -20,10 +21,111 @@ export function snapshotPath(assets: PyodideAssets, dir = cacheDir()): string {
   return join(dir, `pyodide-${assets.version}-${assets.key}.snap`);
 }
 
-/** The cached snapshot, or undefined when missing or corrupt (a corrupt file is removed unless `readOnly`). */
-export function readSnapshot(assets: PyodideAssets, dir = cacheDir(), readOnly = false): Uint8Array | undefined {
-  const payload = readChecked(snapshotPath(assets, dir), MAGIC, readOnly);
-  return payload && new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+/** Bytes before the payload: magic, CRC-32, length (../cache.ts's format). */
+const HEADER_BYTES = MAGIC.length + 8;
+
+/**
+ * The cached snapshot, or undefined when missing or corrupt (a corrupt file is removed unless
+ * `readOnly`). The payload is a view at offset 16 of an ArrayBuffer of its own (the file read
+ * whole into one allocation), so the isolate can take the buffer without copying it.
+ *
+ * `verifiedKey`: the identity (fileIdentity) of the file as the host checked it in full
+ * (verifySnapshot). When the opened file still has that identity its CRC is not computed again:
+ * ~230 ms of a loaded 2-core machine's time for 30 MiB, on every worker start.
+ */
+export function readSnapshot(assets: PyodideAssets, dir = cacheDir(), readOnly = false, verifiedKey?: string): Uint8Array | undefined {
+  const path = snapshotPath(assets, dir);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  let file: Buffer;
+  let key: string;
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    key = fileIdentity(st);
+    const size = Number(st.size);
+    if (size < HEADER_BYTES || size > MAX_SNAPSHOT_FILE_BYTES) file = Buffer.alloc(0);
+    else {
+      file = Buffer.allocUnsafeSlow(size);
+      let off = 0;
+      while (off < size) {
+        const n = readSync(fd, file, off, size - off, off);
+        if (n === 0) break;
+        off += n;
+      }
+      if (off < size) file = file.subarray(0, off);
+    }
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+  const payload = file.subarray(HEADER_BYTES);
+  const ok =
+    file.length > HEADER_BYTES &&
+    file.subarray(0, MAGIC.length).equals(MAGIC) &&
+    file.readUInt32LE(MAGIC.length + 4) === payload.length &&
+    (verifiedKey === key || file.readUInt32LE(MAGIC.length) === crc32(payload));
+  if (!ok) {
+    if (!readOnly) discard(path);
+    return undefined;
+  }
+  return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+}
+
+/** Larger than any snapshot (~31 MB with a 1 GiB memory cap): a bigger file is not read. */
+const MAX_SNAPSHOT_FILE_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * A file's identity for the verified-snapshot key: device, inode, size, and modification and
+ * change times in nanoseconds. A rewrite in place changes the times (the change time cannot be set
+ * back), an atomic replacement the inode.
+ */
+export function fileIdentity(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+const VERIFIED_MAGIC = Buffer.from('MGSNOK1\0', 'latin1');
+
+/** Beside the snapshot: the identity of the file when the host last checked its CRC in full. */
+export function verifiedRecordPath(snapshot: string): string {
+  return `${snapshot}.ok`;
+}
+
+/**
+ * Host side, before the first worker: whether the snapshot at `path` is intact. Its CRC is
+ * checked in full the first time; the file's identity is then recorded beside it, and later runs
+ * compare identities instead of reading 30 MiB (the record is written by the host, which may write
+ * the cache; walled workers cannot). Returns the identity of an intact file (handed to the workers
+ * as `verifiedKey`); `intact` false for a missing or damaged one.
+ *
+ * The CRC is there for torn or damaged files, not for an attacker (../cache.ts says why): whoever
+ * can change the snapshot can change the record beside it.
+ */
+export function verifySnapshot(path: string): { intact: boolean; key?: string } {
+  let key: string;
+  try {
+    key = fileIdentity(statSync(path, { bigint: true }));
+  } catch {
+    return { intact: false };
+  }
+  const record = readChecked(verifiedRecordPath(path), VERIFIED_MAGIC);
+  if (record !== undefined && record.toString('utf8') === key) return { intact: true, key };
+  if (!snapshotIntact(path)) return { intact: false };
+  let after: string;
+  try {
+    after = fileIdentity(statSync(path, { bigint: true }));
+  } catch {
+    return { intact: true };
+  }
+  // Replaced while it was read (by a concurrent build): intact, but which identity to vouch for is
+  // not known, so the workers check the CRC themselves this time.
+  if (after !== key) return { intact: true };
+  writeChecked(verifiedRecordPath(path), VERIFIED_MAGIC, Buffer.from(key, 'utf8'));
+  return { intact: true, key };
 }
 
 /**
@@ -64,9 +166,9 @@ export function pruneStaleSnapshots(dir: string, keep: string, now = Date.now())
     return removed;
   }
   for (const name of names) {
-    if (!/^pyodide-.+\.snap(\..+\.tmp)?$/.test(name)) continue;
+    if (!/^pyodide-.+\.snap(\.ok)?(\..+\.tmp)?$/.test(name)) continue;
     const path = join(dir, name);
-    if (path === keep) continue;
+    if (path === keep || path === verifiedRecordPath(keep)) continue;
     try {
       if (now - statSync(path).mtimeMs < STALE_SNAPSHOT_MS) continue;
       unlinkSync(path);

@@ -28,6 +28,7 @@ import { allowlistedEnv, CREDENTIAL_LIKE } from '../sandbox/env.js';
 import { pythonSourcePath } from './assets.js';
 import { isolatedVmDirs } from './isolated-vm.js';
 import { PRELUDE } from './prelude.js';
+import type { ProgressMessage } from './protocol.js';
 import { pruneStaleSnapshots } from './snapshot.js';
 
 /** `on`: walls or fail; `auto`: walls where available, else isolate-only; `off`: never. */
@@ -217,7 +218,7 @@ export function launchWorker(o: LaunchOptions, extraEnv: Record<string, string> 
  * one; a failed build leaves workers to boot cold. `background`: the builder does not keep the
  * caller alive.
  */
-export async function buildSnapshotWalled(o: LaunchOptions, opts: { force?: boolean; background?: boolean } = {}): Promise<boolean> {
+export async function buildSnapshotWalled(o: LaunchOptions, opts: { force?: boolean; background?: boolean; onProgress?: ((m: ProgressMessage) => void) | undefined } = {}): Promise<boolean> {
   if (!o.cacheDir || o.walls === 'off' || wallsUnavailableReason() !== undefined) return false;
   const snap = expectedSnapshotPath(o.cacheDir, o.maxPages);
   if (!snap || (existsSync(snap) && !opts.force)) return false;
@@ -228,6 +229,8 @@ export async function buildSnapshotWalled(o: LaunchOptions, opts: { force?: bool
     return false;
   }
   w.child.stderr?.resume();
+  const onProgress = opts.onProgress;
+  if (onProgress) w.child.on('message', (m: { type?: string }) => m?.type === 'progress' && onProgress(m as ProgressMessage));
   if (opts.background) {
     w.walled?.unref();
     w.child.unref();

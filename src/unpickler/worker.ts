@@ -9,7 +9,7 @@ import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { loadAssets } from './assets.js';
 import { VmIsolate } from './isolate.js';
-import type { RunReply, RunRequest, WorkerConfig } from './protocol.js';
+import type { ProgressMessage, RunReply, RunRequest, WorkerConfig } from './protocol.js';
 import { discardSnapshot, readSnapshot, writeSnapshot } from './snapshot.js';
 import { GuardError } from '../errors.js';
 
@@ -18,16 +18,30 @@ let vm: VmIsolate | undefined;
 let lastBoot: RunReply['boot'];
 /** Set by walls.ts for walled serving workers: the snapshot cache is read-only to them. */
 const cacheReadOnly = process.env.MODELGUARD_WORKER_CACHE_RO === '1';
+/** The one-shot walled snapshot builder (walls.ts): the only worker allowed to write the cache. */
+const snapshotOnly = process.env.MODELGUARD_WORKER_SNAPSHOT_ONLY === '1';
+
+/** Set by the pool: the identity of the snapshot file as the host checked it (snapshot.ts verifySnapshot). */
+const verifiedKey = process.env.MODELGUARD_WORKER_SNAPSHOT_KEY || undefined;
+
+/** Tells the pool how far a cold boot is (it says so on stderr: a first use takes seconds). */
+function progress(step: ProgressMessage['step']): void {
+  try {
+    process.send?.({ type: 'progress', step } satisfies ProgressMessage);
+  } catch {
+    /* the channel is gone: nobody to tell */
+  }
+}
 
 function boot(): VmIsolate {
   const assets = loadAssets(config.maxPages);
   const dir = config.cacheDir ?? '';
   const opts = config.heapMb ? { heapMb: config.heapMb } : {};
   if (dir) {
-    const snap = readSnapshot(assets, dir, cacheReadOnly);
+    const snap = readSnapshot(assets, dir, cacheReadOnly, verifiedKey);
     if (snap) {
       try {
-        const v = VmIsolate.boot(assets, { ...opts, snapshot: snap });
+        const v = VmIsolate.boot(assets, { ...opts, snapshot: snap, transferSnapshot: true });
         lastBoot = { ms: v.bootMs, snapshot: true, built: false };
         return v;
       } catch {
@@ -35,12 +49,19 @@ function boot(): VmIsolate {
       }
     }
     const started = Date.now();
-    const maker = VmIsolate.boot(assets, { ...opts, forSnapshot: true });
+    const maker = VmIsolate.boot(assets, { ...opts, forSnapshot: true, onStep: progress });
+    progress('snapshot');
     const made = maker.makeSnapshot();
     maker.dispose();
     // A walled serving worker may not write: the pool has a one-shot walled builder repair the cache.
-    if (!cacheReadOnly) writeSnapshot(assets, made, dir);
-    const v = VmIsolate.boot(assets, { ...opts, snapshot: made });
+    if (!cacheReadOnly) {
+      progress('write');
+      writeSnapshot(assets, made, dir);
+    }
+    // The one-shot builder stops here: it serves nothing, so booting from what it made is wasted.
+    if (snapshotOnly) return maker;
+    progress('restore');
+    const v = VmIsolate.boot(assets, { ...opts, snapshot: made, transferSnapshot: true });
     lastBoot = { ms: Date.now() - started, snapshot: true, built: true };
     return v;
   }
@@ -129,7 +150,7 @@ function serve(reply: RunReply): void {
 }
 process.on('disconnect', () => process.exit(0));
 process.send?.({ type: 'ready' });
-if (process.env.MODELGUARD_WORKER_SNAPSHOT_ONLY === '1') {
+if (snapshotOnly) {
   // The one-shot walled build (walls.ts): the only worker allowed to write the cache; it serves nothing.
   try {
     boot();

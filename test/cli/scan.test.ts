@@ -163,6 +163,11 @@ test('a damaged snapshot is rebuilt by the command that finds it, before use (no
     assert.is(r.error, undefined, 'hang guard');
     assert.is(r.status, 0, r.stdout + r.stderr);
     assert.ok(snapshotIntact(snap), 'the snapshot left by the run is intact');
+    // Issue 15: the seconds this takes are said on stderr, step by step; stdout is the report alone.
+    assert.match(r.stderr, /modelguard: the unpickler's Pyodide snapshot in the cache is damaged: building it again/);
+    assert.match(r.stderr, /modelguard: {3}\[\d+\.\d s\] taking the memory snapshot/);
+    assert.match(r.stderr, /modelguard: the unpickler's snapshot is ready \(\d+\.\d s\)/);
+    assert.not.match(r.stdout, /first use/);
     assert.equal(readdirSync(cache).filter((f) => f.endsWith('.tmp')), []);
   } finally {
     rmSync(cache, { recursive: true, force: true });

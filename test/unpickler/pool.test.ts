@@ -87,18 +87,26 @@ console.log('value', JSON.stringify(r.objects));`;
 pool('the snapshot is built once into the cache folder, reused, and rebuilt when corrupt', async () => {
   const dir = tempDir();
   try {
-    const p1 = new UnpicklerPool({ cacheDir: dir });
+    const lines: string[] = [];
+    const p1 = new UnpicklerPool({ cacheDir: dir, onProgress: (l) => lines.push(l) });
     const first = await vmUnpickle(SEVEN, { pool: p1 });
     await p1.close();
     assert.is(first.boot?.built, true);
+    // Issue 15: a first use says what it is doing while it takes seconds, step by step.
+    assert.match(lines[0] ?? '', /first use .*building its Pyodide snapshot once/, lines.join('\n'));
+    assert.ok(lines.some((l) => /\[\d+\.\d s\] booting Pyodide/.test(l)), lines.join('\n'));
+    assert.ok(lines.some((l) => /\[\d+\.\d s\] taking the memory snapshot/.test(l)), lines.join('\n'));
+    assert.match(lines.at(-1) ?? '', /snapshot is ready \(\d+\.\d s\); later runs start from it/);
     const files = readdirSync(dir).filter((f) => f.endsWith('.snap'));
     assert.is(files.length, 1, 'one snapshot, no temp files');
-    assert.is(readdirSync(dir).length, 1);
-    const p2 = new UnpicklerPool({ cacheDir: dir });
+    assert.equal(readdirSync(dir).sort(), [files[0], `${files[0]}.ok`], 'the snapshot and the record of its check');
+    const quiet: string[] = [];
+    const p2 = new UnpicklerPool({ cacheDir: dir, onProgress: (l) => quiet.push(l) });
     const second = await vmUnpickle(SEVEN, { pool: p2 });
     await p2.close();
     assert.is(second.boot?.snapshot, true);
     assert.is(second.boot?.built, false);
+    assert.equal(quiet, [], 'a warm start says nothing');
     const file = join(dir, files[0] as string);
     const bytes = readFileSync(file);
     bytes[bytes.length - 10] = (bytes[bytes.length - 10] as number) ^ 0xff;
@@ -120,6 +128,48 @@ pool('the snapshot is built once into the cache folder, reused, and rebuilt when
     assert.is(fourth.boot?.built, false, 'booted from the repaired snapshot');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** set(range(900_000)) built 20 times over: a call that takes the VM a while (and finishes). */
+const HEAVY = Buffer.concat([
+  Buffer.from('\x80\x02c__builtin__\nset\nq\x00c__builtin__\nrange\nq\x01', 'latin1'),
+  ...Array.from({ length: 20 }, () => Buffer.from('h\x00h\x01J\xa0\xbb\x0d\x00\x85R\x85R0', 'latin1')),
+  Buffer.from('00K\x07.', 'latin1'),
+]);
+
+pool('a pool fans calls out over up to `size` workers when the backlog outweighs a boot, and not for light calls', async () => {
+  const p = new UnpicklerPool({ size: 2 });
+  try {
+    assert.equal((await vmUnpickle(SEVEN, { pool: p })).objects, [7]);
+    const light = await Promise.all(Array.from({ length: 6 }, (_, i) => vmUnpickle(Buffer.from([0x80, 2, 0x4b, i, 0x2e]), { pool: p })));
+    assert.equal(light.map((r) => r.objects), [[0], [1], [2], [3], [4], [5]], 'each call gets its own answer');
+    assert.is(p.workersStarted, 1, 'a few light calls: cheaper to wait than to boot a second worker');
+    assert.equal((await vmUnpickle(HEAVY, { pool: p, timeoutMs: 120_000 })).objects, [7]);
+    const heavy = await Promise.all(Array.from({ length: 8 }, () => vmUnpickle(HEAVY, { pool: p, timeoutMs: 120_000 })));
+    assert.ok(heavy.every((r) => r.objects?.[0] === 7));
+    assert.is(p.workersStarted, 2, 'heavy calls waiting started a second worker, and no more than size');
+    assert.is(new Set(p.pids).size, 2, 'two live worker processes');
+    assert.ok(p.pids.every((pid) => alive(pid)));
+  } finally {
+    await p.close();
+  }
+});
+
+pool('warm() starts a worker before any call, and the first call is served by it', async () => {
+  const p = new UnpicklerPool();
+  try {
+    p.warm();
+    p.warm();
+    const deadline = Date.now() + HANG_GUARD_MS;
+    while (p.liveWorkers === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.is(p.liveWorkers, 1);
+    const pid = p.pids[0];
+    assert.equal((await vmUnpickle(SEVEN, { pool: p })).objects, [7]);
+    assert.equal(p.pids, [pid], 'the warmed worker answered; none other was started');
+    assert.is(p.workersStarted, 1);
+  } finally {
+    await p.close();
   }
 });
 
