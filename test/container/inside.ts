@@ -18,6 +18,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, 
 import { createSocket } from 'node:dgram';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
+import { METADATA_ATTACKS } from '../sandbox/metadata-attacks.js';
+import { unixStreamListener } from '../sandbox/listeners.js';
 
 const ATTACK = '/opt/probes/attack';
 const PROBE = '/opt/probes/probe';
@@ -72,7 +74,7 @@ function guardRun(cmd: string[], opts: { env?: NodeJS.ProcessEnv; args?: string[
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', report: rep };
 }
 
-const denied = (r: Run, syscalls: string[]): Event[] => (r.report?.events ?? []).filter((e) => syscalls.includes(e.syscall) && e.action === 'denied');
+const denied = (r: Run, syscalls: readonly string[]): Event[] => (r.report?.events ?? []).filter((e) => syscalls.includes(e.syscall) && e.action === 'denied');
 
 /** attack.c's verdict line: the attack must say it held, never that it won. */
 function held(r: Run, mode: string, problems: string[]): void {
@@ -98,16 +100,8 @@ async function tcpListener(): Promise<{ port: number; accepted: () => number; cl
   return { port: (server.address() as AddressInfo).port, accepted: () => n, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
-async function unixListener(): Promise<{ path: string; accepted: () => number; close: () => Promise<void> }> {
-  const path = join(mkdtempSync(join(work, 'sock-')), 'host.sock');
-  let n = 0;
-  const server: Server = createServer((c) => {
-    n++;
-    c.destroy();
-  });
-  await new Promise<void>((r) => server.listen(path, r));
-  chmodSync(path, 0o777);
-  return { path, accepted: () => n, close: () => new Promise<void>((r) => server.close(() => r())) };
+async function unixListener(): ReturnType<typeof unixStreamListener> {
+  return unixStreamListener(join(mkdtempSync(join(work, 'sock-')), 'host.sock'));
 }
 
 async function udpListener(): Promise<{ port: number; got: () => number; close: () => void }> {
@@ -275,19 +269,8 @@ const probes: Probe[] = [
     name: 'metadata: chmod/chown/utime/xattr in path and fd forms leave a file outside the write list as it was; each reported',
     run: async () => {
       const problems: string[] = [];
-      const modes: [string, string[]][] = [
-        ['fchmod', ['fchmod']],
-        ['fchown', ['fchown']],
-        ['chown', ['chown', 'fchownat']],
-        ['utime', ['utime', 'utimensat']],
-        ['utimes', ['utimes', 'utimensat']],
-        ['futimens-null', ['utimensat']],
-        ['futimesat', ['futimesat']],
-        ['setxattr', ['setxattr']],
-        ['fsetxattr', ['fsetxattr']],
-      ];
       let last: Run | undefined;
-      for (const [mode, syscalls] of modes) {
+      for (const [mode, syscalls] of METADATA_ATTACKS) {
         const v = victim();
         const before = statSync(v);
         const r = (last = guardRun([ATTACK, mode, v]));

@@ -20,6 +20,8 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { violations } from '../../src/unpickler/walls.js';
 import type { RunEvent } from '../../src/sandbox/events.js';
+import { METADATA_ATTACKS } from './metadata-attacks.js';
+import { unixStreamListener } from './listeners.js';
 import { guardRun, hasUnshare, ROOT, skipReason, tempDir, type CliRun } from './helpers.js';
 
 
@@ -45,19 +47,11 @@ if (skip || process.arch !== 'x64') {
     assert.match(r.stdout, `${mode} result=held`, `${mode}: ${r.stdout}${r.stderr}`);
     assert.not.match(r.stdout, `${mode} result=won`);
   };
-  const deniedEvents = (r: CliRun, syscalls: string[]): Events => (r.report?.events ?? []).filter((e) => syscalls.includes(e.syscall) && e.action === 'denied');
+  const deniedEvents = (r: CliRun, syscalls: readonly string[]): Events => (r.report?.events ?? []).filter((e) => syscalls.includes(e.syscall) && e.action === 'denied');
 
   /** A unix stream socket this test listens on, outside the sandbox: what a host daemon would be. */
-  async function hostStream(dir: string): Promise<{ path: string; accepted: () => number; close: () => Promise<void> }> {
-    const path = join(dir, 'host.sock');
-    let n = 0;
-    const server: Server = createServer((c) => {
-      n++;
-      c.destroy();
-    });
-    await new Promise<void>((r) => server.listen(path, r));
-    chmodSync(path, 0o777);
-    return { path, accepted: () => n, close: () => new Promise<void>((r) => server.close(() => r())) };
+  async function hostStream(dir: string): ReturnType<typeof unixStreamListener> {
+    return unixStreamListener(join(dir, 'host.sock'));
   }
 
   /** A unix datagram socket outside the sandbox, served by the attack program's own server mode. */
@@ -139,19 +133,7 @@ if (skip || process.arch !== 'x64') {
 
     test(`[${where}] metadata: chmod/chown/utime/xattr in path and fd forms cannot touch a file outside the write list; each is reported`, () => {
       const dir = tempDir('meta');
-      const modes: [string, string[]][] = [
-        ['fchmod', ['fchmod']],
-        ['fchown', ['fchown']],
-        ['chown', ['chown', 'fchownat']],
-        // The C library may make these with utimensat.
-        ['utime', ['utime', 'utimensat']],
-        ['utimes', ['utimes', 'utimensat']],
-        ['futimens-null', ['utimensat']],
-        ['futimesat', ['futimesat']],
-        ['setxattr', ['setxattr']],
-        ['fsetxattr', ['fsetxattr']],
-      ];
-      for (const [mode, syscalls] of modes) {
+      for (const [mode, syscalls] of METADATA_ATTACKS) {
         const victim = victimIn(dir);
         const before = statSync(victim);
         const r = guardRun(guard, [attack(), mode, victim], { netns: true });
