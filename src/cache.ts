@@ -119,14 +119,24 @@ export function readChecked(path: string, magic: Buffer, keepDamaged = false): B
   } catch {
     return undefined;
   }
+  const payload = checkedPayload(file, magic);
+  if (!payload && !keepDamaged) discard(path);
+  return payload;
+}
+
+/**
+ * The payload of a checked file already read whole (magic, CRC-32, length, payload), or undefined
+ * when a check fails. `crcVouched`: the caller knows this very file passed its CRC before (it
+ * checked the file's identity), so the 30 MiB CRC is not computed again; magic and length still are.
+ */
+export function checkedPayload(file: Buffer, magic: Buffer, crcVouched = false): Buffer | undefined {
   const start = magic.length + HEADER;
   const payload = file.subarray(start);
   const ok =
     file.length > start &&
     file.subarray(0, magic.length).equals(magic) &&
     file.readUInt32LE(magic.length + 4) === payload.length &&
-    file.readUInt32LE(magic.length) === crc32(payload);
-  if (!ok && !keepDamaged) discard(path);
+    (crcVouched || file.readUInt32LE(magic.length) === crc32(payload));
   return ok ? payload : undefined;
 }
 

@@ -63,3 +63,9 @@ export function currentThreadId(): number | undefined {
 export function threadCpuMsOf(tid: number): number | undefined {
   return statCpuMs(`/proc/self/task/${tid}/stat`);
 }
+
+/** CPU milliseconds (user + system, every thread) this process has used since `since` (process.cpuUsage()). */
+export function cpuMsSince(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1000;
+}

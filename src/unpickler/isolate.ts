@@ -3,7 +3,7 @@ import { GuardError } from '../errors.js';
 import type { PyodideAssets } from './assets.js';
 import { loadIsolatedVm, type IvmContext, type IvmIsolate, type IvmReference } from './isolated-vm.js';
 import { PRELUDE } from './prelude.js';
-import { hangGuardMs, WALL_HANG_GUARD_FACTOR } from '../cpu-time.js';
+import { cpuMsSince, hangGuardMs } from '../cpu-time.js';
 
 /** V8 heap limit of an unpickler isolate (MiB). WebAssembly memory is capped separately. */
 export const DEFAULT_ISOLATE_HEAP_MB = 256;
@@ -13,15 +13,8 @@ export const DEFAULT_ISOLATE_HEAP_MB = 256;
  * machine, so the limit is CPU, which another process on the same cores barely moves.
  */
 export const BOOT_TIMEOUT_MS = 60_000;
-export { hangGuardMs, WALL_HANG_GUARD_FACTOR };
 /** How often a running call's CPU time is sampled (ms); a call overruns its budget by about this much CPU. */
 export const CPU_SAMPLE_MS = 20;
-
-/** CPU milliseconds (user + system, every thread) this process has used since `since`. */
-export function cpuMsSince(since: NodeJS.CpuUsage): number {
-  const d = process.cpuUsage(since);
-  return (d.user + d.system) / 1000;
-}
 
 export interface BootOptions {
   /** A memory snapshot made by `makeSnapshot()` with the same assets. */

@@ -1,7 +1,6 @@
 import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync, unlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
-import { cacheDir, discard, readChecked, writeChecked } from '../cache.js';
+import { cacheDir, checkedPayload, discard, readChecked, writeChecked } from '../cache.js';
 import type { PyodideAssets } from './assets.js';
 
 /**
@@ -20,9 +19,6 @@ export { cacheDir };
 export function snapshotPath(assets: PyodideAssets, dir = cacheDir()): string {
   return join(dir, `pyodide-${assets.version}-${assets.key}.snap`);
 }
-
-/** Bytes before the payload: magic, CRC-32, length (../cache.ts's format). */
-const HEADER_BYTES = MAGIC.length + 8;
 
 /**
  * The cached snapshot, or undefined when missing or corrupt (a corrupt file is removed unless
@@ -47,7 +43,7 @@ export function readSnapshot(assets: PyodideAssets, dir = cacheDir(), readOnly =
     const st = fstatSync(fd, { bigint: true });
     key = fileIdentity(st);
     const size = Number(st.size);
-    if (size < HEADER_BYTES || size > MAX_SNAPSHOT_FILE_BYTES) file = Buffer.alloc(0);
+    if (size > MAX_SNAPSHOT_FILE_BYTES) file = Buffer.alloc(0);
     else {
       file = Buffer.allocUnsafeSlow(size);
       let off = 0;
@@ -63,13 +59,8 @@ export function readSnapshot(assets: PyodideAssets, dir = cacheDir(), readOnly =
   } finally {
     closeSync(fd);
   }
-  const payload = file.subarray(HEADER_BYTES);
-  const ok =
-    file.length > HEADER_BYTES &&
-    file.subarray(0, MAGIC.length).equals(MAGIC) &&
-    file.readUInt32LE(MAGIC.length + 4) === payload.length &&
-    (verifiedKey === key || file.readUInt32LE(MAGIC.length) === crc32(payload));
-  if (!ok) {
+  const payload = checkedPayload(file, MAGIC, verifiedKey === key);
+  if (!payload) {
     if (!readOnly) discard(path);
     return undefined;
   }
